@@ -1,0 +1,207 @@
+"""Render a record with the chat template, find its P / CoT / A token spans, truncate, and build labels.
+
+Everything that decides which token is trained on lives in :func:`encode_record`, in this order:
+
+1. render the finished conversation with the tokenizer's chat template (``add_generation_prompt=False``);
+2. find the character spans of the segments in the rendered text (see :func:`segment_char_spans`);
+3. tokenize once with offsets (``add_special_tokens=False``: templates render their own BOS) and give each token
+   the segment of its first non-whitespace character (leading whitespace is glue that BPE merges into tokens);
+4. apply the structural truncation (``cut_after_think``, then ``lsp`` or ``window``), then ``max_seq_len``;
+5. labels = input ids on the supervised segments, ``IGNORE_INDEX`` elsewhere; then ``random_mask``;
+6. count supervised tokens; a record with none is dropped and counted (or an error, by ``on_empty``).
+
+Labels are *aligned* with the input ids, as in HF: position ``t`` of the logits predicts ``labels[t + 1]``; the shift
+happens once, in the loss. Label 0 can never be predicted and so never counts as supervised.
+
+Segments: P is everything before ``<think>`` (system turn, user turn, template headers — including an empty
+``<think></think>`` that some templates insert by themselves, which is thus never treated as a CoT); CoT runs
+from ``<think>`` through ``</think>`` (the markers are CoT tokens, so a student learns to open and close its
+thought); A is everything after ``</think>``, including the end-of-turn token, so a student learns to stop.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from cotdistill.data.records import THINK_CLOSE, THINK_OPEN, DataError, ReasoningRecord
+
+IGNORE_INDEX = -100
+PROMPT, COT, ANSWER = 0, 1, 2
+SEGMENT_NAMES = {"prompt": PROMPT, "cot": COT, "answer": ANSWER}
+SECTION_ALIASES = {
+    "promptcotAns": ("prompt", "cot", "answer"),
+    "cotAns": ("cot", "answer"),
+    "cot": ("cot",),
+    "ans": ("answer",),
+    "promptAns": ("prompt", "answer"),
+    "promptCot": ("prompt", "cot"),
+}
+TRUNCATIONS = ("none", "lsp", "window", "cut_after_think")
+WINDOWS = ("left", "middle", "right")
+
+
+def parse_sections(sections: str | list[str] | tuple[str, ...]) -> frozenset[int]:
+    """Segment ids for a section spec: an alias such as ``cotAns`` or a list like ``["cot", "answer"]``."""
+    if isinstance(sections, str):
+        if sections not in SECTION_ALIASES:
+            raise ValueError(f"sections must be one of {sorted(SECTION_ALIASES)} or a list of "
+                             f"{sorted(SEGMENT_NAMES)}, got {sections!r}")
+        sections = SECTION_ALIASES[sections]
+    unknown = [s for s in sections if s not in SEGMENT_NAMES]
+    if unknown or not sections:
+        raise ValueError(f"sections must name some of {sorted(SEGMENT_NAMES)}, got {list(sections)}")
+    return frozenset(SEGMENT_NAMES[s] for s in sections)
+
+
+@dataclass
+class EncodeConfig:
+    """How records become training rows. Validated here so that a bad value fails before any work."""
+
+    sections: str | list[str] = "promptcotAns"
+    truncation: str = "none"  # none | lsp | window | cut_after_think
+    lsp: float = 1.0  # lead-span proportion; also the kept fraction for ``window``
+    window: str = "left"  # left | middle | right (with truncation=window)
+    random_mask: float = 0.0  # fraction of supervised tokens ignored, seeded per record
+    max_seq_len: int | None = None  # hard cap applied after the truncation protocol
+    on_empty: str = "drop"  # drop | error: a record left with zero supervised tokens
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        parse_sections(self.sections)
+        if self.truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
+        if not 0.0 < self.lsp <= 1.0:
+            raise ValueError(f"lsp must be in (0, 1], got {self.lsp}")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+        if not 0.0 <= self.random_mask < 1.0:
+            raise ValueError(f"random_mask must be in [0, 1), got {self.random_mask}")
+        if self.max_seq_len is not None and self.max_seq_len < 2:
+            raise ValueError(f"max_seq_len must be >= 2 or null, got {self.max_seq_len}")
+        if self.on_empty not in ("drop", "error"):
+            raise ValueError(f"on_empty must be 'drop' or 'error', got {self.on_empty!r}")
+
+    @property
+    def segment_ids(self) -> frozenset[int]:
+        return parse_sections(self.sections)
+
+
+@dataclass
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]
+    segments: list[int]
+    index: int  # the record's index in its source
+    full_length: int  # tokens before truncation
+    full_segment_counts: list[int] = field(default_factory=lambda: [0, 0, 0])
+
+    @property
+    def num_supervised(self) -> int:
+        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def render_conversation(tokenizer, record: ReasoningRecord) -> str:
+    return tokenizer.apply_chat_template(record.messages(), tokenize=False, add_generation_prompt=False)
+
+
+def render_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """The text a model continues at inference: the user turn plus the assistant header."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def segment_char_spans(text: str, record: ReasoningRecord, source: str, index: int) -> tuple[int, int]:
+    """(cot_start, answer_start) character offsets in the rendered text: where ``<think>`` and A begin."""
+    close_at = text.rfind(THINK_CLOSE)
+    open_at = text.rfind(THINK_OPEN, 0, max(close_at, 0))
+    if close_at < 0 or open_at < 0:
+        raise DataError(source, index, f"the chat template to keep {THINK_OPEN}…{THINK_CLOSE} in the assistant turn",
+                        "the markers missing from the rendered text")
+    answer_start = close_at + len(THINK_CLOSE)
+    if record.cot not in text[open_at:close_at] or record.answer not in text[answer_start:]:
+        raise DataError(source, index, "the chat template to render the CoT and answer unchanged",
+                        "they were altered (a template that rewrites reasoning content?)")
+    return open_at, answer_start
+
+
+def token_segments(text: str, offsets: list[tuple[int, int]], cot_start: int, answer_start: int) -> list[int]:
+    """Each token's segment, from the position of its first non-whitespace character."""
+    segments, previous = [], PROMPT
+    for start, end in offsets:
+        if end <= start:  # zero-width (rare in templates): inherit the previous token's segment
+            segments.append(previous)
+            continue
+        pos = start
+        while pos < end - 1 and text[pos].isspace():
+            pos += 1
+        previous = PROMPT if pos < cot_start else COT if pos < answer_start else ANSWER
+        segments.append(previous)
+    return segments
+
+
+def truncate_span(n: int, config: EncodeConfig, think_end: int | None) -> tuple[int, int]:
+    """The [start, end) token range kept by the truncation protocol for a sequence of ``n`` tokens."""
+    start, end = 0, n
+    if config.truncation == "cut_after_think":
+        end = think_end if think_end is not None else n
+    elif config.truncation == "lsp":
+        end = max(1, math.floor(config.lsp * n + 1e-9))  # epsilon: 0.29 * 100 is 28.999… in floats
+    elif config.truncation == "window":
+        keep = max(1, math.floor(config.lsp * n + 1e-9))
+        start = {"left": 0, "middle": (n - keep) // 2, "right": n - keep}[config.window]
+        end = start + keep
+    if config.max_seq_len is not None:
+        end = min(end, start + config.max_seq_len)
+    return start, end
+
+
+def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, index: int = 0,
+                  source: str = "<records>") -> EncodedExample | None:
+    """Token ids, aligned labels and segments for one record; ``None`` if truncation left nothing to learn."""
+    text = render_conversation(tokenizer, record)
+    cot_start, answer_start = segment_char_spans(text, record, source, index)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    segments = token_segments(text, offsets, cot_start, answer_start)
+    full_counts = [segments.count(s) for s in (PROMPT, COT, ANSWER)]
+    # the token that completes ``</think>`` is the last one kept by cut_after_think
+    think_end = next((i + 1 for i, (_, e) in enumerate(offsets) if e >= answer_start), None)
+    start, end = truncate_span(len(ids), config, think_end)
+    ids, segments = ids[start:end], segments[start:end]
+
+    keep = config.segment_ids
+    labels = [tok if seg in keep else IGNORE_INDEX for tok, seg in zip(ids, segments)]
+    if config.random_mask > 0:
+        rng = random.Random(config.seed * 1_000_003 + index)
+        labels = [IGNORE_INDEX if lab != IGNORE_INDEX and rng.random() < config.random_mask else lab
+                  for lab in labels]
+    example = EncodedExample(ids, labels, segments, index, len(enc["input_ids"]), full_counts)
+    if example.num_supervised == 0:
+        if config.on_empty == "error":
+            raise DataError(source, index, "at least one supervised token after truncation",
+                            f"none (kept {len(ids)} of {example.full_length} tokens, sections {config.sections})")
+        return None
+    return example
+
+
+@dataclass
+class EncodeResult:
+    examples: list[EncodedExample]
+    dropped: list[int]  # record indices left with zero supervised tokens
+
+
+def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
+                   source: str = "<records>") -> EncodeResult:
+    examples, dropped = [], []
+    for i, record in enumerate(records):
+        example = encode_record(tokenizer, record, config, i, source)
+        if example is None:
+            dropped.append(i)
+        else:
+            examples.append(example)
+    return EncodeResult(examples, dropped)

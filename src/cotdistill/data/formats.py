@@ -1,0 +1,202 @@
+"""Loading and writing reasoning records in the formats people have.
+
+Formats (auto-detected from the first row's keys, or named):
+
+* ``cot``      — ``{"prompt", "cot", "answer"}`` (plain JSONL);
+* ``messages`` — ``{"messages": [{"role", "content"}, …]}`` with the assistant content ``<think>…</think>answer``;
+* ``sharegpt`` — ``{"conversations": [{"from", "value"}, …], "system"?}`` with Bespoke-Stratos / OpenThoughts
+  markers ``<|begin_of_thought|>…<|end_of_thought|>`` and ``<|begin_of_solution|>…<|end_of_solution|>``
+  (``<think>`` markers are accepted too).
+
+Sources: a ``.jsonl``/``.json`` file, a ``.parquet``/``.arrow`` file, or a local HF ``datasets`` directory
+(``save_to_disk`` output; a ``DatasetDict`` uses its ``train`` split).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cotdistill.data.records import DataError, ReasoningRecord, check_record, split_think
+
+FORMATS = ("cot", "messages", "sharegpt")
+BEGIN_THOUGHT, END_THOUGHT = "<|begin_of_thought|>", "<|end_of_thought|>"
+BEGIN_SOLUTION, END_SOLUTION = "<|begin_of_solution|>", "<|end_of_solution|>"
+
+
+@dataclass
+class LoadResult:
+    records: list[ReasoningRecord]
+    format: str
+    skipped: list[str] = field(default_factory=list)  # one located error message per skipped row
+
+
+def detect_format(row: dict[str, Any], source: str, index: int) -> str:
+    if "messages" in row:
+        return "messages"
+    if "conversations" in row:
+        return "sharegpt"
+    if {"prompt", "cot", "answer"} <= set(row):
+        return "cot"
+    raise DataError(source, index, f"keys of one format: {FORMATS} (messages | conversations | prompt+cot+answer)",
+                    f"keys {sorted(row)}")
+
+
+def _from_cot(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
+    missing = [k for k in ("prompt", "cot", "answer") if k not in row]
+    if missing:
+        raise DataError(source, index, "fields prompt, cot, answer", f"missing {missing}")
+    meta = {k: v for k, v in row.items() if k not in ("prompt", "cot", "answer")}
+    return ReasoningRecord(row["prompt"], row["cot"], row["answer"], meta)
+
+
+def _from_messages(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
+    messages = row["messages"]
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise DataError(source, index, "messages as a list of {role, content}", repr(messages)[:80])
+    roles = [m.get("role") for m in messages]
+    system = next((m["content"] for m in messages if m.get("role") == "system"), None)
+    users = [m["content"] for m in messages if m.get("role") == "user"]
+    assistants = [m["content"] for m in messages if m.get("role") == "assistant"]
+    if not users or not assistants:
+        raise DataError(source, index, "a user and an assistant message", f"roles {roles}")
+    cot, answer = split_think(assistants[-1], source, index)
+    meta = {k: v for k, v in row.items() if k != "messages"}
+    return ReasoningRecord(users[-1], cot, answer, meta, system=system)
+
+
+def _split_sharegpt_value(text: str, source: str, index: int) -> tuple[str, str]:
+    if BEGIN_THOUGHT in text or END_THOUGHT in text:
+        if END_THOUGHT not in text:
+            raise DataError(source, index, f"{END_THOUGHT} closing the thought", f"no {END_THOUGHT}")
+        thought = text.split(BEGIN_THOUGHT, 1)[-1].split(END_THOUGHT, 1)[0]
+        rest = text.split(END_THOUGHT, 1)[1]
+        solution = rest.split(BEGIN_SOLUTION, 1)[-1].split(END_SOLUTION, 1)[0]
+        return thought.strip(), solution.strip()
+    return split_think(text, source, index)
+
+
+def _from_sharegpt(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
+    turns = row["conversations"]
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise DataError(source, index, "conversations as a list of {from, value}", repr(turns)[:80])
+    speakers = [t.get("from") for t in turns]
+    users = [t["value"] for t in turns if t.get("from") in ("human", "user")]
+    bots = [t["value"] for t in turns if t.get("from") in ("gpt", "assistant")]
+    if not users or not bots:
+        raise DataError(source, index, "a human and a gpt turn", f"speakers {speakers}")
+    cot, answer = _split_sharegpt_value(bots[-1], source, index)
+    system = row.get("system") or next((t["value"] for t in turns if t.get("from") == "system"), None)
+    meta = {k: v for k, v in row.items() if k not in ("conversations", "system")}
+    return ReasoningRecord(users[-1], cot, answer, meta, system=system)
+
+
+_PARSERS = {"cot": _from_cot, "messages": _from_messages, "sharegpt": _from_sharegpt}
+
+
+def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (index, row). For JSONL the index is the 1-based file line; otherwise the 0-based row number."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(str(path), None, "an existing file or dataset directory", "nothing at that path")
+    if path.is_dir() or path.suffix in (".parquet", ".arrow"):
+        yield from enumerate(_load_hf(path))
+        return
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(str(path), lineno, "UTF-8 text",
+                                f"byte 0x{raw[err.start]:02x} at column {err.start + 1}") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(str(path), lineno, "one JSON object per line", f"invalid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(str(path), lineno, "a JSON object", type(row).__name__)
+            yield lineno, row
+
+
+def _load_hf(path: Path):
+    import datasets
+
+    if path.is_dir():
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise DataError(str(path), None, "a DatasetDict with a 'train' split", f"splits {list(ds)}")
+            ds = ds["train"]
+        return ds
+    if path.suffix == ".parquet":
+        return datasets.Dataset.from_parquet(str(path))
+    return datasets.Dataset.from_file(str(path))
+
+
+def parse_row(row: dict[str, Any], fmt: str, source: str, index: int) -> ReasoningRecord:
+    try:
+        record = _PARSERS[fmt](row, source, index)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise DataError(source, index, f"a {fmt}-format row", f"{type(err).__name__}: {err}") from None
+    return check_record(record, source, index)
+
+
+def load_records(path: str | Path, fmt: str = "auto", *, on_error: str = "raise",
+                 limit: int | None = None) -> LoadResult:
+    """Load every record of ``path``. ``on_error='skip'`` skips bad rows and lists them in ``skipped``."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {fmt!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    source, records, skipped = str(path), [], []
+    detected = None if fmt == "auto" else fmt
+    rows = iter_rows(path)
+    while True:
+        try:
+            index, row = next(rows)
+        except StopIteration:
+            break
+        except DataError as err:
+            if on_error == "raise" or err.index is None:
+                raise
+            skipped.append(str(err))
+            continue
+        try:
+            detected = detected or detect_format(row, source, index)
+            records.append(parse_row(row, detected, source, index))
+        except DataError as err:
+            if on_error == "raise":
+                raise
+            skipped.append(str(err))
+        if limit is not None and len(records) >= limit:
+            break
+    if not records and not skipped:
+        raise DataError(source, None, "at least one record", "an empty source")
+    return LoadResult(records, detected or "unknown", skipped)
+
+
+def record_to_row(record: ReasoningRecord, fmt: str) -> dict[str, Any]:
+    """The inverse of parsing: a row in ``fmt`` that loads back into an equal record."""
+    if fmt == "cot":
+        return {"prompt": record.prompt, "cot": record.cot, "answer": record.answer, **record.metadata}
+    if fmt == "messages":
+        return {"messages": record.messages(), **record.metadata}
+    if fmt == "sharegpt":
+        value = f"{BEGIN_THOUGHT}\n\n{record.cot}\n\n{END_THOUGHT}\n\n{BEGIN_SOLUTION}\n\n{record.answer}\n\n{END_SOLUTION}"
+        row = {"conversations": [{"from": "user", "value": record.prompt}, {"from": "assistant", "value": value}]}
+        if record.system:
+            row["system"] = record.system
+        return {**row, **record.metadata}
+    raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+
+
+def write_jsonl(records: list[ReasoningRecord], path: str | Path, fmt: str = "messages") -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record_to_row(record, fmt), ensure_ascii=False) + "\n")

@@ -1,0 +1,60 @@
+"""The unit of training data: a prompt, a chain of thought and an answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+class DataError(ValueError):
+    """Bad input, located: the source (file), the record index or line, what was expected and what was found."""
+
+    def __init__(self, source: str, index: int | None, expected: str, found: str) -> None:
+        self.source, self.index, self.expected, self.found = source, index, expected, found
+        where = source if index is None else f"{source}, record {index}"
+        super().__init__(f"{where}: expected {expected}; found {found}")
+
+
+@dataclass
+class ReasoningRecord:
+    """One training example. ``cot`` is the text inside ``<think>…</think>``, without the markers."""
+
+    prompt: str
+    cot: str
+    answer: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+
+    def assistant_text(self) -> str:
+        """The assistant turn as a reasoning model writes it: ``<think>\\ncot\\n</think>\\n\\nanswer``."""
+        return f"{THINK_OPEN}\n{self.cot}\n{THINK_CLOSE}\n\n{self.answer}"
+
+    def messages(self) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        return out + [{"role": "user", "content": self.prompt}, {"role": "assistant", "content": self.assistant_text()}]
+
+
+def split_think(text: str, source: str, index: int | None) -> tuple[str, str]:
+    """Split ``<think>cot</think>answer`` into (cot, answer); surrounding whitespace is stripped from both."""
+    open_at = text.find(THINK_OPEN)
+    close_at = text.find(THINK_CLOSE)
+    if close_at < 0:
+        raise DataError(source, index, f"an assistant turn containing {THINK_CLOSE}", f"no {THINK_CLOSE} in {text[:60]!r}")
+    if open_at > close_at:
+        raise DataError(source, index, f"{THINK_OPEN} before {THINK_CLOSE}", f"{THINK_CLOSE} first")
+    start = 0 if open_at < 0 else open_at + len(THINK_OPEN)
+    return text[start:close_at].strip(), text[close_at + len(THINK_CLOSE):].strip()
+
+
+def check_record(record: ReasoningRecord, source: str, index: int | None) -> ReasoningRecord:
+    """Reject records no trainer should silently accept (empty prompt, CoT or answer)."""
+    for name in ("prompt", "cot", "answer"):
+        value = getattr(record, name)
+        if not isinstance(value, str):
+            raise DataError(source, index, f"a string {name}", f"{type(value).__name__}")
+        if not value.strip():
+            raise DataError(source, index, f"a non-empty {name}", f"an empty {name}")
+    return record

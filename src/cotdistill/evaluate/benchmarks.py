@@ -1,0 +1,158 @@
+"""Benchmarks from local files, and the evaluation that writes ``results.json`` and ``samples.jsonl``.
+
+Each benchmark definition names its fields, how the gold answer is read, and a version (bump it when the
+definition changes, so old results are not compared with new ones).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cotdistill.data.formats import iter_rows
+from cotdistill.data.records import DataError
+from cotdistill.evaluate.extract import extract_answer, extract_gsm8k
+from cotdistill.evaluate.grade import GRADER, answers_match
+from cotdistill.generate import GenerationConfig, generate
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    version: str
+    prompt_fields: tuple[str, ...]
+    answer_fields: tuple[str, ...]
+    gold_from_solution: bool = False  # GSM8K: the gold is the "#### n" line of a worked solution
+
+
+BENCHMARKS = {
+    "gsm8k": Benchmark("gsm8k", "1", ("question",), ("answer",), gold_from_solution=True),
+    "math500": Benchmark("math500", "1", ("problem",), ("answer",)),
+    "aime24": Benchmark("aime24", "1", ("problem", "Problem"), ("answer", "Answer")),
+    "aime25": Benchmark("aime25", "1", ("problem", "Problem"), ("answer", "Answer")),
+    "jsonl": Benchmark("jsonl", "1", ("prompt", "question", "problem"), ("answer", "gold", "solution")),
+    "world": Benchmark("world", "1", ("prompt",), ("gold",)),
+}
+
+
+@dataclass
+class BenchItem:
+    prompt: str
+    gold: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _pick(row: dict[str, Any], names: tuple[str, ...], source: str, index: int, what: str) -> Any:
+    for name in names:
+        if name in row:
+            return row[name]
+    raise DataError(source, index, f"a {what} field (one of {list(names)})", f"keys {sorted(row)}")
+
+
+def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None = None,
+                   prompt_field: str | None = None, answer_field: str | None = None) -> list[BenchItem]:
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
+    if name == "world" and data_path is None:
+        from cotdistill.world import world_records
+
+        return [BenchItem(r.prompt, r.metadata["gold"], {"difficulty": r.metadata["difficulty"],
+                                                          "uid": r.metadata["uid"]})
+                for r in world_records("test", "teacher", limit)]
+    if data_path is None:
+        raise ValueError(f"benchmark {name!r} needs --data (a local JSONL file or HF dataset directory)")
+    bench = BENCHMARKS[name]
+    prompts = (prompt_field,) if prompt_field else bench.prompt_fields
+    answers = (answer_field,) if answer_field else bench.answer_fields
+    items = []
+    for index, row in iter_rows(data_path):
+        prompt = _pick(row, prompts, data_path, index, "prompt")
+        gold = str(_pick(row, answers, data_path, index, "answer"))
+        if bench.gold_from_solution:
+            gold = extract_gsm8k(gold)
+            if gold is None:
+                raise DataError(data_path, index, "an answer ending in '#### <number>'", "no #### line")
+        meta = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) and k not in prompts + answers}
+        items.append(BenchItem(prompt, gold, meta))
+        if limit is not None and len(items) >= limit:
+            break
+    return items
+
+
+def _confidence_interval(values: list[float]) -> tuple[float, float]:
+    """95% normal-approximation interval of the mean of per-prompt scores."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, mean
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = 1.96 * math.sqrt(var / n)
+    return max(0.0, mean - half), min(1.0, mean + half)
+
+
+def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *, bench: str = "custom",
+             model_path: str | None = None, progress: bool = True) -> tuple[dict, list[dict]]:
+    """Generate, extract, grade; return (results, samples)."""
+    generations, stats = generate(model, tokenizer, [it.prompt for it in items], gen, model_path=model_path,
+                                  progress=progress)
+    samples, per_prompt = [], defaultdict(list)
+    for g in generations:
+        item = items[g.prompt_index]
+        extraction = extract_answer(g.text)
+        correct = answers_match(item.gold, extraction.answer)
+        per_prompt[g.prompt_index].append(correct)
+        samples.append({"bench": bench, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
+                        "prompt": item.prompt, "response": g.text, "extracted": extraction.answer,
+                        "extraction": extraction.method, "gold": item.gold, "correct": correct,
+                        "response_tokens": g.num_tokens, "hit_max_tokens": g.hit_max_tokens, **item.meta})
+    pass1 = [sum(v) / len(v) for v in per_prompt.values()]
+    low, high = _confidence_interval(pass1)
+    by_difficulty: dict[str, list[float]] = defaultdict(list)
+    for i, v in per_prompt.items():
+        if "difficulty" in items[i].meta:
+            by_difficulty[str(items[i].meta["difficulty"])].append(sum(v) / len(v))
+    results = {
+        "bench": bench, "benchmark_version": BENCHMARKS.get(bench, BENCHMARKS["jsonl"]).version,
+        "grader": GRADER, "extractor": "boxed > #### > answer-is > last-number (flexible)",
+        "n": len(items), "samples_per_prompt": gen.samples,
+        "accuracy": sum(pass1) / len(pass1), "pass@1": sum(pass1) / len(pass1),
+        f"pass@{gen.samples}": sum(any(v) for v in per_prompt.values()) / len(per_prompt),
+        "ci95": [low, high],
+        "mean_response_tokens": sum(g.num_tokens for g in generations) / len(generations),
+        "truncated_responses": sum(g.hit_max_tokens for g in generations),
+        "by_difficulty": {k: sum(v) / len(v) for k, v in sorted(by_difficulty.items(), key=lambda kv: int(kv[0]))},
+        "generation_seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s,
+        "generation": {"temperature": gen.temperature, "top_p": gen.top_p, "max_new_tokens": gen.max_new_tokens},
+    }
+    return results, samples
+
+
+def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    with open(out / "samples.jsonl", "w", encoding="utf-8") as fh:
+        for s in samples:
+            fh.write(json.dumps(s, ensure_ascii=False) + "\n")
+
+
+def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | None = None, limit: int | None = None,
+                   out_dir: str | Path | None = None, progress: bool = True, max_new_tokens: int = 512,
+                   samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto") -> dict:
+    from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
+
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path, pick_device(device))
+    items = load_benchmark(bench, data_path, limit=limit)
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
+                           batch_size=batch_size)
+    results, rows = evaluate(model, tokenizer, items, gen, bench=bench, model_path=resolve(model_path),
+                             progress=progress)
+    results["model"] = model_path
+    if out_dir is not None:
+        write_eval(out_dir, results, rows)
+    return results

@@ -1,0 +1,127 @@
+"""Batched generation from any HF causal LM: KV cache, left padding, greedy or sampled, n samples per prompt.
+
+The vLLM backend is used when ``backend='auto'``, vLLM is installed and CUDA is present; both return the same
+:class:`Generation` rows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from cotdistill.data.encode import render_prompt
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    samples: int = 1  # completions per prompt
+    batch_size: int = 32
+    seed: int = 0
+    backend: str = "auto"  # auto | hf | vllm
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.samples < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens, samples and batch_size must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature}, {self.top_p}")
+        if self.backend not in ("auto", "hf", "vllm"):
+            raise ValueError(f"backend must be auto, hf or vllm, got {self.backend!r}")
+
+
+@dataclass
+class Generation:
+    prompt_index: int
+    sample_index: int
+    text: str
+    num_tokens: int
+    hit_max_tokens: bool  # stopped by max_new_tokens rather than EOS: usually a silent zero for reasoning models
+
+
+@dataclass
+class GenerationStats:
+    seconds: float
+    generated_tokens: int
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / max(self.seconds, 1e-9)
+
+
+def _vllm_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@torch.no_grad()
+def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, *,
+                progress: bool = True) -> tuple[list[Generation], GenerationStats]:
+    """``prompts`` are rendered chat prompts (text ending in the assistant header)."""
+    tokenizer.padding_side = "left"  # left padding: every row's next token sits at the last position
+    eos_id = tokenizer.eos_token_id
+    do_sample = config.temperature > 0
+    if do_sample:
+        torch.manual_seed(config.seed)
+    jobs = [(i, s) for i in range(len(prompts)) for s in range(config.samples)]
+    # sorting by prompt length keeps padding small; results are returned in job order
+    jobs.sort(key=lambda job: len(prompts[job[0]]))
+    out: list[Generation] = []
+    model.eval()
+    start, total = time.perf_counter(), 0
+    for b in tqdm(range(0, len(jobs), config.batch_size), desc="generate", disable=not progress):
+        chunk = jobs[b:b + config.batch_size]
+        enc = tokenizer([prompts[i] for i, _ in chunk], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        kwargs = dict(max_new_tokens=config.max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=eos_id)
+        if do_sample:
+            kwargs.update(temperature=config.temperature, top_p=config.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        seqs = model.generate(**enc, **kwargs)
+        new = seqs[:, enc["input_ids"].shape[1]:]
+        for (i, s), row in zip(chunk, new):
+            ids = row.tolist()
+            ended = eos_id in ids
+            ids = ids[:ids.index(eos_id)] if ended else [t for t in ids if t != tokenizer.pad_token_id]
+            total += len(ids) + int(ended)
+            out.append(Generation(i, s, tokenizer.decode(ids, skip_special_tokens=False), len(ids), not ended))
+    out.sort(key=lambda g: (g.prompt_index, g.sample_index))
+    return out, GenerationStats(time.perf_counter() - start, total)
+
+
+def generate_vllm(model_path: str, tokenizer, prompts: list[str],
+                  config: GenerationConfig) -> tuple[list[Generation], GenerationStats]:
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model_path, seed=config.seed)
+    params = SamplingParams(n=config.samples, temperature=config.temperature, top_p=config.top_p,
+                            max_tokens=config.max_new_tokens, seed=config.seed)
+    start = time.perf_counter()
+    results = llm.generate(prompts, params)
+    out, total = [], 0
+    for i, res in enumerate(results):
+        for s, comp in enumerate(res.outputs):
+            total += len(comp.token_ids)
+            out.append(Generation(i, s, comp.text, len(comp.token_ids), comp.finish_reason == "length"))
+    return out, GenerationStats(time.perf_counter() - start, total)
+
+
+def generate(model, tokenizer, questions: list[str], config: GenerationConfig, *, model_path: str | None = None,
+             system: str | None = None, progress: bool = True) -> tuple[list[Generation], GenerationStats]:
+    """Generate answers to plain ``questions``, each rendered through the tokenizer's chat template."""
+    prompts = [render_prompt(tokenizer, q, system) for q in questions]
+    use_vllm = config.backend == "vllm" or (config.backend == "auto" and model_path is not None and _vllm_available())
+    if use_vllm:
+        return generate_vllm(model_path, tokenizer, prompts, config)
+    return generate_hf(model, tokenizer, prompts, config, progress=progress)

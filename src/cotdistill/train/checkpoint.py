@@ -1,0 +1,95 @@
+"""Atomic checkpoints: everything is written to a temporary directory, then renamed into place.
+
+A checkpoint directory ``checkpoints/step-NNNNNNN`` holds the model (``save_pretrained``, safetensors) and
+``trainer_state.pt`` (optimizer, scheduler, RNG states, data position, best validation loss). The file
+``checkpoints/latest`` names the newest complete one and is itself replaced atomically, so a run killed at any
+instant resumes from a whole checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_pretrained_atomic(model, tokenizer, target: Path) -> None:
+    """``save_pretrained`` into ``target`` so that ``target`` is either the old or the new model, never half."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int = 2) -> Path:
+    ckpt_dir = Path(root) / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"step-{step:07d}"
+    tmp = ckpt_dir / f".step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    torch.save(trainer_state, tmp / "trainer_state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _atomic_write_text(ckpt_dir / "latest", final.name)
+    for old in sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    pointer = Path(root) / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    return path if (path / "trainer_state.pt").exists() else None
+
+
+def load_checkpoint(path: Path, model) -> dict[str, Any]:
+    """Load weights into ``model`` in place and return the trainer state."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for shard in sorted(Path(path).glob("*.safetensors")):
+        weights.update(load_file(shard))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    # tied embeddings are saved once; anything else missing is a real mismatch
+    missing = [k for k in missing if "lm_head" not in k]
+    if missing or unexpected:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+    return torch.load(Path(path) / "trainer_state.pt", weights_only=False)

@@ -1,0 +1,84 @@
+"""The training run's typed config. Defaults live here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cotdistill.data.encode import EncodeConfig
+from cotdistill.losses import LossConfig
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # JSONL / HF dataset dir / parquet; "world:train" = the embedded world's training split
+    format: str = "auto"
+    on_error: str = "raise"  # raise | skip
+    val_path: str | None = None
+    val_fraction: float = 0.05  # used when val_path is empty
+    max_records: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    batch_size: int = 8  # per process, per micro-batch
+    grad_accum: int = 1
+    max_steps: int | None = None  # optimizer steps; if null, ``epochs`` passes over the data
+    epochs: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError(f"batch_size and grad_accum must be >= 1, got {self.batch_size}, {self.grad_accum}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class TrainConfig:
+    student: str = "world:student"  # path or hub id; "world:student" / "world:teacher" = the embedded models
+    teacher: str | None = "world:teacher"  # online teacher; unused when loss.distill_ratio == 0
+    teacher_cache: str | None = None  # offline top-k cache dir (replaces the online teacher)
+    tokenizer: str | None = None  # defaults to the student's
+    output_dir: str = "runs/train"
+    data: DataConfig = field(default_factory=DataConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool = True  # autocast on CUDA only; fp32 on CPU (bf16 autocast is ~30x slower on CPU)
+    gradient_checkpointing: bool = False  # CUDA only
+    pad_to_multiple_of: int | None = 8
+    eval_every: int = 50  # steps; 0 = only at the end
+    save_every: int = 50  # steps; 0 = only the final model
+    log_every: int = 1
+    keep_best: bool = True  # keep the checkpoint with the best validation loss as well as the last
+    resume: bool = True  # continue from output_dir's last checkpoint when there is one
+    fsdp: bool = False  # with torchrun on CUDA: shard the student with fully_shard instead of DDP
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.eval_every < 0 or self.save_every < 0:
+            raise ValueError("eval_every and save_every must be >= 0")
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.loss.distill_ratio > 0

@@ -1,0 +1,349 @@
+"""The distillation trainer: SFT and KD on truncated records, resumable, single- or multi-process.
+
+Reduction contract: each micro-batch's loss is a *sum* over its supervised tokens; before the first backward of an
+optimizer step the supervised tokens of all its micro-batches on all ranks are counted, and every micro-batch's
+sum is divided by that one number. So batch 8 × accumulation 1, batch 1 × accumulation 8 and 2 processes × 4
+give the same gradient.
+
+Data order: the length-grouped micro-batches of an epoch form one global list; optimizer step ``s`` consumes
+micro-batches ``[s·G, (s+1)·G)`` with ``G = grad_accum × world_size``, rank ``r`` taking every ``world_size``-th
+one. The position in the data is therefore the step number, which is what a checkpoint stores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from cotdistill.compute import MemoryMonitor, ModelShape, training_flops
+from cotdistill.config import save_config, to_dict
+from cotdistill.data.batching import collate, length_grouped_batches
+from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
+from cotdistill.data.formats import load_records
+from cotdistill.data.records import ReasoningRecord
+from cotdistill.losses import chunked_distill_sums, combine
+from cotdistill.models import check_same_tokenizer, load_model, load_tokenizer, pick_device, shared_vocab_size
+from cotdistill.train import checkpoint as ckpt
+from cotdistill.train.config import TrainConfig
+from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from cotdistill.train.schedule import lr_factor
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+class StudentLoss(nn.Module):
+    """Wraps the student so that DDP/FSDP see one forward that returns the (CE, KD) sums of a micro-batch."""
+
+    def __init__(self, student: nn.Module, config, vocab: int) -> None:
+        super().__init__()
+        self.student, self.config, self.vocab = student, config, vocab
+
+    def forward(self, input_ids, attention_mask, targets_mask, targets, teacher_hidden=None, teacher_weight=None,
+                topk_ids=None, topk_logp=None) -> torch.Tensor:
+        hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # one-token shift: the hidden state at t predicts the label at t + 1
+        selected = hidden[:, :-1][targets_mask]
+        weight = self.student.get_output_embeddings().weight
+        ce, kd = chunked_distill_sums(selected, weight, targets, self.config, vocab=self.vocab,
+                                      teacher_hidden=teacher_hidden, teacher_weight=teacher_weight,
+                                      topk_ids=topk_ids, topk_logp=topk_logp)
+        return torch.stack([ce, kd])
+
+
+def load_split_records(path: str, fmt: str, on_error: str, limit: int | None) -> tuple[list[ReasoningRecord], str]:
+    if path.startswith("world:"):
+        from cotdistill.world import parse_world_spec, world_records
+
+        split, style, n = parse_world_spec(path)
+        return world_records(split, style, n if n is not None else limit), "world"
+    result = load_records(path, fmt, on_error=on_error, limit=limit)
+    return result.records, result.format
+
+
+@dataclass
+class Batch:
+    tensors: dict[str, torch.Tensor]
+    indices: list[int]
+    num_supervised: int
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig) -> None:
+        self.cfg = config
+        self.device = pick_device(config.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self.out = Path(config.output_dir)
+        torch.manual_seed(config.seed)
+        self._load_models()
+        self._load_data()
+        self._build_optimizer()
+
+    # --- set-up ------------------------------------------------------------------------------------------------
+    def _load_models(self) -> None:
+        cfg = self.cfg
+        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.student)
+        self.student = load_model(cfg.student, self.device)
+        self.student.config.use_cache = False
+        if cfg.gradient_checkpointing and self.device.type == "cuda":
+            self.student.gradient_checkpointing_enable()
+        self.teacher = self.cache = None
+        teacher_vocab = self.student.config.vocab_size
+        if cfg.needs_teacher and cfg.teacher_cache:
+            from cotdistill.teacher.cache import TeacherCache
+
+            self.cache = TeacherCache.open(cfg.teacher_cache)
+        elif cfg.needs_teacher:
+            if not cfg.teacher:
+                raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache")
+            check_same_tokenizer(self.tokenizer, load_tokenizer(cfg.teacher))
+            self.teacher = load_model(cfg.teacher, self.device).eval()
+            self.teacher.requires_grad_(False)
+            teacher_vocab = self.teacher.config.vocab_size
+        self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_vocab, len(self.tokenizer))
+        self.loss_module = StudentLoss(self.student, cfg.loss, self.vocab)
+        self.model = self.loss_module
+        if self.dist.enabled:
+            from cotdistill.train.parallel import wrap_distributed
+
+            self.model = wrap_distributed(self.loss_module, cfg, self.device, self.dist)
+        self.student_shape = ModelShape.from_config(self.student.config)
+        self.teacher_shape = ModelShape.from_config(self.teacher.config) if self.teacher is not None else None
+
+    def _load_data(self) -> None:
+        cfg = self.cfg
+        records, self.data_format = load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error,
+                                                       cfg.data.max_records)
+        if cfg.data.val_path:
+            val_records, _ = load_split_records(cfg.data.val_path, cfg.data.format, cfg.data.on_error, None)
+        else:
+            n_val = int(len(records) * cfg.data.val_fraction)
+            val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
+        encoded = encode_records(self.tokenizer, records, cfg.encode, cfg.data.path)
+        self.examples, self.dropped = encoded.examples, encoded.dropped
+        if not self.examples:
+            raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped)")
+        self.val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation").examples
+        if self.cache is not None:
+            self.cache.check_compatible(self.tokenizer, cfg.encode, cfg.data.path, self.examples, cfg.loss.temperature)
+        self.num_records = len(records)
+        lengths = [len(e) for e in self.examples]
+        self.batches_per_epoch = length_grouped_batches(lengths, cfg.optim.batch_size, seed=cfg.seed)
+        self.group = cfg.optim.grad_accum * self.dist.world_size
+        steps_per_epoch = max(1, len(self.batches_per_epoch) // self.group)
+        self.total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
+
+    def _build_optimizer(self) -> None:
+        o = self.cfg.optim
+        params = [p for p in self.loss_module.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
+                                                min_lr_ratio=o.min_lr_ratio))
+
+    # --- data ----------------------------------------------------------------------------------------------------
+    def _micro_batch(self, global_index: int) -> Batch:
+        n = len(self.batches_per_epoch)
+        epoch, pos = divmod(global_index, n)
+        order = self.batches_per_epoch if epoch == 0 else length_grouped_batches(
+            [len(e) for e in self.examples], self.cfg.optim.batch_size, seed=self.cfg.seed, epoch=epoch)
+        examples = [self.examples[i] for i in order[pos]]
+        return self._make_batch(examples)
+
+    def _make_batch(self, examples: list[EncodedExample]) -> Batch:
+        tensors = collate(examples, self.tokenizer.pad_token_id, pad_to_multiple_of=self.cfg.pad_to_multiple_of)
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples))
+
+    def _step_batches(self, step: int) -> list[Batch]:
+        first = step * self.group
+        return [self._micro_batch(first + k * self.dist.world_size + self.dist.rank)
+                for k in range(self.cfg.optim.grad_accum)]
+
+    # --- forward -------------------------------------------------------------------------------------------------
+    def _autocast(self):
+        enabled = self.cfg.bf16 and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _loss_sums(self, batch: Batch, model: nn.Module) -> torch.Tensor:
+        t = batch.tensors
+        targets_all = t["labels"][:, 1:]
+        mask = targets_all != IGNORE_INDEX
+        extra = {}
+        with self._autocast():
+            if self.teacher is not None:
+                with torch.no_grad():
+                    th = self.teacher.base_model(input_ids=t["input_ids"],
+                                                 attention_mask=t["attention_mask"]).last_hidden_state
+                extra = {"teacher_hidden": th[:, :-1][mask],
+                         "teacher_weight": self.teacher.get_output_embeddings().weight}
+            elif self.cache is not None:
+                ids, logp = self.cache.rows(batch.indices)
+                extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
+            return model(t["input_ids"], t["attention_mask"], mask, targets_all[mask], **extra)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation CE, KD and objective per supervised token."""
+        self.loss_module.eval()
+        sums, n = torch.zeros(2, device=self.device), 0
+        for i in range(0, len(self.val_examples), self.cfg.optim.batch_size):
+            batch = self._make_batch(self.val_examples[i:i + self.cfg.optim.batch_size])
+            sums += self._loss_sums(batch, self.loss_module).float()
+            n += batch.num_supervised
+        self.loss_module.train()
+        total = torch.cat([sums, torch.tensor([float(n)], device=self.device)])
+        all_reduce_sum(total, self.dist)
+        n = max(total[2].item(), 1.0)
+        ce, kd = total[0].item() / n, total[1].item() / n
+        return {"val_ce": ce, "val_kd": kd, "val_loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item()}
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+    def train(self) -> dict:
+        cfg, is_main = self.cfg, self.dist.is_main
+        if is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+        state = {"step": 0, "best_val": math.inf, "processed_tokens": 0, "padded_tokens": 0,
+                 "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
+        resumed_from = ckpt.latest_checkpoint(self.out) if cfg.resume else None
+        if resumed_from is not None:
+            saved = ckpt.load_checkpoint(resumed_from, self.student)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            ckpt.set_rng_state(saved["rng"])
+            state = saved["state"]
+        monitor = MemoryMonitor(self.device).start()
+        metrics_file = open(self.out / "metrics.jsonl", "a") if is_main else None
+        bar = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not (is_main and cfg.progress))
+        last_val: dict[str, float] = {}
+        t_start = time.perf_counter() - state["elapsed"]
+        try:
+            while state["step"] < self.total_steps:
+                step = state["step"]
+                t_step = time.perf_counter()
+                log = self._optimizer_step(step, state)
+                state["step"] = step + 1
+                state["elapsed"] = time.perf_counter() - t_start
+                log.update(step=step + 1, lr=self.scheduler.get_last_lr()[0], elapsed=state["elapsed"],
+                           tokens=state["processed_tokens"], supervised_tokens=state["supervised_tokens"],
+                           tokens_per_s=log["step_tokens"] / max(time.perf_counter() - t_step, 1e-9),
+                           peak_memory=monitor.peak_above_baseline())
+                done = state["step"] == self.total_steps
+                if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or done:
+                    last_val = self.evaluate()
+                    log.update(last_val)
+                    if cfg.keep_best and last_val["val_loss"] < state["best_val"]:
+                        state["best_val"] = last_val["val_loss"]
+                        if is_main:
+                            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best")
+                if is_main:
+                    metrics_file.write(json.dumps(log) + "\n")
+                    metrics_file.flush()
+                    bar.set_postfix(loss=f"{log['loss']:.3f}", ce=f"{log['ce']:.3f}", kd=f"{log['kd']:.3f}")
+                    bar.update(1)
+                if cfg.save_every and state["step"] % cfg.save_every == 0 and not done:
+                    self._save(state)
+        finally:
+            bar.close()
+            if metrics_file is not None:
+                metrics_file.close()
+        peak = monitor.stop()
+        return self._finish(state, peak, last_val, resumed_from)
+
+    def _optimizer_step(self, step: int, state: dict) -> dict:
+        batches = self._step_batches(step)
+        count = torch.tensor([float(sum(b.num_supervised for b in batches))], device=self.device)
+        global_supervised = all_reduce_sum(count, self.dist).item()
+        # DDP averages gradients over ranks; scaling by world_size turns that average back into the global sum
+        scale = self.dist.world_size / max(global_supervised, 1.0)
+        sums = torch.zeros(2, device=self.device)
+        for k, batch in enumerate(batches):
+            # gradients are synchronised across ranks only on the last micro-batch of the step
+            with self._no_sync() if k < len(batches) - 1 else nullcontext():
+                micro = self._loss_sums(batch, self.model)
+                loss = combine(micro[0], micro[1], self.cfg.loss) * scale
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"non-finite loss {loss.item()} at step {step + 1}, micro-batch {k}, "
+                                        f"records {batch.indices}")
+                loss.backward()
+            sums += micro.detach().float()
+            mask = batch.tensors["attention_mask"]
+            state["processed_tokens"] += int(mask.sum())
+            state["padded_tokens"] += mask.numel()
+            state["flops"] += training_flops(self.student_shape, self.teacher_shape, *mask.shape,
+                                             head_positions=batch.num_supervised)
+        state["supervised_tokens"] += int(global_supervised)
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        all_reduce_sum(sums, self.dist)
+        n = max(global_supervised, 1.0)
+        ce, kd = sums[0].item() / n, sums[1].item() / n
+        return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
+                "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["attention_mask"].sum()) for b in batches)}
+
+    def _no_sync(self):
+        if self.dist.enabled and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            return self.model.no_sync()
+        return nullcontext()
+
+    def _clip(self) -> float:
+        params = [p for p in self.loss_module.parameters() if p.grad is not None]
+        if self.cfg.optim.max_grad_norm > 0:
+            return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.max_grad_norm))
+        return float(torch.norm(torch.stack([p.grad.detach().norm() for p in params])))
+
+    def _save(self, state: dict) -> None:
+        if self.dist.is_main:
+            trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                             "rng": ckpt.rng_state(), "state": dict(state)}
+            ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state)
+        barrier(self.dist)
+
+    def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
+        summary = {
+            "records": self.num_records, "examples": len(self.examples), "dropped_records": len(self.dropped),
+            "steps": state["step"], "processed_tokens": state["processed_tokens"] * self.dist.world_size,
+            "padded_tokens": state["padded_tokens"] * self.dist.world_size,
+            "supervised_tokens": state["supervised_tokens"], "flops": state["flops"] * self.dist.world_size,
+            "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
+            "tokens_per_s": state["processed_tokens"] * self.dist.world_size / max(state["elapsed"], 1e-9),
+            "world_size": self.dist.world_size, "device": str(self.device), "data_format": self.data_format,
+            "resumed_from": str(resumed_from) if resumed_from else None, **last_val,
+            "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
+        }
+        if self.cfg.save_every:
+            self._save(state)
+        if self.dist.is_main:
+            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "final")
+            (self.out / "run_summary.json").write_text(json.dumps(summary, indent=2))
+        barrier(self.dist)
+        return summary
+
+    def close(self) -> None:
+        cleanup(self.dist)
+
+
+def train(config: TrainConfig) -> dict:
+    """Run a training job end to end and return its run summary."""
+    trainer = Trainer(config)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
