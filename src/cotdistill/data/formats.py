@@ -99,6 +99,15 @@ _PARSERS = {"cot": _from_cot, "messages": _from_messages, "sharegpt": _from_shar
 
 def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (index, row). For JSONL the index is the 1-based file line; otherwise the 0-based row number."""
+    for index, row in iter_rows_or_errors(path):
+        if isinstance(row, DataError):
+            raise row
+        if row:  # blank lines are {}
+            yield index, row
+
+
+def iter_rows_or_errors(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+    """Like :func:`iter_rows`, but a bad line is yielded as its ``DataError`` so reading can go on past it."""
     path = Path(path)
     if not path.exists():
         raise DataError(str(path), None, "an existing file or dataset directory", "nothing at that path")
@@ -107,20 +116,23 @@ def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         return
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(str(path), lineno, "UTF-8 text",
-                                f"byte 0x{raw[err.start]:02x} at column {err.start + 1}") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(str(path), lineno, "one JSON object per line", f"invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(str(path), lineno, "a JSON object", type(row).__name__)
-            yield lineno, row
+            yield lineno, _parse_line(raw, str(path), lineno)
+
+
+def _parse_line(raw: bytes, source: str, lineno: int) -> dict[str, Any] | DataError:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return DataError(source, lineno, "UTF-8 text", f"byte 0x{raw[err.start]:02x} at column {err.start + 1}")
+    if not line.strip():
+        return {}
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        return DataError(source, lineno, "one JSON object per line", f"invalid JSON ({err.msg})")
+    if not isinstance(row, dict):
+        return DataError(source, lineno, "a JSON object", type(row).__name__)
+    return row
 
 
 def _load_hf(path: Path):
@@ -155,18 +167,12 @@ def load_records(path: str | Path, fmt: str = "auto", *, on_error: str = "raise"
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     source, records, skipped = str(path), [], []
     detected = None if fmt == "auto" else fmt
-    rows = iter_rows(path)
-    while True:
+    for index, row in iter_rows_or_errors(path):
         try:
-            index, row = next(rows)
-        except StopIteration:
-            break
-        except DataError as err:
-            if on_error == "raise" or err.index is None:
-                raise
-            skipped.append(str(err))
-            continue
-        try:
+            if isinstance(row, DataError):
+                raise row
+            if not row:  # a blank line
+                continue
             detected = detected or detect_format(row, source, index)
             records.append(parse_row(row, detected, source, index))
         except DataError as err:

@@ -14,7 +14,9 @@ class DataError(ValueError):
 
     def __init__(self, source: str, index: int | None, expected: str, found: str) -> None:
         self.source, self.index, self.expected, self.found = source, index, expected, found
-        where = source if index is None else f"{source}, record {index}"
+        # JSONL rows are located by their 1-based file line, everything else by record index
+        unit = "line" if source.endswith((".jsonl", ".json")) else "record"
+        where = source if index is None else f"{source}, {unit} {index}"
         super().__init__(f"{where}: expected {expected}; found {found}")
 
 

@@ -1,0 +1,138 @@
+"""The ``cotdistill`` command line. Each sub-command parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from cotdistill.data.encode import EncodeConfig
+    from cotdistill.data.formats import load_records
+    from cotdistill.data.stats import before_after, format_stats
+    from cotdistill.models import load_tokenizer
+
+    result = load_records(args.file, args.format, on_error=args.on_error)
+    tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
+    truncation = args.truncation or ("lsp" if args.lsp is not None else "none")
+    config = EncodeConfig(sections=args.sections, truncation=truncation, lsp=args.lsp or 1.0, window=args.window)
+    stats = before_after(tokenizer, result.records, config)
+    stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer")
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        print(f"format: {result.format}   skipped rows: {len(result.skipped)}   tokenizer: {stats['tokenizer']}")
+        print(format_stats(stats))
+    return 0
+
+
+def _cmd_world_build(args: argparse.Namespace) -> int:
+    from cotdistill.world.build import build_world
+
+    manifest = build_world(args.out, quick=args.quick, only=args.only)
+    print(json.dumps({name: m.get("test") for name, m in manifest["models"].items()}, indent=2))
+    print(f"world written to {args.out}")
+    return 0
+
+
+def _cmd_world_export(args: argparse.Namespace) -> int:
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.world import world_records
+
+    records = world_records(args.split, args.style, args.n)
+    write_jsonl(records, args.out, args.format)
+    print(f"wrote {len(records)} {args.style}-style {args.split} records to {args.out} ({args.format} format)")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.train.config import TrainConfig
+    from cotdistill.train.loop import train
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    summary = train(config)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from cotdistill.evaluate.benchmarks import evaluate_model
+
+    results = evaluate_model(args.model, args.bench, data_path=args.data, limit=args.limit, out_dir=args.out,
+                             max_new_tokens=args.max_new_tokens, samples=args.samples,
+                             temperature=args.temperature, batch_size=args.batch_size)
+    keys = ("bench", "n", "accuracy", "ci95", f"pass@{args.samples}", "truncated_responses", "tokens_per_s")
+    print(json.dumps({k: results[k] for k in keys}, indent=2))
+    print(f"results in {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
+    stats = data.add_parser("stats", help="token statistics before and after truncation")
+    stats.add_argument("file")
+    stats.add_argument("--format", default="auto", choices=["auto", "cot", "messages", "sharegpt"])
+    stats.add_argument("--tokenizer", help="tokenizer path or hub id (default: the embedded world's)")
+    stats.add_argument("--lsp", type=float, help="lead-span proportion in (0, 1]")
+    stats.add_argument("--truncation", choices=["none", "lsp", "window", "cut_after_think"])
+    stats.add_argument("--window", default="left", choices=["left", "middle", "right"])
+    stats.add_argument("--sections", default="promptcotAns")
+    stats.add_argument("--on-error", default="raise", choices=["raise", "skip"])
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_data_stats)
+
+    world = sub.add_parser("world", help="the embedded default world").add_subparsers(dest="world_command",
+                                                                                     required=True)
+    build = world.add_parser("build", help="rebuild tokenizer, teacher and student from seeds")
+    build.add_argument("--out", default="runs/world")
+    build.add_argument("--quick", action="store_true", help="tiny models and step counts (a smoke test)")
+    build.add_argument("--only", choices=["teacher", "student"], help="rebuild one model, keep the rest")
+    build.set_defaults(func=_cmd_world_build)
+    export = world.add_parser("export", help="write the world's records as a dataset")
+    export.add_argument("--split", default="train", choices=["train", "validation", "test"])
+    export.add_argument("--style", default="teacher", choices=["teacher", "student"])
+    export.add_argument("--n", type=int)
+    export.add_argument("--format", default="messages", choices=["cot", "messages", "sharegpt"])
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=_cmd_world_export)
+
+    tr = sub.add_parser("train", help="distil a student (SFT and/or KD) from a YAML config")
+    tr.add_argument("config", nargs="?", help="YAML config (defaults apply without one)")
+    tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. encode.lsp=0.5")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a benchmark")
+    ev.add_argument("model")
+    ev.add_argument("--bench", default="world")
+    ev.add_argument("--data", help="local JSONL file or HF dataset directory")
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--samples", type=int, default=1)
+    ev.add_argument("--temperature", type=float, default=0.0)
+    ev.add_argument("--max-new-tokens", type=int, default=512)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--out", default="runs/eval")
+    ev.set_defaults(func=_cmd_eval)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from cotdistill.config import ConfigError
+    from cotdistill.data.records import DataError
+
+    try:
+        return args.func(args)
+    except (DataError, ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

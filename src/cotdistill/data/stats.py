@@ -1,0 +1,57 @@
+"""Token statistics of a dataset before and after the truncation protocol (``cotdistill data stats``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cotdistill.data.encode import ANSWER, COT, PROMPT, EncodeConfig, encode_records
+from cotdistill.data.records import ReasoningRecord
+
+SEGMENTS = {"prompt": PROMPT, "cot": COT, "answer": ANSWER}
+
+
+def _summary(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "p50": 0, "p95": 0, "max": 0, "total": 0}
+    ordered = sorted(values)
+
+    def pct(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {"mean": sum(values) / len(values), "p50": pct(0.5), "p95": pct(0.95), "max": ordered[-1],
+            "total": sum(values)}
+
+
+def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> dict:
+    """Records, tokens per segment, supervised tokens and dropped records under ``config``."""
+    result = encode_records(tokenizer, records, config)
+    examples = result.examples
+    per_segment = {name: _summary([ex.segments.count(seg) for ex in examples]) for name, seg in SEGMENTS.items()}
+    return {
+        "records": len(examples),
+        "dropped": len(result.dropped),
+        "tokens": sum(len(ex) for ex in examples),
+        "supervised_tokens": sum(ex.num_supervised for ex in examples),
+        "sequence_length": _summary([len(ex) for ex in examples]),
+        "segments": per_segment,
+    }
+
+
+def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> dict:
+    """Stats with no truncation (same sections) and with ``config``'s truncation."""
+    untruncated = dataclasses.replace(config, truncation="none", random_mask=0.0, max_seq_len=None)
+    return {"before": token_stats(tokenizer, records, untruncated), "after": token_stats(tokenizer, records, config)}
+
+
+def format_stats(stats: dict) -> str:
+    lines = []
+    for when in ("before", "after"):
+        s = stats[when]
+        lines.append(f"{when}: records={s['records']} dropped={s['dropped']} tokens={s['tokens']} "
+                     f"supervised_tokens={s['supervised_tokens']}")
+        for name, seg in [("sequence", s["sequence_length"])] + list(s["segments"].items()):
+            lines.append(f"  {name:<9} mean={seg['mean']:.1f} p50={seg['p50']} p95={seg['p95']} max={seg['max']} "
+                         f"total={seg['total']}")
+    b, a = stats["before"]["tokens"], stats["after"]["tokens"]
+    lines.append(f"processed tokens after/before = {a / max(b, 1):.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Shared fixtures: tokenizers whose token boundaries can be derived by hand, and tiny models built from configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from cotdistill.world.tokenizer import CHAT_TEMPLATE
+
+CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+SYSTEM_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are helpful.<|im_end|>\\n' }}{%- endif %}"
+    + CHAT_TEMPLATE
+)
+
+
+def char_tokenizer(think_special: bool = True, template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+    """One token per character; ``<think>``/``</think>`` are single special tokens or several characters."""
+    specials = SPECIALS + (["<think>", "</think>"] if think_special else [])
+    vocab = {tok: i for i, tok in enumerate(specials + CHARS + ["<unk>"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token="<unk>", additional_special_tokens=specials[1:])
+    fast.chat_template = template
+    return fast
+
+
+@pytest.fixture
+def char_tok():
+    return char_tokenizer()
+
+
+def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0) -> Qwen2ForCausalLM:
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True)
+    return Qwen2ForCausalLM(cfg).eval()

@@ -1,0 +1,131 @@
+"""Masks equal the segment spans, derived by hand with a one-token-per-character tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cotdistill.data.batching import collate
+from cotdistill.data.encode import (ANSWER, COT, IGNORE_INDEX, PROMPT, SECTION_ALIASES, EncodeConfig, encode_record,
+                                    parse_sections)
+from cotdistill.data.records import DataError, ReasoningRecord
+from tests.conftest import SYSTEM_TEMPLATE, char_tokenizer
+
+REC = ReasoningRecord(prompt="ab", cot="cd", answer="e")
+
+
+def expected_segments(think_special: bool, system: bool = False) -> list[int]:
+    """Hand-derived segments of the rendered ChatML text, one entry per token."""
+    head = (["<|im_start|>"] + list("system\nYou are helpful.") + ["<|im_end|>", "\n"]) if system else []
+    prompt = head + ["<|im_start|>"] + list("user\nab") + ["<|im_end|>", "\n", "<|im_start|>"] + list("assistant\n")
+    think_open = ["<think>"] if think_special else list("<think>")
+    think_close = ["</think>"] if think_special else list("</think>")
+    cot = think_open + list("\ncd\n") + think_close
+    answer = list("\n\ne") + ["<|im_end|>", "\n"]
+    return [PROMPT] * len(prompt) + [COT] * len(cot) + [ANSWER] * len(answer)
+
+
+@pytest.mark.parametrize("think_special", [True, False])
+@pytest.mark.parametrize("sections", sorted(SECTION_ALIASES) + [["prompt", "answer"]])
+def test_labels_equal_segment_spans(think_special, sections):
+    tok = char_tokenizer(think_special)
+    ex = encode_record(tok, REC, EncodeConfig(sections=sections))
+    assert ex.segments == expected_segments(think_special)
+    keep = parse_sections(sections)
+    assert ex.labels == [t if s in keep else IGNORE_INDEX for t, s in zip(ex.input_ids, ex.segments)]
+    # the answer's end-of-turn token is supervised whenever the answer is
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    assert (ex.labels[-2] == eot) == (ANSWER in keep)
+
+
+def test_template_with_system_prompt_keeps_spans():
+    tok = char_tokenizer(True, SYSTEM_TEMPLATE)
+    ex = encode_record(tok, REC, EncodeConfig(sections="cot"))
+    assert ex.segments == expected_segments(True, system=True)
+
+
+def test_cot_markers_are_cot_tokens():
+    tok = char_tokenizer(True)
+    ex = encode_record(tok, REC, EncodeConfig(sections="cot"))
+    supervised = tok.convert_ids_to_tokens([t for t in ex.labels if t != IGNORE_INDEX])
+    assert supervised == ["<think>", "\n", "c", "d", "\n", "</think>"]
+
+
+@pytest.mark.parametrize("lsp", [0.1, 0.25, 0.29, 0.5, 0.75, 1.0])
+def test_lsp_keeps_floor_of_fraction(lsp):
+    tok = char_tokenizer()
+    full = encode_record(tok, REC, EncodeConfig())
+    ex = encode_record(tok, REC, EncodeConfig(truncation="lsp", lsp=lsp), index=0)
+    n = len(full.input_ids)
+    import math
+
+    assert len(ex.input_ids) == max(1, math.floor(lsp * n + 1e-9))
+    assert ex.input_ids == full.input_ids[:len(ex.input_ids)]
+    assert ex.full_length == n
+
+
+@pytest.mark.parametrize("window", ["left", "middle", "right"])
+def test_window_keeps_the_right_tokens(window):
+    tok = char_tokenizer()
+    full = encode_record(tok, REC, EncodeConfig())
+    n = len(full.input_ids)
+    ex = encode_record(tok, REC, EncodeConfig(truncation="window", lsp=0.5, window=window))
+    keep = n // 2
+    start = {"left": 0, "middle": (n - keep) // 2, "right": n - keep}[window]
+    assert ex.input_ids == full.input_ids[start:start + keep]
+    assert ex.segments == full.segments[start:start + keep]
+
+
+@pytest.mark.parametrize("think_special", [True, False])
+def test_cut_after_think_ends_at_think_close(think_special):
+    tok = char_tokenizer(think_special)
+    ex = encode_record(tok, REC, EncodeConfig(truncation="cut_after_think"))
+    assert tok.decode(ex.input_ids).endswith("</think>")
+    assert ANSWER not in ex.segments
+
+
+def test_zero_supervised_tokens_is_dropped_or_an_error():
+    tok = char_tokenizer()
+    cfg = dict(sections="ans", truncation="lsp", lsp=0.3)
+    assert encode_record(tok, REC, EncodeConfig(**cfg)) is None
+    with pytest.raises(DataError, match="record 7.*at least one supervised token"):
+        encode_record(tok, REC, EncodeConfig(**cfg, on_empty="error"), index=7)
+
+
+def test_random_mask_is_seeded_and_drops_about_the_fraction():
+    tok = char_tokenizer()
+    rec = ReasoningRecord("q", "x" * 400, "y")
+    a = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=0.3, seed=1), index=3)
+    b = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=0.3, seed=1), index=3)
+    full = encode_record(tok, rec, EncodeConfig(sections="cot"))
+    assert a.labels == b.labels
+    kept = a.num_supervised / full.num_supervised
+    assert 0.6 < kept < 0.8
+
+
+def test_padding_with_pad_equal_to_eos_keeps_eos_label():
+    tok = char_tokenizer()
+    tok.pad_token = tok.eos_token  # the classic trap
+    short = encode_record(tok, ReasoningRecord("a", "b", "c"), EncodeConfig(sections="ans"))
+    long = encode_record(tok, ReasoningRecord("aaaa", "bbbb", "cccc"), EncodeConfig(sections="ans"))
+    batch = collate([short, long], tok.pad_token_id, pad_to_multiple_of=8)
+    assert batch["input_ids"].shape[1] % 8 == 0
+    eot = tok.eos_token_id
+    row = batch["labels"][0]
+    assert row[len(short) - 2] == eot  # the real end-of-turn token stays a label
+    assert (row[len(short):] == IGNORE_INDEX).all()
+    assert batch["attention_mask"][0].sum() == len(short)
+    assert torch.equal(batch["labels"][1][:len(long)], torch.tensor(long.labels))
+
+
+def test_template_that_drops_the_think_markers_is_an_error():
+    tok = char_tokenizer(True, "{%- for m in messages %}{{ m['content'] | replace('<think>', '') }}{%- endfor %}")
+    with pytest.raises(DataError, match="markers"):
+        encode_record(tok, REC, EncodeConfig())
+
+
+def test_bad_sections_and_ranges_are_errors():
+    with pytest.raises(ValueError, match="sections"):
+        parse_sections("everything")
+    with pytest.raises(ValueError, match=r"lsp must be in \(0, 1\]"):
+        EncodeConfig(lsp=1.5)

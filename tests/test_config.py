@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from cotdistill.config import ConfigError, load_config, save_config
+from cotdistill.train.config import TrainConfig
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("encode:\n  truncation: lsp\n  lsp: 0.5\noptim:\n  lr: 0.001\n")
+    cfg = load_config(TrainConfig, path, ["loss.kind=jsd", "optim.batch_size=4", "encode.sections=[cot, answer]"])
+    assert (cfg.encode.lsp, cfg.optim.lr, cfg.loss.kind, cfg.optim.batch_size) == (0.5, 0.001, "jsd", 4)
+    assert cfg.encode.sections == ["cot", "answer"]
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(TrainConfig, tmp_path / "saved.yaml") == cfg
+
+
+def test_unknown_key_names_key_and_allowed():
+    with pytest.raises(ConfigError, match=r"unknown config key in 'encode': lspp \(allowed: .*lsp"):
+        load_config(TrainConfig, None, ["encode.lspp=0.5"])
+
+
+def test_out_of_range_names_key_and_range():
+    with pytest.raises(ConfigError, match=r"encode: lsp must be in \(0, 1\], got 1.5"):
+        load_config(TrainConfig, None, ["encode.lsp=1.5"])
+    with pytest.raises(ConfigError, match=r"loss: distill_ratio must be in \[0, 1\]"):
+        load_config(TrainConfig, None, ["loss.distill_ratio=2"])

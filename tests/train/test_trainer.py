@@ -1,0 +1,99 @@
+"""Invariance and behaviour tests of the trainer on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from cotdistill.train.loop import Trainer, TrainingError, train
+from tests.train.helpers import tiny_config
+
+
+def _weights(path):
+    model = AutoModelForCausalLM.from_pretrained(path)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(a, b, atol):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+
+def test_batch_times_accumulation_invariance(tmp_path):
+    """Batch 8 × accumulation 1 equals batch 1 × accumulation 8 (one optimizer step over the same 8 records)."""
+    common = {"data.val_fraction": 0.0, "data.max_records": 8, "optim.max_steps": 1, "optim.max_grad_norm": 0.0}
+    train(tiny_config(tmp_path, **common, output_dir=str(tmp_path / "a"), **{"optim.batch_size": 8}))
+    train(tiny_config(tmp_path, **common, output_dir=str(tmp_path / "b"),
+                      **{"optim.batch_size": 1, "optim.grad_accum": 8}))
+    _assert_same(_weights(tmp_path / "a" / "final"), _weights(tmp_path / "b" / "final"), atol=2e-6)
+    base = _weights(tmp_path / "student")
+    changed = sum(not torch.equal(base[k], v) for k, v in _weights(tmp_path / "a" / "final").items())
+    assert changed > 0
+
+
+def test_resumed_run_equals_straight_run(tmp_path, monkeypatch):
+    cfg = dict(**{"optim.max_steps": 6}, save_every=3)
+    straight = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "straight")))
+
+    original = Trainer._optimizer_step
+
+    def crash_at_step_4(self, step, state):
+        if step == 4:
+            raise KeyboardInterrupt("killed")
+        return original(self, step, state)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", crash_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
+    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    resumed = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
+    assert resumed["resumed_from"].endswith("step-0000003")
+    _assert_same(_weights(tmp_path / "straight" / "final"), _weights(tmp_path / "resumed" / "final"), atol=0)
+    assert resumed["supervised_tokens"] == straight["supervised_tokens"]
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")]
+    # steps 1-4 ran before the kill; the resumed run redoes step 4 from the step-3 checkpoint
+    assert steps == [1, 2, 3, 4, 4, 5, 6]
+
+
+def test_training_lowers_validation_loss_and_saves_loadable_student(tmp_path):
+    cfg = tiny_config(tmp_path, **{"optim.max_steps": 25, "loss.distill_ratio": 0.0}, teacher=None)
+    before = Trainer(cfg).evaluate()["val_loss"]
+    summary = train(cfg)
+    assert summary["val_loss"] < before - 0.5
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.vocab_size > 0 and (tmp_path / "run" / "best" / "model.safetensors").exists()
+    for key in ("processed_tokens", "supervised_tokens", "flops", "peak_memory_bytes", "wall_time_s", "tokens_per_s"):
+        assert key in summary
+    lines = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert {"step", "loss", "ce", "kd", "lr", "grad_norm", "tokens", "tokens_per_s", "peak_memory"} <= set(lines[0])
+
+
+def test_kd_term_is_logged_and_truncation_shrinks_tokens(tmp_path):
+    full = train(tiny_config(tmp_path, output_dir=str(tmp_path / "full")))
+    half = train(tiny_config(tmp_path, output_dir=str(tmp_path / "half"),
+                             **{"encode.truncation": "lsp", "encode.lsp": 0.5}))
+    lines = [json.loads(line) for line in open(tmp_path / "full" / "metrics.jsonl")]
+    assert all(line["kd"] > 0 and line["ce"] > 0 for line in lines)
+    assert half["processed_tokens"] / full["processed_tokens"] == pytest.approx(0.5, abs=0.03)
+    assert half["flops"] < 0.6 * full["flops"]
+
+
+def test_non_finite_loss_names_step_and_records(tmp_path):
+    cfg = tiny_config(tmp_path)
+    trainer = Trainer(cfg)
+    with torch.no_grad():
+        trainer.student.get_output_embeddings().weight[0, 0] = float("nan")
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 1, micro-batch 0, records \["):
+        trainer.train()
+
+
+def test_vocab_mismatch_is_a_clear_error():
+    from cotdistill.models import shared_vocab_size
+
+    assert shared_vocab_size(152064, 151936, 151665) == 151936
+    with pytest.raises(ValueError, match="student has 100 logit rows, teacher 120, tokenizer 110"):
+        shared_vocab_size(100, 120, 110)
