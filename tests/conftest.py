@@ -35,9 +35,10 @@ def char_tok():
     return char_tokenizer()
 
 
-def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0) -> Qwen2ForCausalLM:
+def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0, attn: str = "sdpa") -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       tie_word_embeddings=True)
+    cfg._attn_implementation = attn
     return Qwen2ForCausalLM(cfg).eval()

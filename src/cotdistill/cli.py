@@ -69,6 +69,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_teacher_cache(args: argparse.Namespace) -> int:
+    from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.models import load_model, load_tokenizer, pick_device
+    from cotdistill.teacher.cache import build_cache
+    from cotdistill.train.loop import load_split_records
+
+    tokenizer = load_tokenizer(args.teacher)
+    records, _ = load_split_records(args.data, args.format, "raise", None)
+    config = EncodeConfig(sections=args.sections, truncation=args.truncation, lsp=args.lsp, window=args.window)
+    examples = encode_records(tokenizer, records, config, args.data).examples
+    teacher = load_model(args.teacher, pick_device(args.device))
+    manifest = build_cache(teacher, tokenizer, examples, args.out, top_k=args.top_k, encode_config=config,
+                           data_path=args.data, teacher_name=args.teacher, temperature=args.temperature,
+                           batch_size=args.batch_size, logp_dtype=args.dtype)
+    keys = ("records", "rows", "top_k", "bytes", "bytes_per_supervised_token", "mean_kl_dense_vs_reconstructed")
+    print(json.dumps({k: manifest[k] for k in keys}, indent=2))
+    print(f"cache written to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +125,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("config", nargs="?", help="YAML config (defaults apply without one)")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. encode.lsp=0.5")
     tr.set_defaults(func=_cmd_train)
+
+    teacher = sub.add_parser("teacher", help="offline teacher").add_subparsers(dest="teacher_command", required=True)
+    cache = teacher.add_parser("cache", help="store the teacher's top-k log-probs for every supervised position")
+    cache.add_argument("data", help="training data (file, dataset dir, or world:SPLIT)")
+    cache.add_argument("--teacher", required=True)
+    cache.add_argument("--top-k", type=int, default=128)
+    cache.add_argument("--out", required=True)
+    cache.add_argument("--format", default="auto")
+    cache.add_argument("--sections", default="promptcotAns")
+    cache.add_argument("--truncation", default="none", choices=["none", "lsp", "window", "cut_after_think"])
+    cache.add_argument("--lsp", type=float, default=1.0)
+    cache.add_argument("--window", default="left", choices=["left", "middle", "right"])
+    cache.add_argument("--temperature", type=float, default=1.0)
+    cache.add_argument("--batch-size", type=int, default=8)
+    cache.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="log-prob storage")
+    cache.add_argument("--device", default="auto")
+    cache.set_defaults(func=_cmd_teacher_cache)
 
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark")
     ev.add_argument("model")

@@ -196,9 +196,10 @@ class EncodeResult:
 
 
 def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
-                   source: str = "<records>") -> EncodeResult:
+                   source: str = "<records>", index_offset: int = 0) -> EncodeResult:
+    """Encode all records; ``index_offset`` numbers them from there (a validation tail keeps its file indices)."""
     examples, dropped = [], []
-    for i, record in enumerate(records):
+    for i, record in enumerate(records, start=index_offset):
         example = encode_record(tokenizer, record, config, i, source)
         if example is None:
             dropped.append(i)

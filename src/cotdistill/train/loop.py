@@ -134,7 +134,10 @@ class Trainer:
         self.examples, self.dropped = encoded.examples, encoded.dropped
         if not self.examples:
             raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped)")
-        self.val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation").examples
+        # a validation tail split off the training file keeps its file indices, so a teacher cache covers it too
+        offset = 0 if cfg.data.val_path else len(records)
+        self.val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation", offset).examples
+        self.val_in_cache = not cfg.data.val_path
         if self.cache is not None:
             self.cache.check_compatible(self.tokenizer, cfg.encode, cfg.data.path, self.examples, cfg.loss.temperature)
         self.num_records = len(records)
@@ -179,7 +182,7 @@ class Trainer:
         enabled = self.cfg.bf16 and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _loss_sums(self, batch: Batch, model: nn.Module) -> torch.Tensor:
+    def _loss_sums(self, batch: Batch, model: nn.Module, use_cache: bool = True) -> torch.Tensor:
         t = batch.tensors
         targets_all = t["labels"][:, 1:]
         mask = targets_all != IGNORE_INDEX
@@ -191,7 +194,7 @@ class Trainer:
                                                  attention_mask=t["attention_mask"]).last_hidden_state
                 extra = {"teacher_hidden": th[:, :-1][mask],
                          "teacher_weight": self.teacher.get_output_embeddings().weight}
-            elif self.cache is not None:
+            elif self.cache is not None and use_cache:
                 ids, logp = self.cache.rows(batch.indices)
                 extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
             return model(t["input_ids"], t["attention_mask"], mask, targets_all[mask], **extra)
@@ -203,7 +206,7 @@ class Trainer:
         sums, n = torch.zeros(2, device=self.device), 0
         for i in range(0, len(self.val_examples), self.cfg.optim.batch_size):
             batch = self._make_batch(self.val_examples[i:i + self.cfg.optim.batch_size])
-            sums += self._loss_sums(batch, self.loss_module).float()
+            sums += self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache).float()
             n += batch.num_supervised
         self.loss_module.train()
         total = torch.cat([sums, torch.tensor([float(n)], device=self.device)])

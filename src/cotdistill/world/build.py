@@ -49,7 +49,7 @@ FULL = BuildSpec(
     teacher=ModelSpec(hidden=192, layers=4, heads=4, kv_heads=2, intermediate=576, train_records=30000,
                       max_steps=1800),
     student=ModelSpec(hidden=128, layers=2, heads=4, kv_heads=2, intermediate=384, train_records=30000,
-                      max_steps=600),
+                      max_steps=2000),
 )
 QUICK = BuildSpec(
     teacher=ModelSpec(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=64, train_records=64, max_steps=3,

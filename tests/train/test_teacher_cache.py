@@ -1,0 +1,53 @@
+"""The offline top-k cache: k = vocab reproduces the online teacher; a cache for other settings is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cotdistill.cli import main
+from cotdistill.teacher.cache import CacheMismatchError, TeacherCache
+from cotdistill.train.loop import train
+from tests.train.helpers import tiny_config
+
+
+def _build(tmp_path, k, *extra):
+    cfg = tiny_config(tmp_path)  # writes models and data
+    out = tmp_path / f"cache-{k}"
+    assert main(["teacher", "cache", cfg.data.path, "--teacher", cfg.teacher, "--top-k", str(k), "--out", str(out),
+                 "--device", "cpu", *extra]) == 0
+    return cfg, out
+
+
+def test_full_vocab_cache_matches_online_teacher(tmp_path):
+    cfg, cache = _build(tmp_path, 10_000, "--dtype", "float32")  # k larger than the vocab: every token kept
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["mean_kl_dense_vs_reconstructed"] == 0.0
+    online = train(tiny_config(tmp_path, output_dir=str(tmp_path / "online"), **{"optim.max_steps": 2}))
+    offline = train(tiny_config(tmp_path, output_dir=str(tmp_path / "offline"), teacher_cache=str(cache),
+                                **{"optim.max_steps": 2}))
+    logs = [[json.loads(line) for line in open(tmp_path / d / "metrics.jsonl")] for d in ("online", "offline")]
+    for a, b in zip(*logs):
+        # the stored float32 log-probs sum to 1 only to ~1e-7, which leaves a tail bucket of that size: ~1e-4 rel.
+        assert b["kd"] == pytest.approx(a["kd"], rel=1e-3)
+        assert b["ce"] == pytest.approx(a["ce"], rel=1e-5)
+    assert offline["val_kd"] == pytest.approx(online["val_kd"], rel=1e-3)
+
+
+def test_small_k_cache_size_and_quality(tmp_path):
+    _, cache = _build(tmp_path, 8)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    # uint16 ids + float16 log-probs: 4 bytes per kept entry
+    assert manifest["bytes_per_supervised_token"] == pytest.approx(8 * 4, rel=0.05)
+    assert 0 < manifest["mean_kl_dense_vs_reconstructed"] < 5
+    c = TeacherCache.open(cache)
+    ids, logp = c.rows([0, 1])
+    assert ids.shape[1] == 8 and np.all(np.diff(logp.numpy(), axis=1) <= 1e-3)  # sorted, best first
+
+
+def test_cache_for_other_truncation_is_refused(tmp_path):
+    _, cache = _build(tmp_path, 8)
+    with pytest.raises(CacheMismatchError, match="truncation/encoding settings differ.*lsp"):
+        train(tiny_config(tmp_path, teacher_cache=str(cache), **{"encode.truncation": "lsp", "encode.lsp": 0.5}))
