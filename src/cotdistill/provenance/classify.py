@@ -1,0 +1,40 @@
+"""The four provenance categories of an action, from the length-normalised probabilities p_T, p_S, p_D.
+
+With Δ_SD = p_S − p_D, Δ_TD = p_T − p_D, Δ_TS = p_T − p_S, the rules are tried in order, the first that holds wins:
+
+1. ``shared`` (pre-existing, not enhanced): |Δ_SD| ≤ α and |Δ_TD| ≤ α and |Δ_TS| ≤ α;
+2. ``teacher`` (teacher-originated): Δ_TS > β;
+3. ``student`` (student-originated): −Δ_TS > β;
+4. ``boosted`` (pre-existing, boosted by distillation): |Δ_TS| ≤ β and not shared.
+
+β = 0.1 is the paper's choice (0.05 and 0.15 its sensitivity points). α = 0.05 is ours: half of β, about the spread
+of the three probabilities we see for an action all models already write with near certainty, so "shared" means
+"all three agree to within noise".
+"""
+
+from __future__ import annotations
+
+CATEGORIES = ("teacher", "student", "shared", "boosted")
+DEFAULT_ALPHA = 0.05
+DEFAULT_BETA = 0.1
+
+
+def classify(p_t: float, p_s: float, p_d: float, *, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA) -> str:
+    d_sd, d_td, d_ts = p_s - p_d, p_t - p_d, p_t - p_s
+    if abs(d_sd) <= alpha and abs(d_td) <= alpha and abs(d_ts) <= alpha:
+        return "shared"
+    if d_ts > beta:
+        return "teacher"
+    if -d_ts > beta:
+        return "student"
+    return "boosted"
+
+
+def classify_pair(p_t: float, p_s: float, *, beta: float = DEFAULT_BETA) -> str:
+    """Before distillation only teacher and student exist: teacher, student or common."""
+    d_ts = p_t - p_s
+    if d_ts > beta:
+        return "teacher"
+    if -d_ts > beta:
+        return "student"
+    return "common"

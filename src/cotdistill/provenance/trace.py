@@ -1,0 +1,192 @@
+"""``cotdistill trace``: score each generated action under teacher, student and distilled student, classify it,
+and report the category mix overall, per benchmark and for correct vs wrong responses.
+
+Resumable: each model's scores are appended to ``scores-<model>.jsonl`` as they are computed; a re-run loads
+them and scores only what is missing. Models are loaded one at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from cotdistill.provenance.actions import Action, split_actions
+from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_BETA, classify
+from cotdistill.provenance.scoring import score_actions
+
+MODEL_ROLES = ("teacher", "student", "distilled")
+POSITION_BINS = 10
+
+
+@dataclass
+class TraceConfig:
+    unit: str = "sentence"
+    alpha: float = DEFAULT_ALPHA
+    beta: float = DEFAULT_BETA
+    batch_size: int = 8
+    limit: int | None = None
+    device: str = "auto"
+
+
+def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def _scores_file(out: Path, role: str) -> Path:
+    return out / f"scores-{role}.jsonl"
+
+
+def score_role(role: str, model_path: str, samples: list[dict], actions: list[list[Action]], out: Path,
+               config: TraceConfig, progress: bool) -> dict[int, list[list[float]]]:
+    """{sample index: [[n_tokens, logprob_sum] per action]} for one model, computing only what is missing."""
+    path = _scores_file(out, role)
+    done: dict[int, list[list[float]]] = {}
+    if path.exists():
+        for line in open(path):
+            row = json.loads(line)
+            done[row["i"]] = row["scores"]
+    todo = [i for i in range(len(samples)) if i not in done]
+    if not todo:
+        return done
+    from cotdistill.models import load_model, load_tokenizer, pick_device
+
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path, pick_device(config.device))
+    chunk = config.batch_size * 8  # append to disk every few batches, so a killed run loses little
+    with open(path, "a") as fh:
+        for c in range(0, len(todo), chunk):
+            idx = todo[c:c + chunk]
+            scores = score_actions(model, tokenizer, [samples[i]["prompt"] for i in idx],
+                                   [samples[i]["response"] for i in idx], [actions[i] for i in idx],
+                                   batch_size=config.batch_size, progress=progress, desc=f"score {role}")
+            for i, s in zip(idx, scores):
+                done[i] = [[a.n_tokens, a.logprob_sum] for a in s]
+                fh.write(json.dumps({"i": i, "scores": done[i]}) + "\n")
+            fh.flush()
+    del model
+    gc.collect()
+    return done
+
+
+def _prob(n_tokens: float, logprob_sum: float) -> float:
+    import math
+
+    return math.exp(logprob_sum / n_tokens) if n_tokens else float("nan")
+
+
+def build_action_rows(samples: list[dict], actions: list[list[Action]], scores: dict[str, dict],
+                      config: TraceConfig, style_fn=None) -> list[dict]:
+    rows = []
+    for i, sample in enumerate(samples):
+        n = len(actions[i])
+        for k, action in enumerate(actions[i]):
+            probs = {role: _prob(*scores[role][i][k]) for role in MODEL_ROLES}
+            if any(p != p for p in probs.values()):  # an action with no token of its own (NaN): nothing to score
+                continue
+            row = {"sample": i, "bench": sample.get("bench", "custom"), "correct": bool(sample.get("correct")),
+                   "position": k, "relative_position": k / max(n - 1, 1), "text": action.text,
+                   "span": [action.start, action.end], "p_teacher": probs["teacher"], "p_student": probs["student"],
+                   "p_distilled": probs["distilled"],
+                   "category": classify(probs["teacher"], probs["student"], probs["distilled"], alpha=config.alpha,
+                                        beta=config.beta)}
+            if style_fn is not None:
+                row["true_style"] = style_fn(action.text)
+            rows.append(row)
+    return rows
+
+
+def _shares(rows: list[dict]) -> dict[str, float]:
+    counts = Counter(r["category"] for r in rows)
+    total = max(len(rows), 1)
+    return {c: counts[c] / total for c in CATEGORIES}
+
+
+def position_curves(rows: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """Per outcome (correct / wrong) and category, the category's share in each relative-position bin."""
+    curves: dict[str, dict[str, list[float]]] = {}
+    for outcome, flag in (("correct", True), ("wrong", False)):
+        bins: list[list[dict]] = [[] for _ in range(POSITION_BINS)]
+        for r in rows:
+            if r["correct"] == flag:
+                bins[min(POSITION_BINS - 1, int(r["relative_position"] * POSITION_BINS))].append(r)
+        curves[outcome] = {c: [_shares(b)[c] if b else float("nan") for b in bins] for c in CATEGORIES}
+    return curves
+
+
+def curve_areas(curves: dict) -> dict[str, float]:
+    """Area between the correct and wrong curves of each category (mean absolute gap over positions)."""
+    out = {}
+    for c in CATEGORIES:
+        gaps = [abs(a - b) for a, b in zip(curves["correct"][c], curves["wrong"][c]) if a == a and b == b]
+        out[c] = sum(gaps) / len(gaps) if gaps else float("nan")
+    return out
+
+
+def confusion(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """Ground-truth style (rows) × category (columns), for rows whose style is known."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: {c: 0 for c in CATEGORIES})
+    for r in rows:
+        if r.get("true_style") not in (None, "unknown"):
+            table[r["true_style"]][r["category"]] += 1
+    return dict(table)
+
+
+def provenance_agreement(table: dict[str, dict[str, int]]) -> float:
+    """Share of known-style actions whose category matches the style (teacher→teacher, student→student,
+    shared→shared or boosted: text both styles write is pre-existing in both)."""
+    match = {"teacher": ("teacher",), "student": ("student",), "shared": ("shared", "boosted")}
+    total = sum(sum(v.values()) for v in table.values())
+    hits = sum(table[style][c] for style in table for c in match.get(style, ()))
+    return hits / total if total else float("nan")
+
+
+def summarise(rows: list[dict], config: TraceConfig) -> dict:
+    boosted = [r for r in rows if r["category"] == "boosted"]
+    by_bench = defaultdict(list)
+    for r in rows:
+        by_bench[r["bench"]].append(r)
+    curves = position_curves(rows)
+    summary = {
+        "actions": len(rows), "responses": len({r["sample"] for r in rows}), "alpha": config.alpha,
+        "beta": config.beta, "unit": config.unit, "overall": _shares(rows),
+        "per_bench": {b: _shares(v) for b, v in by_bench.items()},
+        "correct": _shares([r for r in rows if r["correct"]]), "wrong": _shares([r for r in rows if not r["correct"]]),
+        "boosted_raised_fraction": (sum(r["p_distilled"] > r["p_student"] for r in boosted) / len(boosted)
+                                    if boosted else float("nan")),
+        "position_curves": curves, "curve_area": curve_areas(curves),
+    }
+    if any("true_style" in r for r in rows):
+        table = confusion(rows)
+        summary["confusion"] = table
+        summary["agreement_with_generator_styles"] = provenance_agreement(table)
+    return summary
+
+
+def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: str, out: str | Path,
+              config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
+    """Score, classify and report; returns the summary (also written to ``out``)."""
+    config = config or TraceConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = load_samples(samples_path, config.limit)
+    actions = [split_actions(s["response"], config.unit) for s in samples]
+    paths = {"teacher": teacher, "student": student, "distilled": distilled}
+    scores = {role: score_role(role, paths[role], samples, actions, out, config, progress) for role in MODEL_ROLES}
+    style_fn = None
+    if world_styles:
+        from cotdistill.world import style_of as style_fn
+    rows = build_action_rows(samples, actions, scores, config, style_fn)
+    with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    summary = summarise(rows, config)
+    summary["models"] = paths
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    from cotdistill.report.provenance import write_trace_report
+
+    write_trace_report(out, samples, rows, summary)
+    return summary

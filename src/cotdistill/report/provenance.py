@@ -1,0 +1,114 @@
+"""Provenance report: Markdown table, position plot, single-response plot and an HTML page of coloured actions."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from cotdistill.provenance.classify import CATEGORIES  # noqa: E402
+from cotdistill.report.tables import markdown_table  # noqa: E402
+
+COLOURS = {"teacher": "#e4572e", "student": "#29335c", "shared": "#a8c686", "boosted": "#f3a712"}
+LABELS = {"teacher": "teacher-originated", "student": "student-originated", "shared": "pre-existing, not enhanced",
+          "boosted": "pre-existing, boosted"}
+
+
+def summary_markdown(summary: dict) -> str:
+    rows = [{"group": "overall", **summary["overall"]}]
+    rows += [{"group": f"bench: {b}", **v} for b, v in summary["per_bench"].items()]
+    rows += [{"group": "correct answers", **summary["correct"]}, {"group": "wrong answers", **summary["wrong"]}]
+    text = (f"# Provenance of {summary['actions']} actions in {summary['responses']} responses\n\n"
+            f"alpha = {summary['alpha']}, beta = {summary['beta']}, unit = {summary['unit']}\n\n"
+            + markdown_table(rows, ["group", *CATEGORIES])
+            + f"\nBoosted actions with p_D > p_S: {summary['boosted_raised_fraction']:.3f}\n\n"
+            + "Area between correct and wrong position curves: "
+            + ", ".join(f"{c} {v:.3f}" for c, v in summary["curve_area"].items()) + "\n")
+    if "confusion" in summary:
+        conf = [{"generator style": s, **v} for s, v in sorted(summary["confusion"].items())]
+        text += ("\n## Categories against the generator's known sentence styles\n\n"
+                 + markdown_table(conf, ["generator style", *CATEGORIES])
+                 + f"\nAgreement: {summary['agreement_with_generator_styles']:.3f}\n")
+    return text
+
+
+def position_plot(summary: dict, path: Path) -> None:
+    curves = summary["position_curves"]
+    fig, axes = plt.subplots(1, len(CATEGORIES), figsize=(4 * len(CATEGORIES), 3.2), sharey=True)
+    n = len(curves["correct"][CATEGORIES[0]])
+    xs = [(i + 0.5) / n for i in range(n)]
+    for ax, cat in zip(axes, CATEGORIES):
+        a, b = curves["correct"][cat], curves["wrong"][cat]
+        ax.plot(xs, a, color=COLOURS[cat], label="correct")
+        ax.plot(xs, b, color=COLOURS[cat], linestyle="--", label="wrong")
+        ax.fill_between(xs, a, b, color=COLOURS[cat], alpha=0.2)
+        ax.set_title(f"{LABELS[cat]}\narea {summary['curve_area'][cat]:.3f}", fontsize=9)
+        ax.set_xlabel("relative action position")
+    axes[0].set_ylabel("share of actions")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def response_plot(rows: list[dict], path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 3.2))
+    xs = list(range(len(rows)))
+    for x, r in zip(xs, rows):
+        ax.axvspan(x - 0.5, x + 0.5, color=COLOURS[r["category"]], alpha=0.25, lw=0)
+    for key, style in (("p_teacher", "-o"), ("p_student", "-s"), ("p_distilled", "-^")):
+        ax.plot(xs, [r[key] for r in rows], style, markersize=3, label=key[2:])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("action")
+    ax.set_ylabel("length-normalised probability")
+    ax.set_title(title, fontsize=9)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[c], alpha=0.4) for c in CATEGORIES]
+    first = ax.legend(loc="lower left", fontsize=7)
+    ax.add_artist(first)
+    ax.legend(handles, [LABELS[c] for c in CATEGORIES], loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def trace_html(samples: list[dict], rows: list[dict], limit: int = 50) -> str:
+    by_sample: dict[int, list[dict]] = {}
+    for r in rows:
+        by_sample.setdefault(r["sample"], []).append(r)
+    legend = " ".join(f'<span class="a" style="background:{COLOURS[c]}55">{LABELS[c]}</span>' for c in CATEGORIES)
+    parts = ["<!doctype html><meta charset='utf-8'><title>cotdistill provenance</title><style>"
+             "body{font-family:sans-serif;max-width:60em;margin:auto}.a{padding:1px 2px;border-radius:3px}"
+             ".r{white-space:pre-wrap;border:1px solid #ddd;padding:.6em;margin:.6em 0}</style>",
+             f"<h1>Provenance of generated actions</h1><p>{legend}</p>"]
+    for i in sorted(by_sample)[:limit]:
+        sample, response, pos, out = samples[i], samples[i]["response"], 0, []
+        for r in sorted(by_sample[i], key=lambda r: r["span"][0]):
+            s, e = r["span"]
+            tip = (f"{LABELS[r['category']]}: p_T={r['p_teacher']:.3f} p_S={r['p_student']:.3f} "
+                   f"p_D={r['p_distilled']:.3f}")
+            out.append(html.escape(response[pos:s]))
+            out.append(f'<span class="a" style="background:{COLOURS[r["category"]]}55" title="{tip}">'
+                       f"{html.escape(response[s:e])}</span>")
+            pos = e
+        out.append(html.escape(response[pos:]))
+        verdict = "correct" if sample.get("correct") else "wrong"
+        parts.append(f"<h3>#{i} ({verdict}, gold {html.escape(str(sample.get('gold')))})</h3>"
+                     f"<p>{html.escape(sample['prompt'])}</p><div class='r'>{''.join(out)}</div>")
+    return "\n".join(parts)
+
+
+def write_trace_report(out: Path, samples: list[dict], rows: list[dict], summary: dict) -> None:
+    (out / "summary.md").write_text(summary_markdown(summary))
+    position_plot(summary, out / "position_shares.png")
+    by_sample: dict[int, list[dict]] = {}
+    for r in rows:
+        by_sample.setdefault(r["sample"], []).append(r)
+    if by_sample:
+        # the example: the response with the most teacher-originated actions, a vivid case
+        best = max(by_sample, key=lambda i: sum(r["category"] == "teacher" for r in by_sample[i]))
+        response_plot(by_sample[best], out / "response_example.png", f"response #{best}")
+    (out / "trace.html").write_text(trace_html(samples, rows))

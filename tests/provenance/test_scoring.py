@@ -1,0 +1,97 @@
+"""One-pass scores equal per-action scores; models with different tokenizers trace together; world agreement."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from cotdistill.provenance.actions import split_actions
+from cotdistill.provenance.scoring import score_actions, score_actions_separately
+from cotdistill.provenance.trace import TraceConfig, run_trace
+from cotdistill.world import world_records
+from cotdistill.world.tokenizer import CHAT_TEMPLATE
+from tests.conftest import char_tokenizer, tiny_qwen
+
+
+def bpe_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+    """A tiny byte-level BPE trained here: token boundaries unlike the character tokenizer's."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def test_one_pass_equals_per_action_scoring():
+    tok = char_tokenizer()
+    model = tiny_qwen(len(tok), hidden=32, layers=2, seed=4)
+    recs = world_records("test", "teacher", 3, min_steps=2, max_steps=3)
+    responses = [r.assistant_text() for r in recs]
+    actions = [split_actions(r) for r in responses]
+    assert min(len(a) for a in actions) >= 8
+    fast = score_actions(model, tok, [r.prompt for r in recs], responses, actions, batch_size=2)
+    for rec, resp, acts, got in zip(recs, responses, actions, fast):
+        ref = score_actions_separately(model, tok, rec.prompt, resp, acts)
+        assert [a.n_tokens for a in got] == [a.n_tokens for a in ref] == [len(tok(a.text)["input_ids"]) for a in acts]
+        torch.testing.assert_close(torch.tensor([a.logprob_sum for a in got]),
+                                   torch.tensor([a.logprob_sum for a in ref]), atol=1e-4, rtol=1e-5)
+
+
+def _save(model, tok, path):
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def test_models_with_different_tokenizers_trace_together(tmp_path):
+    recs = world_records("test", "teacher", 4, min_steps=2, max_steps=2)
+    char = char_tokenizer()
+    bpe = bpe_tokenizer([r.prompt + r.assistant_text() for r in world_records("train", "teacher", 200)])
+    teacher = _save(tiny_qwen(len(bpe), seed=1), bpe, tmp_path / "t")
+    student = _save(tiny_qwen(len(char), seed=2), char, tmp_path / "s")
+    distilled = _save(tiny_qwen(len(char), seed=3), char, tmp_path / "d")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": i % 2 == 0,
+                                           "bench": "world"}) + "\n" for i, r in enumerate(recs)))
+    summary = run_trace(samples, teacher, student, distilled, tmp_path / "out", TraceConfig(device="cpu"),
+                        progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "out" / "actions.jsonl")]
+    assert summary["actions"] == len(rows) == sum(len(split_actions(r.assistant_text())) for r in recs)
+    assert all(0 < r["p_teacher"] <= 1 and 0 < r["p_student"] <= 1 for r in rows)
+    teacher_scores = [json.loads(line) for line in open(tmp_path / "out" / "scores-teacher.jsonl")]
+    student_scores = [json.loads(line) for line in open(tmp_path / "out" / "scores-student.jsonl")]
+    n_bpe = sum(s[0] for row in teacher_scores for s in row["scores"])
+    n_char = sum(s[0] for row in student_scores for s in row["scores"])
+    assert n_bpe < n_char  # the same text, tokenized two ways
+    for name in ("summary.md", "position_shares.png", "response_example.png", "trace.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    # resumable: a second run re-uses every stored score
+    (tmp_path / "out" / "actions.jsonl").unlink()
+    again = run_trace(samples, "missing-a", "missing-b", "missing-c", tmp_path / "out", TraceConfig(device="cpu"),
+                      progress=False)
+    assert again["overall"] == summary["overall"]
+
+
+def test_categories_recover_generator_styles_on_the_world(tmp_path):
+    """Responses written by the generator in both styles, traced with the packaged models (distilled := teacher)."""
+    samples = tmp_path / "samples.jsonl"
+    with open(samples, "w") as fh:
+        for style in ("teacher", "student"):
+            for r in world_records("test", style, 12):
+                fh.write(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n")
+    summary = run_trace(samples, "world:teacher", "world:student", "world:teacher", tmp_path / "o",
+                        TraceConfig(device="cpu"), world_styles=True, progress=False)
+    conf = summary["confusion"]
+    assert conf["teacher"]["teacher"] > 0.8 * sum(conf["teacher"].values())
+    assert conf["student"]["student"] > 0.8 * sum(conf["student"].values())
+    # sentences both styles write ("Now Ana has 12 pens.") are judged in context: inside a teacher-style response the
+    # student finds them less likely, so many land in teacher/student rather than shared; the styled ones do not
+    assert summary["agreement_with_generator_styles"] > 0.55  # a uniform guess over 4 categories scores ~0.3
