@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from cotdistill.losses import (KD_KINDS, LossConfig, chunked_distill_sums, combine, cross_entropy_sum,
-                               distill_sums, per_token_divergence, sparse_logprobs, divergence_from_logprobs)
+from cotdistill.losses import (
+    KD_KINDS,
+    LossConfig,
+    chunked_distill_sums,
+    combine,
+    cross_entropy_sum,
+    distill_sums,
+    divergence_from_logprobs,
+    per_token_divergence,
+    sparse_logprobs,
+)
 
 
 def naive(student_logits, teacher_logits, kind, beta=0.5, alpha=0.1, temperature=1.0):

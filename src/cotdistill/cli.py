@@ -46,12 +46,20 @@ def _cmd_world_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(YAML path, overrides); without a YAML the first positional word is already an override."""
+    config_path, overrides = args.config, list(args.overrides)
+    if config_path is not None and "=" in config_path:
+        config_path, overrides = None, [config_path, *overrides]
+    return config_path, overrides
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from cotdistill.config import load_config
     from cotdistill.train.config import TrainConfig
     from cotdistill.train.loop import train
 
-    config = load_config(TrainConfig, args.config, args.overrides)
+    config = load_config(TrainConfig, *_config_and_overrides(args))
     summary = train(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
     return 0
@@ -86,6 +94,83 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
     keys = ("records", "rows", "top_k", "bytes", "bytes_per_supervised_token", "mean_kl_dense_vs_reconstructed")
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))
     print(f"cache written to {args.out}")
+    return 0
+
+
+def _split_floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _split_words(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.report.tables import markdown_table
+    from cotdistill.sweep import TABLE_COLUMNS, run_sweep
+    from cotdistill.train.config import TrainConfig
+
+    base = load_config(TrainConfig, *_config_and_overrides(args))
+    rows = run_sweep(base, args.out, lsps=_split_floats(args.lsp), windows=_split_words(args.window),
+                     sections=_split_words(args.sections), eval_limit=args.eval_limit,
+                     max_new_tokens=args.max_new_tokens)
+    print(markdown_table(rows, TABLE_COLUMNS))
+    print(f"table and plot in {args.out}")
+    return 0
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from cotdistill.provenance.trace import TraceConfig, run_trace
+    from cotdistill.report.provenance import summary_markdown
+
+    config = TraceConfig(unit=args.unit, alpha=args.alpha, beta=args.beta, batch_size=args.batch_size,
+                         limit=args.limit, device=args.device)
+    summary = run_trace(args.samples, args.teacher, args.student, args.distilled, args.out, config,
+                        world_styles=args.world_styles)
+    print(summary_markdown(summary))
+    print(f"report in {args.out}")
+    return 0
+
+
+def _cmd_correlate(args: argparse.Namespace) -> int:
+    from cotdistill.provenance.correlate import correlate_dirs
+    from cotdistill.report.tables import markdown_table
+
+    pairs = [tuple(p.split(":", 1)) for p in args.pairs]
+    result = correlate_dirs(pairs)
+    print(markdown_table(result["table"]))
+    print(f"Spearman rho (teacher share vs accuracy) = {result['spearman_teacher_share_vs_accuracy']:.3f}")
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from cotdistill.select.run import select_records
+
+    info = select_records(args.data, args.teacher, args.student, args.method, args.out,
+                          per_question=args.per_question, keep=args.keep, cache_dir=args.cache_dir, beta=args.beta,
+                          seed=args.seed, batch_size=args.batch_size, device=args.device)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_select_experiment(args: argparse.Namespace) -> int:
+    from cotdistill.config import load_config
+    from cotdistill.report.tables import markdown_table
+    from cotdistill.select.experiment import SelectExperimentConfig, run_experiment
+
+    table = run_experiment(load_config(SelectExperimentConfig, *_config_and_overrides(args)))
+    print(markdown_table(table))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from cotdistill.config import from_dict
+    from cotdistill.demo import QUICK, DemoConfig, run_demo
+
+    config = from_dict(DemoConfig, {"out": args.out, **(QUICK if args.quick else {})})
+    report = run_demo(config)
+    print(f"report: {report}")
     return 0
 
 
@@ -155,6 +240,61 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs/eval")
     ev.set_defaults(func=_cmd_eval)
 
+    sw = sub.add_parser("sweep", help="train + evaluate each truncation setting; trade-off table and plot")
+    sw.add_argument("config", nargs="?")
+    sw.add_argument("overrides", nargs="*")
+    sw.add_argument("--lsp", default="0.1,0.25,0.5,0.75,1.0")
+    sw.add_argument("--window", default="", help="e.g. left,middle,right (each at lsp 0.5)")
+    sw.add_argument("--sections", default="", help="e.g. cotAns,cot,ans")
+    sw.add_argument("--eval-limit", type=int)
+    sw.add_argument("--max-new-tokens", type=int, default=320)
+    sw.add_argument("--out", default="runs/sweep")
+    sw.set_defaults(func=_cmd_sweep)
+
+    tc = sub.add_parser("trace", help="provenance of each generated action")
+    tc.add_argument("--samples", required=True, help="samples.jsonl from `cotdistill eval`")
+    tc.add_argument("--teacher", required=True)
+    tc.add_argument("--student", required=True, help="the original student")
+    tc.add_argument("--distilled", required=True)
+    tc.add_argument("--out", default="runs/trace")
+    tc.add_argument("--unit", default="sentence", choices=["sentence", "line", "step"])
+    tc.add_argument("--alpha", type=float, default=0.05)
+    tc.add_argument("--beta", type=float, default=0.1)
+    tc.add_argument("--batch-size", type=int, default=8)
+    tc.add_argument("--limit", type=int)
+    tc.add_argument("--device", default="auto")
+    tc.add_argument("--world-styles", action="store_true", help="compare with the embedded world's sentence styles")
+    tc.set_defaults(func=_cmd_trace)
+
+    co = sub.add_parser("correlate", help="teacher-originated share vs accuracy across distilled models")
+    co.add_argument("pairs", nargs="+", help="TRACE_DIR:RESULTS_JSON for each distilled model")
+    co.set_defaults(func=_cmd_correlate)
+
+    se = sub.add_parser("select", help="select training records by teacher-guided or baseline scores")
+    se.add_argument("data")
+    se.add_argument("--teacher", required=True)
+    se.add_argument("--student", required=True)
+    se.add_argument("--method", default="teacher")
+    mode = se.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--per-question", action="store_true", help="best candidate per question")
+    mode.add_argument("--keep", type=float, help="top fraction (<= 1) or count (> 1) of the dataset")
+    se.add_argument("--out", required=True)
+    se.add_argument("--cache-dir")
+    se.add_argument("--beta", type=float, default=0.1)
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--batch-size", type=int, default=8)
+    se.add_argument("--device", default="auto")
+    se.set_defaults(func=_cmd_select)
+
+    sx = sub.add_parser("select-experiment", help="one student per selection method, evaluated")
+    sx.add_argument("config", nargs="?")
+    sx.add_argument("overrides", nargs="*")
+    sx.set_defaults(func=_cmd_select_experiment)
+
+    dm = sub.add_parser("demo", help="the main job on the embedded world")
+    dm.add_argument("--out", default="runs/demo")
+    dm.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in about a minute")
+    dm.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -6,8 +6,16 @@ import pytest
 import torch
 
 from cotdistill.data.batching import collate
-from cotdistill.data.encode import (ANSWER, COT, IGNORE_INDEX, PROMPT, SECTION_ALIASES, EncodeConfig, encode_record,
-                                    parse_sections)
+from cotdistill.data.encode import (
+    ANSWER,
+    COT,
+    IGNORE_INDEX,
+    PROMPT,
+    SECTION_ALIASES,
+    EncodeConfig,
+    encode_record,
+    parse_sections,
+)
 from cotdistill.data.records import DataError, ReasoningRecord
 from tests.conftest import SYSTEM_TEMPLATE, char_tokenizer
 

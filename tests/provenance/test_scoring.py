@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -85,8 +84,7 @@ def test_categories_recover_generator_styles_on_the_world(tmp_path):
     samples = tmp_path / "samples.jsonl"
     with open(samples, "w") as fh:
         for style in ("teacher", "student"):
-            for r in world_records("test", style, 12):
-                fh.write(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n")
+            fh.writelines(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n" for r in world_records("test", style, 12))
     summary = run_trace(samples, "world:teacher", "world:student", "world:teacher", tmp_path / "o",
                         TraceConfig(device="cpu"), world_styles=True, progress=False)
     conf = summary["confusion"]

@@ -204,5 +204,4 @@ def record_to_row(record: ReasoningRecord, fmt: str) -> dict[str, Any]:
 def write_jsonl(records: list[ReasoningRecord], path: str | Path, fmt: str = "messages") -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record_to_row(record, fmt), ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(record_to_row(record, fmt), ensure_ascii=False) + "\n" for record in records)

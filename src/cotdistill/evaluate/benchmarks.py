@@ -136,8 +136,7 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     with open(out / "samples.jsonl", "w", encoding="utf-8") as fh:
-        for s in samples:
-            fh.write(json.dumps(s, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
 
 
 def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | None = None, limit: int | None = None,

@@ -12,8 +12,11 @@ Causal attention makes the single pass equal to that, at a fraction of the cost.
 
 from __future__ import annotations
 
+import gc
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -130,3 +133,38 @@ def score_actions_separately(model, tokenizer, prompt: str, response: str, actio
         lp = token_logprobs(model, [ids], 0)[0]
         scores.append(ActionScore(len(positions), sum(lp[t] for t in positions)))
     return scores
+
+
+def score_with_cache(model_path: str, keys: list[str], prompts: list[str], responses: list[str],
+                     actions: list[list[Action]], cache_file: Path, *, batch_size: int = 8, device: str = "auto",
+                     raw_context: bool = False, progress: bool = False, desc: str = "score") -> dict[str, list]:
+    """{key: [[n_tokens, logprob_sum] per action]}, reading what ``cache_file`` already holds and appending the rest.
+
+    The model is loaded only if something is missing, so a finished scoring pass costs nothing to re-use.
+    """
+    done: dict[str, list] = {}
+    if cache_file.exists():
+        for line in open(cache_file):
+            row = json.loads(line)
+            done[row["key"]] = row["scores"]
+    todo = [i for i, k in enumerate(keys) if k not in done]
+    if not todo:
+        return done
+    from cotdistill.models import load_model, load_tokenizer, pick_device
+
+    tokenizer = load_tokenizer(model_path)
+    model = load_model(model_path, pick_device(device))
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    chunk = batch_size * 8  # append every few batches, so a killed run loses little
+    with open(cache_file, "a") as fh:
+        for c in tqdm(range(0, len(todo), chunk), desc=desc, disable=not progress):
+            idx = todo[c:c + chunk]
+            scores = score_actions(model, tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                   [actions[i] for i in idx], batch_size=batch_size, raw_context=raw_context)
+            for i, sc in zip(idx, scores):
+                done[keys[i]] = [[a.n_tokens, a.logprob_sum] for a in sc]
+                fh.write(json.dumps({"key": keys[i], "scores": done[keys[i]]}) + "\n")
+            fh.flush()
+    del model
+    gc.collect()
+    return done

@@ -7,7 +7,6 @@ them and scores only what is missing. Models are loaded one at a time.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from cotdistill.provenance.actions import Action, split_actions
 from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_BETA, classify
-from cotdistill.provenance.scoring import score_actions
+from cotdistill.provenance.scoring import score_with_cache
 
 MODEL_ROLES = ("teacher", "student", "distilled")
 POSITION_BINS = 10
@@ -36,40 +35,14 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def _scores_file(out: Path, role: str) -> Path:
-    return out / f"scores-{role}.jsonl"
-
-
 def score_role(role: str, model_path: str, samples: list[dict], actions: list[list[Action]], out: Path,
-               config: TraceConfig, progress: bool) -> dict[int, list[list[float]]]:
-    """{sample index: [[n_tokens, logprob_sum] per action]} for one model, computing only what is missing."""
-    path = _scores_file(out, role)
-    done: dict[int, list[list[float]]] = {}
-    if path.exists():
-        for line in open(path):
-            row = json.loads(line)
-            done[row["i"]] = row["scores"]
-    todo = [i for i in range(len(samples)) if i not in done]
-    if not todo:
-        return done
-    from cotdistill.models import load_model, load_tokenizer, pick_device
-
-    tokenizer = load_tokenizer(model_path)
-    model = load_model(model_path, pick_device(config.device))
-    chunk = config.batch_size * 8  # append to disk every few batches, so a killed run loses little
-    with open(path, "a") as fh:
-        for c in range(0, len(todo), chunk):
-            idx = todo[c:c + chunk]
-            scores = score_actions(model, tokenizer, [samples[i]["prompt"] for i in idx],
-                                   [samples[i]["response"] for i in idx], [actions[i] for i in idx],
-                                   batch_size=config.batch_size, progress=progress, desc=f"score {role}")
-            for i, s in zip(idx, scores):
-                done[i] = [[a.n_tokens, a.logprob_sum] for a in s]
-                fh.write(json.dumps({"i": i, "scores": done[i]}) + "\n")
-            fh.flush()
-    del model
-    gc.collect()
-    return done
+               config: TraceConfig, progress: bool) -> list[list[list[float]]]:
+    """Per sample, [[n_tokens, logprob_sum] per action] under one model; stored in ``scores-<role>.jsonl``."""
+    keys = [str(i) for i in range(len(samples))]
+    done = score_with_cache(model_path, keys, [s["prompt"] for s in samples], [s["response"] for s in samples],
+                            actions, out / f"scores-{role}.jsonl", batch_size=config.batch_size,
+                            device=config.device, progress=progress, desc=f"score {role}")
+    return [done[k] for k in keys]
 
 
 def _prob(n_tokens: float, logprob_sum: float) -> float:
@@ -181,8 +154,7 @@ def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: s
         from cotdistill.world import style_of as style_fn
     rows = build_action_rows(samples, actions, scores, config, style_fn)
     with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     summary = summarise(rows, config)
     summary["models"] = paths
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

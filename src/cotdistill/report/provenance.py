@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from cotdistill.provenance.classify import CATEGORIES  # noqa: E402
-from cotdistill.report.tables import markdown_table  # noqa: E402
+from cotdistill.provenance.classify import CATEGORIES
+from cotdistill.report.tables import markdown_table
 
 COLOURS = {"teacher": "#e4572e", "student": "#29335c", "shared": "#a8c686", "boosted": "#f3a712"}
 LABELS = {"teacher": "teacher-originated", "student": "student-originated", "shared": "pre-existing, not enhanced",

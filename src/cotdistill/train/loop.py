@@ -230,6 +230,7 @@ class Trainer:
             self.scheduler.load_state_dict(saved["scheduler"])
             ckpt.set_rng_state(saved["rng"])
             state = saved["state"]
+        self._warm_up()
         monitor = MemoryMonitor(self.device).start()
         metrics_file = open(self.out / "metrics.jsonl", "a") if is_main else None
         bar = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not (is_main and cfg.progress))
@@ -267,6 +268,17 @@ class Trainer:
                 metrics_file.close()
         peak = monitor.stop()
         return self._finish(state, peak, last_val, resumed_from)
+
+    def _warm_up(self) -> None:
+        """One tiny forward + backward before the memory baseline is taken, so that one-off runtime start-up costs
+        (thread pools, allocator arenas) are not counted as training memory. No optimizer step: weights, optimizer
+        state and RNG streams are untouched."""
+        example = self.examples[0]
+        n = min(len(example), 8)
+        tiny = EncodedExample(example.input_ids[:n], example.input_ids[:n], example.segments[:n], example.index, n)
+        batch = self._make_batch([tiny])
+        self._loss_sums(batch, self.loss_module, use_cache=False).sum().backward()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _optimizer_step(self, step: int, state: dict) -> dict:
         batches = self._step_batches(step)

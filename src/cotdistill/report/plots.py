@@ -1,0 +1,43 @@
+"""Plots for the compute–quality trade-off and the selection experiment (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def tradeoff_plot(rows: list[dict], path: Path, title: str = "retention vs compute") -> None:
+    """Retention (accuracy / accuracy at LSP 1.0) against compute (FLOPs / FLOPs at LSP 1.0), one point per setting."""
+    fig, ax = plt.subplots(figsize=(5, 4))
+    xs = [r["compute"] for r in rows]
+    ys = [r["retention"] for r in rows]
+    ax.plot([0, 1.05], [0, 1.05], color="#bbb", linestyle=":", label="retention = compute")
+    ax.scatter(xs, ys, color="#e4572e", zorder=3)
+    for r in rows:
+        ax.annotate(str(r["setting"]), (r["compute"], r["retention"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ax.set_xlabel("compute (training FLOPs / FLOPs at LSP 1.0)")
+    ax.set_ylabel("retention (accuracy / accuracy at LSP 1.0)")
+    ax.set_xlim(0, 1.1)
+    ax.set_ylim(0, max(1.1, max(ys, default=1) + 0.1))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bar_plot(labels: list[str], values: list[float], errors: list[float], path: Path, *, ylabel: str,
+             title: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels)), 3.5))
+    ax.bar(labels, values, yerr=errors, color="#29335c", alpha=0.85, capsize=4)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,93 @@
+"""``cotdistill sweep``: train and evaluate one student per truncation setting, then tabulate cost against quality.
+
+Each point lives in ``OUT/<name>/`` with its ``train/run_summary.json`` and ``eval/results.json``; a point whose
+files exist is not run again. The table has, per setting: supervised tokens, FLOPs, wall time, peak memory,
+accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute = FLOPs / reference FLOPs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cotdistill.config import from_dict, merge, to_dict
+from cotdistill.train.config import TrainConfig
+
+
+@dataclass
+class SweepPoint:
+    name: str
+    encode: dict  # overrides of TrainConfig.encode
+
+
+def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> list[SweepPoint]:
+    """LSP points (lsp=1.0 is the full-sequence reference), window points, and section-allocation points."""
+    points = []
+    for lsp in lsps:
+        enc = {"truncation": "none"} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
+        points.append(SweepPoint(f"lsp{lsp:g}", enc))
+    for w in windows:
+        points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
+    for s in sections:
+        points.append(SweepPoint(f"sections-{s}", {"sections": s}))
+    if not any(p.name == "lsp1" for p in points):  # retention needs the full-sequence reference
+        points.insert(0, SweepPoint("lsp1", {"truncation": "none"}))
+    return points
+
+
+def run_point(base: TrainConfig, point: SweepPoint, out: Path, eval_limit: int | None, max_new_tokens: int,
+              progress: bool) -> dict:
+    from cotdistill.evaluate.benchmarks import evaluate_model
+    from cotdistill.train.loop import train
+
+    point_dir = out / point.name
+    summary_file, results_file = point_dir / "train" / "run_summary.json", point_dir / "eval" / "results.json"
+    if not summary_file.exists():
+        config = from_dict(TrainConfig, merge(to_dict(base), {"output_dir": str(point_dir / "train"),
+                                                              "encode": point.encode}))
+        train(config)
+    if not results_file.exists():
+        evaluate_model(str(point_dir / "train" / "final"), "world", limit=eval_limit, out_dir=point_dir / "eval",
+                       max_new_tokens=max_new_tokens, progress=progress)
+    summary = json.loads(summary_file.read_text())
+    results = json.loads(results_file.read_text())
+    return {"setting": point.name, "records": summary["examples"], "tokens": summary["processed_tokens"],
+            "supervised_tokens": summary["supervised_tokens"], "flops": summary["flops"],
+            "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
+            "accuracy": results["accuracy"], "ci95_low": results["ci95"][0], "ci95_high": results["ci95"][1]}
+
+
+def tradeoff_table(rows: list[dict], reference: str = "lsp1") -> list[dict]:
+    ref = next(r for r in rows if r["setting"] == reference)
+    for r in rows:
+        r["retention"] = r["accuracy"] / ref["accuracy"] if ref["accuracy"] > 0 else float("nan")
+        r["compute"] = r["flops"] / ref["flops"]
+        r["time_ratio"] = r["wall_time_s"] / ref["wall_time_s"]
+        r["memory_ratio"] = r["peak_memory_mib"] / ref["peak_memory_mib"] if ref["peak_memory_mib"] else float("nan")
+    return rows
+
+
+TABLE_COLUMNS = ["setting", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib", "accuracy",
+                 "retention", "compute", "time_ratio", "memory_ratio"]
+
+
+def write_tradeoff(rows: list[dict], out: Path) -> None:
+    from cotdistill.report.plots import tradeoff_plot
+    from cotdistill.report.tables import markdown_table, write_csv
+
+    write_csv(rows, out / "tradeoff.csv", TABLE_COLUMNS)
+    (out / "tradeoff.md").write_text("# Truncation trade-off\n\n" + markdown_table(rows, TABLE_COLUMNS))
+    tradeoff_plot(rows, out / "tradeoff.png")
+
+
+def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows: list[str] = (),
+              sections: list[str] = (), eval_limit: int | None = None, max_new_tokens: int = 320,
+              progress: bool = True) -> list[dict]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_point(base, p, out, eval_limit, max_new_tokens, progress)
+            for p in sweep_points(list(lsps), list(windows), list(sections))]
+    rows = tradeoff_table(rows)
+    write_tradeoff(rows, out)
+    return rows
