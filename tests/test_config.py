@@ -8,7 +8,7 @@ from cotdistill.train.config import TrainConfig
 
 def test_yaml_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("encode:\n  truncation: lsp\n  lsp: 0.5\noptim:\n  lr: 0.001\n")
+    path.write_text("encode:\n  truncation: lsp\n  lsp: 0.5\noptim:\n  lr: 1e-3\n")  # YAML 1.1 reads 1e-3 as str
     cfg = load_config(TrainConfig, path, ["loss.kind=jsd", "optim.batch_size=4", "encode.sections=[cot, answer]"])
     assert (cfg.encode.lsp, cfg.optim.lr, cfg.loss.kind, cfg.optim.batch_size) == (0.5, 0.001, "jsd", 4)
     assert cfg.encode.sections == ["cot", "answer"]
@@ -26,3 +26,8 @@ def test_out_of_range_names_key_and_range():
         load_config(TrainConfig, None, ["encode.lsp=1.5"])
     with pytest.raises(ConfigError, match=r"loss: distill_ratio must be in \[0, 1\]"):
         load_config(TrainConfig, None, ["loss.distill_ratio=2"])
+
+
+def test_non_number_for_a_float_field():
+    with pytest.raises(ConfigError, match="optim.lr must be a number, got 'fast'"):
+        load_config(TrainConfig, None, ["optim.lr=fast"])

@@ -34,6 +34,18 @@ def _dataclass_in(tp: Any) -> type | None:
     return None
 
 
+def _coerce_float(tp: Any, value: Any, key: str) -> Any:
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string; a float field takes it as the number it means."""
+    wants_float = tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                                  and float in typing.get_args(tp))
+    if wants_float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    return value
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     """Build ``cls`` from a nested dict, recursing into dataclass fields; unknown keys are errors."""
     data = dict(data or {})
@@ -47,7 +59,10 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     for name, value in data.items():
         sub = _dataclass_in(hints[name])
         key = f"{path}.{name}" if path else name
-        kwargs[name] = from_dict(sub, value, key) if sub is not None and isinstance(value, dict) else value
+        if sub is not None and isinstance(value, dict):
+            kwargs[name] = from_dict(sub, value, key)
+        else:
+            kwargs[name] = _coerce_float(hints[name], value, key)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:

@@ -8,10 +8,12 @@ accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cotdistill.config import from_dict, merge, to_dict
+from cotdistill.config import from_dict, merge, save_config, to_dict
 from cotdistill.train.config import TrainConfig
 
 
@@ -36,17 +38,23 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> 
     return points
 
 
+def train_in_subprocess(config: TrainConfig, config_file: Path) -> None:
+    """Train in a fresh process: on CPU the peak-memory reading (resident set size) is only clean in a process
+    whose allocator has not already grown for an earlier setting."""
+    save_config(config, config_file)
+    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(config_file)], check=True)
+
+
 def run_point(base: TrainConfig, point: SweepPoint, out: Path, eval_limit: int | None, max_new_tokens: int,
               progress: bool) -> dict:
     from cotdistill.evaluate.benchmarks import evaluate_model
-    from cotdistill.train.loop import train
 
     point_dir = out / point.name
     summary_file, results_file = point_dir / "train" / "run_summary.json", point_dir / "eval" / "results.json"
     if not summary_file.exists():
         config = from_dict(TrainConfig, merge(to_dict(base), {"output_dir": str(point_dir / "train"),
                                                               "encode": point.encode}))
-        train(config)
+        train_in_subprocess(config, point_dir / "train.yaml")
     if not results_file.exists():
         evaluate_model(str(point_dir / "train" / "final"), "world", limit=eval_limit, out_dir=point_dir / "eval",
                        max_new_tokens=max_new_tokens, progress=progress)

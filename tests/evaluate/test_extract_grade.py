@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cotdistill.evaluate import extract_answer, grade
+from cotdistill.evaluate.benchmarks import load_benchmark
+from cotdistill.evaluate.extract import extract_boxed, extract_gsm8k
+from cotdistill.evaluate.grade import run_with_timeout
+
+
+@pytest.mark.parametrize("text, answer, method", [
+    ("so x = \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}", "boxed"),
+    ("first \\boxed{1} then \\boxed{\\sqrt{\\frac{3}{4}}}", "\\sqrt{\\frac{3}{4}}", "boxed"),
+    ("Natalia sold 48+24 = 72 clips.\n#### 1,234", "1234", "gsm8k"),
+    ("Thus, the answer is 12 dollars.", "12 dollars", "answer_is"),
+    ("The answer is $42$.", "42", "answer_is"),
+    ("I think it's 7 or maybe 8", "8", "last_number"),
+    ("no number here", None, "none"),
+])
+def test_extraction(text, answer, method):
+    got = extract_answer(text)
+    assert (got.answer, got.method) == (answer, method)
+
+
+def test_unbalanced_box_is_not_an_answer():
+    assert extract_boxed("\\boxed{\\frac{1}{2}") is None
+    assert extract_gsm8k("no hashes") is None
+
+
+@pytest.mark.parametrize("response, gold, ok", [
+    ("\\boxed{0.5}", "\\frac{1}{2}", True),
+    ("\\boxed{\\frac{1}{2}}", "0.5", True),
+    ("#### 1,234", "1234", True),
+    ("The answer is 12 dollars.", "12", True),
+    ("The answer is 72.", "72", True),
+    ("\\boxed{13}", "12", False),
+    ("nothing", "3", False),
+])
+def test_grading_with_math_verify(response, gold, ok):
+    assert grade(response, gold) is ok
+
+
+def test_grading_works_outside_the_main_thread_and_times_out():
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(ok=grade("\\boxed{\\frac{2}{4}}", "0.5")))
+    worker.start()
+    worker.join()
+    assert result["ok"] is True
+    import time
+
+    assert run_with_timeout(time.sleep, 5, timeout=0.1, default="timed out") == "timed out"
+
+
+GSM8K = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "test.jsonl"
+
+
+@pytest.mark.skipif(not GSM8K.exists(), reason="../shared/data/gsm8k is not present")
+def test_real_gsm8k_loads():
+    items = load_benchmark("gsm8k", str(GSM8K), limit=20)
+    assert len(items) == 20 and all(it.gold.replace("-", "").isdigit() for it in items)
+
+
+def test_benchmarks_from_local_files(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"problem": "1+1?", "answer": "2", "level": 1}\n')
+    (tmp_path / "g.jsonl").write_text('{"question": "2+2?", "answer": "2+2=4\\n#### 4"}\n')
+    assert load_benchmark("math500", str(tmp_path / "m.jsonl"))[0].gold == "2"
+    assert load_benchmark("gsm8k", str(tmp_path / "g.jsonl"))[0].gold == "4"
+    assert len(load_benchmark("world", limit=7)) == 7

@@ -1,0 +1,78 @@
+"""Selection scores match hand computation; selection keeps exactly what was asked; cached scores are reused."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from cotdistill.data.formats import load_records, write_jsonl
+from cotdistill.data.records import ReasoningRecord
+from cotdistill.select import scores as scores_module
+from cotdistill.select.methods import keep_count, method_scores, select_per_dataset, select_per_question
+from cotdistill.select.run import select_records
+from cotdistill.select.scores import CandidateScore, score_candidates
+
+
+def test_scores_match_hand_computation(tmp_path, monkeypatch):
+    rec = ReasoningRecord("q", "A b.\nC d.", "E.")
+    # actions of "<think>\nA b.\nC d.\n</think>\n\nE.": <think>, "A b.", "C d.", </think>, "E."
+    fake = {"teacher": [[2, math.log(0.9) * 2], [1, math.log(0.9)], [1, math.log(0.5)], [1, 0.0], [1, math.log(0.3)]],
+            "student": [[2, math.log(0.5) * 2], [1, math.log(0.85)], [1, math.log(0.9)], [1, 0.0], [1, math.log(0.3)]]}
+
+    def fake_scores(model_path, keys, prompts, responses, actions, cache_file, **kw):
+        assert [a.text for a in actions[0]] == ["<think>", "A b.", "C d.", "</think>", "E."]
+        return {keys[0]: fake[model_path]}
+
+    monkeypatch.setattr(scores_module, "score_with_cache", fake_scores)
+    (s,) = score_candidates([rec], "teacher", "student", tmp_path, beta=0.1, progress=False)
+    # per action p_T - p_S: 0.4 (teacher), 0.05 (common), -0.4 (student), 0 (common), 0 (common)
+    assert (s.teacher_actions, s.student_actions, s.common_actions, s.actions) == (1, 1, 3, 5)
+    assert s.teacher_share == pytest.approx(0.2)
+    expected_mean = (2 * math.log(0.5) + math.log(0.85) + math.log(0.9) + math.log(0.3)) / 6
+    assert s.student_logprob_mean == pytest.approx(expected_mean)
+    assert s.student_tokens == 6
+
+
+def _score(t, n=10, mean=-1.0):
+    return CandidateScore("k", n, t, 0, n - t, mean, n * 3)
+
+
+def test_methods_and_modes():
+    scores = [_score(1, mean=-0.1), _score(4, n=20, mean=-2.0), _score(3, n=5, mean=-0.5), _score(0)]
+    assert method_scores("teacher", scores) == [1, 4, 3, 0]
+    assert method_scores("teacher_share", scores) == [0.1, 0.2, 0.6, 0.0]
+    assert method_scores("grape", scores) == [-0.1, -2.0, -0.5, -1.0]
+    assert method_scores("shortest", scores) == [-30, -60, -15, -30]
+    assert select_per_question(["a", "a", "b", "b"], [1, 4, 3, 0]) == [1, 2]
+    assert select_per_dataset([5, 1, 4, 2, 3], 0.4) == [0, 2]
+    assert select_per_dataset([5, 1, 4, 2, 3], 3) == [0, 2, 4]
+    assert keep_count(10, 0.25) == 2 and keep_count(10, 1.0) == 10
+    with pytest.raises(ValueError, match="only 10 exist"):
+        keep_count(10, 11)
+    with pytest.raises(ValueError, match="method must be one of"):
+        method_scores("best", scores)
+
+
+def test_select_cli_keeps_exact_fraction_and_reuses_cache(tmp_path, monkeypatch):
+    records = [ReasoningRecord(f"What is {i}+1?", f"{i} + 1 = {i + 1}.", f"The answer is \\boxed{{{i + 1}}}.",
+                               {"question_id": i // 2}) for i in range(10)]
+    data = tmp_path / "cands.jsonl"
+    write_jsonl(records, data, "messages")
+    info = select_records(str(data), "world:teacher", "world:student", "teacher", tmp_path / "sel.jsonl",
+                          per_question=False, keep=0.3, progress=False, device="cpu")
+    assert info["selected"] == 3 and len(load_records(tmp_path / "sel.jsonl").records) == 3
+    rows = [json.loads(line) for line in open(tmp_path / "sel.scores.jsonl")]
+    assert sum(r["selected"] for r in rows) == 3
+    per_q = select_records(str(data), "world:teacher", "world:student", "grape", tmp_path / "pq.jsonl",
+                           per_question=True, progress=False, device="cpu")
+    assert per_q["selected"] == 5
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded although every score is cached")
+
+    monkeypatch.setattr("cotdistill.models.load_model", no_model)
+    again = select_records(str(data), "world:teacher", "world:student", "shortest", tmp_path / "s2.jsonl",
+                           per_question=False, keep=2, cache_dir=tmp_path / "sel.score-cache", progress=False)
+    assert again["selected"] == 2
