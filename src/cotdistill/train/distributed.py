@@ -38,7 +38,14 @@ def init_distributed(device_type: str) -> DistInfo:
 
 
 def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
+    """Sum over processes, in place. NCCL only reduces CUDA tensors, so a CPU tensor makes a round trip."""
+    if not info.enabled:
+        return value
+    if dist.get_backend() == "nccl" and not value.is_cuda:
+        on_device = value.cuda()
+        dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+        value.copy_(on_device.cpu())
+    else:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
 

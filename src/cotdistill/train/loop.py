@@ -332,13 +332,16 @@ class Trainer:
         barrier(self.dist)
 
     def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
+        # token and FLOP counters are per process; supervised tokens were already counted globally
+        totals = all_reduce_sum(torch.tensor([float(state["processed_tokens"]), float(state["padded_tokens"]),
+                                              float(state["flops"])], dtype=torch.float64), self.dist).tolist()
+        processed, padded, flops = (int(x) for x in totals)
         summary = {
             "records": self.num_records, "examples": len(self.examples), "dropped_records": len(self.dropped),
-            "steps": state["step"], "processed_tokens": state["processed_tokens"] * self.dist.world_size,
-            "padded_tokens": state["padded_tokens"] * self.dist.world_size,
-            "supervised_tokens": state["supervised_tokens"], "flops": state["flops"] * self.dist.world_size,
+            "steps": state["step"], "processed_tokens": processed, "padded_tokens": padded,
+            "supervised_tokens": state["supervised_tokens"], "flops": flops,
             "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
-            "tokens_per_s": state["processed_tokens"] * self.dist.world_size / max(state["elapsed"], 1e-9),
+            "tokens_per_s": processed / max(state["elapsed"], 1e-9),
             "world_size": self.dist.world_size, "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, **last_val,
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
