@@ -20,8 +20,8 @@ from cotdistill.config import from_dict
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
-    train_records: int = 1600
-    eval_limit: int = 200
+    train_records: int = 3200
+    eval_limit: int = 150
     trace_limit: int = 80
     lsps: list[float] = field(default_factory=lambda: [1.0, 0.5])
     select_questions: int = 64
@@ -47,7 +47,7 @@ def distill_config(cfg: DemoConfig):
         "data": {"path": f"world:train:teacher:{cfg.train_records}", "val_fraction": 0.05},
         "encode": {"sections": "cotAns"},
         "loss": {"distill_ratio": 0.5, "kind": "forward_kl", "temperature": 1.0},
-        "optim": {"lr": 1e-3, "batch_size": 8, "epochs": 1, "warmup_steps": 10},
+        "optim": {"lr": 2e-3, "batch_size": 8, "epochs": 1, "warmup_steps": 20},
         "eval_every": 0, "save_every": 50, "progress": cfg.progress,
     })
 

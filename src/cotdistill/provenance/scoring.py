@@ -89,7 +89,7 @@ def token_logprobs(model, batch_ids: list[list[int]], pad_id: int) -> list[list[
     for row, ids in enumerate(batch_ids):
         input_ids[row, :len(ids)] = torch.tensor(ids)
         mask[row, :len(ids)] = 1
-    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
+    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
     out = []
     for row, ids in enumerate(batch_ids):
         n = len(ids)

@@ -89,7 +89,8 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
         batch_examples = examples[b:b + batch_size]
         batch = collate(batch_examples, tokenizer.pad_token_id)
         logits = teacher(input_ids=batch["input_ids"].to(device),
-                         attention_mask=batch["attention_mask"].to(device)).logits[:, :-1, :len(tokenizer)]
+                         attention_mask=batch["attention_mask"].to(device),
+                         use_cache=False).logits[:, :-1, :len(tokenizer)]
         mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         for row, ex in enumerate(batch_examples):
             t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1)

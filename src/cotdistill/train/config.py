@@ -65,6 +65,8 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA only; fp32 on CPU (bf16 autocast is ~30x slower on CPU)
     gradient_checkpointing: bool = False  # CUDA only
     pad_to_multiple_of: int | None = 8
+    packing: bool = False  # several records per row, attention kept within each (position-id resets)
+    pack_length: int = 2048  # tokens per packed row
     eval_every: int = 50  # steps; 0 = only at the end
     save_every: int = 50  # steps; 0 = only the final model
     log_every: int = 1
@@ -76,6 +78,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.pack_length < 2:
+            raise ValueError(f"pack_length must be >= 2, got {self.pack_length}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
 

@@ -28,6 +28,7 @@ from cotdistill.config import save_config, to_dict
 from cotdistill.data.batching import collate, length_grouped_batches
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records
+from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.losses import chunked_distill_sums, combine
 from cotdistill.models import check_same_tokenizer, load_model, load_tokenizer, pick_device, shared_vocab_size
@@ -48,9 +49,10 @@ class StudentLoss(nn.Module):
         super().__init__()
         self.student, self.config, self.vocab = student, config, vocab
 
-    def forward(self, input_ids, attention_mask, targets_mask, targets, teacher_hidden=None, teacher_weight=None,
-                topk_ids=None, topk_logp=None) -> torch.Tensor:
-        hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, teacher_hidden=None,
+                teacher_weight=None, topk_ids=None, topk_logp=None) -> torch.Tensor:
+        hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                         position_ids=position_ids, use_cache=False).last_hidden_state
         # one-token shift: the hidden state at t predicts the label at t + 1
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
@@ -141,8 +143,8 @@ class Trainer:
         if self.cache is not None:
             self.cache.check_compatible(self.tokenizer, cfg.encode, cfg.data.path, self.examples, cfg.loss.temperature)
         self.num_records = len(records)
-        lengths = [len(e) for e in self.examples]
-        self.batches_per_epoch = length_grouped_batches(lengths, cfg.optim.batch_size, seed=cfg.seed)
+        self._epochs = {0: self._epoch_batches(0)}
+        self.batches_per_epoch = self._epochs[0]
         self.group = cfg.optim.grad_accum * self.dist.world_size
         steps_per_epoch = max(1, len(self.batches_per_epoch) // self.group)
         self.total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
@@ -159,17 +161,40 @@ class Trainer:
                                                 min_lr_ratio=o.min_lr_ratio))
 
     # --- data ----------------------------------------------------------------------------------------------------
+    def _epoch_batches(self, epoch: int) -> list[list[list[int]]]:
+        """The micro-batches of one epoch; each is a list of rows, each row a list of example indices (one
+        example per row unless packing). Deterministic in (seed, epoch)."""
+        lengths = [len(e) for e in self.examples]
+        if not self.cfg.packing:
+            batches = length_grouped_batches(lengths, self.cfg.optim.batch_size, seed=self.cfg.seed, epoch=epoch)
+            return [[[i] for i in batch] for batch in batches]
+        order = [i for batch in length_grouped_batches(lengths, 1, seed=self.cfg.seed, epoch=epoch) for i in batch]
+        rows = pack_examples(lengths, order, self.cfg.pack_length)
+        step = self.cfg.optim.batch_size
+        return [rows[k:k + step] for k in range(0, len(rows), step)]
+
     def _micro_batch(self, global_index: int) -> Batch:
         n = len(self.batches_per_epoch)
         epoch, pos = divmod(global_index, n)
-        order = self.batches_per_epoch if epoch == 0 else length_grouped_batches(
-            [len(e) for e in self.examples], self.cfg.optim.batch_size, seed=self.cfg.seed, epoch=epoch)
-        examples = [self.examples[i] for i in order[pos]]
-        return self._make_batch(examples)
+        if epoch not in self._epochs:
+            self._epochs = {epoch: self._epoch_batches(epoch)}  # keep one epoch's order in memory
+        rows = [[self.examples[i] for i in row] for row in self._epochs[epoch][pos]]
+        if self.cfg.packing:
+            return self._make_packed_batch(rows)
+        return self._make_batch([row[0] for row in rows])
 
     def _make_batch(self, examples: list[EncodedExample]) -> Batch:
         tensors = collate(examples, self.tokenizer.pad_token_id, pad_to_multiple_of=self.cfg.pad_to_multiple_of)
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        tensors["position_ids"] = None
+        tensors["real_tokens"] = tensors["attention_mask"]
+        return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples))
+
+    def _make_packed_batch(self, rows: list[list[EncodedExample]]) -> Batch:
+        tensors = collate_packed(rows, self.tokenizer.pad_token_id, pad_to_multiple_of=self.cfg.pad_to_multiple_of)
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        tensors["attention_mask"] = None  # the position-id resets define the blocks
+        examples = [e for row in rows for e in row]
         return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples))
 
     def _step_batches(self, step: int) -> list[Batch]:
@@ -190,14 +215,15 @@ class Trainer:
         with self._autocast():
             if self.teacher is not None:
                 with torch.no_grad():
-                    th = self.teacher.base_model(input_ids=t["input_ids"],
-                                                 attention_mask=t["attention_mask"]).last_hidden_state
+                    th = self.teacher.base_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
+                                                 position_ids=t["position_ids"],
+                                                 use_cache=False).last_hidden_state  # a KV cache hides packing
                 extra = {"teacher_hidden": th[:, :-1][mask],
                          "teacher_weight": self.teacher.get_output_embeddings().weight}
             elif self.cache is not None and use_cache:
                 ids, logp = self.cache.rows(batch.indices)
                 extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
-            return model(t["input_ids"], t["attention_mask"], mask, targets_all[mask], **extra)
+            return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], **extra)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -297,7 +323,7 @@ class Trainer:
                                         f"records {batch.indices}")
                 loss.backward()
             sums += micro.detach().float()
-            mask = batch.tensors["attention_mask"]
+            mask = batch.tensors["real_tokens"]
             state["processed_tokens"] += int(mask.sum())
             state["padded_tokens"] += mask.numel()
             state["flops"] += training_flops(self.student_shape, self.teacher_shape, *mask.shape,
@@ -311,7 +337,7 @@ class Trainer:
         n = max(global_supervised, 1.0)
         ce, kd = sums[0].item() / n, sums[1].item() / n
         return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
-                "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["attention_mask"].sum()) for b in batches)}
+                "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches)}
 
     def _no_sync(self):
         if self.dist.enabled and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
