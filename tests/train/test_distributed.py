@@ -47,3 +47,29 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path):
     s2 = json.loads((tmp_path / "multi" / "run_summary.json").read_text())
     assert s2["world_size"] == 2 and s1["supervised_tokens"] == s2["supervised_tokens"]
     assert s1["processed_tokens"] == s2["processed_tokens"]
+
+
+def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
+    from tests.provenance.test_scoring import _save
+    from tests.conftest import char_tokenizer, tiny_qwen
+    from cotdistill.world import world_records
+
+    tok = char_tokenizer()
+    paths = [_save(tiny_qwen(len(tok), seed=s), tok, tmp_path / f"m{s}") for s in range(3)]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True})
+                               + "\n" for r in world_records("test", "teacher", 5, min_steps=2, max_steps=2)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["-m", "cotdistill", "trace", "--samples", str(samples), "--teacher", paths[0], "--student", paths[1],
+            "--distilled", paths[2], "--device", "cpu"]
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args, "--out",
+                          str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted((tmp_path / "two").glob("scores-teacher.jsonl.rank*")) != []
+    one = [json.loads(line) for line in open(tmp_path / "one" / "actions.jsonl")]
+    two = [json.loads(line) for line in open(tmp_path / "two" / "actions.jsonl")]
+    assert len(one) == len(two) > 0
+    for a, b in zip(one, two):
+        assert a["category"] == b["category"] and abs(a["p_teacher"] - b["p_teacher"]) < 1e-6

@@ -135,36 +135,54 @@ def score_actions_separately(model, tokenizer, prompt: str, response: str, actio
     return scores
 
 
+def _read_cache(cache_file: Path) -> dict[str, list]:
+    """Everything stored for ``cache_file``: the file itself and the per-rank shards of a multi-process run."""
+    done: dict[str, list] = {}
+    for path in sorted(cache_file.parent.glob(cache_file.name + "*")):
+        if path.name == cache_file.name or path.name.startswith(cache_file.name + ".rank"):
+            for line in open(path):
+                row = json.loads(line)
+                done[row["key"]] = row["scores"]
+    return done
+
+
 def score_with_cache(model_path: str, keys: list[str], prompts: list[str], responses: list[str],
                      actions: list[list[Action]], cache_file: Path, *, batch_size: int = 8, device: str = "auto",
                      raw_context: bool = False, progress: bool = False, desc: str = "score") -> dict[str, list]:
     """{key: [[n_tokens, logprob_sum] per action]}, reading what ``cache_file`` already holds and appending the rest.
 
-    The model is loaded only if something is missing, so a finished scoring pass costs nothing to re-use.
+    The model is loaded only if something is missing, so a finished scoring pass costs nothing to re-use. Under
+    ``torchrun`` the missing records are split across ranks; each rank appends to its own shard
+    (``<cache_file>.rank<r>``) and, after a barrier, every rank reads all shards.
     """
-    done: dict[str, list] = {}
-    if cache_file.exists():
-        for line in open(cache_file):
-            row = json.loads(line)
-            done[row["key"]] = row["scores"]
-    todo = [i for i, k in enumerate(keys) if k not in done]
-    if not todo:
-        return done
-    from cotdistill.models import load_model, load_tokenizer, pick_device
+    from cotdistill.train.distributed import barrier, current_dist
 
-    tokenizer = load_tokenizer(model_path)
-    model = load_model(model_path, pick_device(device))
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    chunk = batch_size * 8  # append every few batches, so a killed run loses little
-    with open(cache_file, "a") as fh:
-        for c in tqdm(range(0, len(todo), chunk), desc=desc, disable=not progress):
-            idx = todo[c:c + chunk]
-            scores = score_actions(model, tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
-                                   [actions[i] for i in idx], batch_size=batch_size, raw_context=raw_context)
-            for i, sc in zip(idx, scores):
-                done[keys[i]] = [[a.n_tokens, a.logprob_sum] for a in sc]
-                fh.write(json.dumps({"key": keys[i], "scores": done[keys[i]]}) + "\n")
-            fh.flush()
-    del model
-    gc.collect()
+    info = current_dist()
+    done = _read_cache(cache_file)
+    todo = [i for i, k in enumerate(keys) if k not in done][info.rank::info.world_size]
+    if todo:
+        from cotdistill.models import load_model, load_tokenizer, pick_device
+
+        tokenizer = load_tokenizer(model_path)
+        dev = pick_device(device)
+        if dev.type == "cuda" and info.enabled:
+            dev = torch.device("cuda", info.local_rank)
+        model = load_model(model_path, dev)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        target = cache_file if not info.enabled else cache_file.with_name(f"{cache_file.name}.rank{info.rank}")
+        chunk = batch_size * 8  # append every few batches, so a killed run loses little
+        with open(target, "a") as fh:
+            for c in tqdm(range(0, len(todo), chunk), desc=desc, disable=not progress or not info.is_main):
+                idx = todo[c:c + chunk]
+                scores = score_actions(model, tokenizer, [prompts[i] for i in idx], [responses[i] for i in idx],
+                                       [actions[i] for i in idx], batch_size=batch_size, raw_context=raw_context)
+                for i, sc in zip(idx, scores):
+                    done[keys[i]] = [[a.n_tokens, a.logprob_sum] for a in sc]
+                    fh.write(json.dumps({"key": keys[i], "scores": done[keys[i]]}) + "\n")
+                fh.flush()
+        del model
+        gc.collect()
+    if info.enabled:
+        barrier(info)
+        done = _read_cache(cache_file)
     return done

@@ -142,7 +142,11 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
 def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: str, out: str | Path,
               config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
     """Score, classify and report; returns the summary (also written to ``out``)."""
+    from cotdistill.models import pick_device
+    from cotdistill.train.distributed import init_distributed
+
     config = config or TraceConfig()
+    is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     samples = load_samples(samples_path, config.limit)
@@ -153,10 +157,12 @@ def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: s
     if world_styles:
         from cotdistill.world import style_of as style_fn
     rows = build_action_rows(samples, actions, scores, config, style_fn)
-    with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     summary = summarise(rows, config)
     summary["models"] = paths
+    if not is_main:
+        return summary
+    with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     from cotdistill.report.provenance import write_trace_report
 

@@ -34,6 +34,10 @@ def choose(records: list[ReasoningRecord], scores: list[CandidateScore], method:
 def select_records(data: str, teacher: str, student: str, method: str, out: str | Path, *, per_question: bool,
                    keep: float | None = None, cache_dir: str | Path | None = None, beta: float = 0.1,
                    seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True) -> dict:
+    from cotdistill.models import pick_device
+    from cotdistill.train.distributed import init_distributed
+
+    is_main = init_distributed(pick_device(device).type).is_main  # under torchrun: scoring is split by rank
     loaded = load_records(data)
     records = loaded.records
     out = Path(out)
@@ -41,10 +45,13 @@ def select_records(data: str, teacher: str, student: str, method: str, out: str 
     scores = score_candidates(records, teacher, student, cache_dir, beta=beta, batch_size=batch_size, device=device,
                               local_naturalness=method == "local_naturalness", progress=progress)
     chosen = choose(records, scores, method, per_question=per_question, keep=keep, seed=seed)
+    info = {"method": method, "candidates": len(records), "selected": len(chosen), "out": str(out),
+            "format": loaded.format}
+    if not is_main:
+        return info
     write_jsonl([records[i] for i in chosen], out, loaded.format)
     keep_set, values = set(chosen), method_scores(method, scores, seed)
     with open(out.with_name(out.stem + ".scores.jsonl"), "w") as fh:
         for i, row in enumerate(score_rows(scores)):
             fh.write(json.dumps({"index": i, "selected": i in keep_set, "method_score": values[i], **row}) + "\n")
-    return {"method": method, "candidates": len(records), "selected": len(chosen), "out": str(out),
-            "format": loaded.format}
+    return info

@@ -37,6 +37,13 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def current_dist() -> DistInfo:
+    """The process group this process already belongs to (none: a single process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistInfo()
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum over processes, in place. NCCL only reduces CUDA tensors, so a CPU tensor makes a round trip."""
     if not info.enabled:
