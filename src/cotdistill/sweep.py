@@ -38,11 +38,19 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> 
     return points
 
 
+class SweepPointError(RuntimeError):
+    pass
+
+
 def train_in_subprocess(config: TrainConfig, config_file: Path) -> None:
     """Train in a fresh process: on CPU the peak-memory reading (resident set size) is only clean in a process
     whose allocator has not already grown for an earlier setting."""
     save_config(config, config_file)
-    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(config_file)], check=True)
+    run = subprocess.run([sys.executable, "-m", "cotdistill", "train", str(config_file)], stderr=subprocess.PIPE,
+                         text=True)
+    if run.returncode != 0:
+        last = [line for line in run.stderr.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
+        raise SweepPointError(f"training {config_file.parent.name} failed: {last[0]}")
 
 
 def run_point(base: TrainConfig, point: SweepPoint, out: Path, eval_limit: int | None, max_new_tokens: int,
@@ -94,8 +102,15 @@ def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows:
               progress: bool = True) -> list[dict]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [run_point(base, p, out, eval_limit, max_new_tokens, progress)
-            for p in sweep_points(list(lsps), list(windows), list(sections))]
+    rows, failed = [], []
+    for point in sweep_points(list(lsps), list(windows), list(sections)):
+        try:
+            rows.append(run_point(base, point, out, eval_limit, max_new_tokens, progress))
+        except SweepPointError as err:  # e.g. a truncation that leaves no supervised token: report, go on
+            print(f"sweep: {err}", file=sys.stderr)
+            failed.append({"setting": point.name, "error": str(err)})
     rows = tradeoff_table(rows)
     write_tradeoff(rows, out)
+    if failed:
+        (out / "failed.json").write_text(json.dumps(failed, indent=2))
     return rows

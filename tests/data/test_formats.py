@@ -84,3 +84,12 @@ def test_unknown_shape_and_missing_file(tmp_path):
         load_records(path)
     with pytest.raises(DataError, match="nothing at that path"):
         load_records(tmp_path / "missing.jsonl")
+
+
+def test_nested_think_markers_are_rejected(tmp_path):
+    path = tmp_path / "n.jsonl"
+    row = {"messages": [{"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "<think>a <think> b</think>answer"}]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(DataError, match="line 1: expected a cot without think markers"):
+        load_records(path)

@@ -59,4 +59,8 @@ def check_record(record: ReasoningRecord, source: str, index: int | None) -> Rea
             raise DataError(source, index, f"a string {name}", f"{type(value).__name__}")
         if not value.strip():
             raise DataError(source, index, f"a non-empty {name}", f"an empty {name}")
+    for name in ("cot", "answer"):
+        if THINK_OPEN in getattr(record, name) or THINK_CLOSE in getattr(record, name):
+            raise DataError(source, index, f"a {name} without think markers of its own",
+                            f"{THINK_OPEN} or {THINK_CLOSE} inside the {name}")
     return record

@@ -76,8 +76,10 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
             info = sample_candidates(cfg.teacher, data, questions=cfg.world_questions, samples=cfg.world_samples,
                                      temperature=cfg.world_temperature, progress=cfg.progress)
             (out / "candidates.json").write_text(json.dumps(info, indent=2))
-    loaded = load_records(data)
+    loaded = load_records(data, on_error="skip")  # sampled candidates can be malformed: skip and count them
     records = loaded.records
+    if loaded.skipped:
+        (out / "skipped.json").write_text(json.dumps(loaded.skipped, indent=2))
     scores = score_candidates(records, cfg.teacher, cfg.student, out / "score-cache", beta=cfg.beta,
                               local_naturalness="local_naturalness" in cfg.methods, progress=cfg.progress)
     cells = []
