@@ -1,0 +1,136 @@
+"""cotdistill vs TRL on the same tiny model, data, sequence lengths and batch, side by side.
+
+Pairs (each run in its own process, CPU fp32 unless CUDA is present):
+
+* CE only:  TRL ``SFTTrainer``                         vs cotdistill ``train`` with ``distill_ratio=0``;
+* KD only:  TRL ``GKDTrainer`` (lmbda=0: supervised, β=0.5) vs cotdistill ``train`` with ``kind=jsd, β=0.5, r=1``
+  on the assistant turn (as GKD's collator does);
+* and cotdistill with LSP 0.5 and with packing, where truncation and packing apply.
+
+Reports processed tokens/s (non-padding tokens of the training data per second of ``train()``) and peak memory
+above the loaded-models baseline (resident set size on CPU, ``max_memory_allocated`` on CUDA). TRL is a bench-only
+dependency: ``pip install trl``.
+
+    python bench/peers.py [--records 256] [--batch-size 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+
+def _records(n: int):
+    from cotdistill.world import world_records
+
+    return world_records("train", "teacher", n)
+
+
+def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
+    import torch
+    from datasets import Dataset
+
+    from cotdistill.compute import MemoryMonitor
+    from cotdistill.models import load_model, load_tokenizer, pick_device
+
+    device = pick_device("auto")
+    tok = load_tokenizer("world:student")
+    student = load_model("world:student", device)
+    rows = [{"messages": r.messages()} for r in _records(records)]
+    dataset = Dataset.from_list(rows)
+    common = dict(output_dir=str(out), per_device_train_batch_size=batch_size, num_train_epochs=1,
+                  learning_rate=2e-3, logging_steps=1000, save_strategy="no", report_to=[], max_length=512,
+                  use_cpu=device.type == "cpu", bf16=device.type == "cuda", disable_tqdm=True, seed=0)
+    if kind == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        trainer = SFTTrainer(model=student, args=SFTConfig(**common), train_dataset=dataset, processing_class=tok)
+    else:
+        from trl.experimental.gkd import GKDConfig, GKDTrainer
+
+        teacher = load_model("world:teacher", device)
+        cfg = GKDConfig(**common, lmbda=0.0, beta=0.5, temperature=1.0, seq_kd=False)
+        trainer = GKDTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=dataset,
+                             processing_class=tok)
+    real_tokens = sum(len(tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)
+                          ["input_ids"]) for r in rows)
+    monitor = MemoryMonitor(device).start()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tokens": real_tokens, "tokens_per_s": real_tokens / seconds,
+            "peak_bytes": monitor.stop(), "device": str(device), "torch": torch.__version__}
+
+
+def run_ours(kind: str, records: int, batch_size: int, out: Path) -> dict:
+    from cotdistill.config import from_dict
+    from cotdistill.train.config import TrainConfig
+    from cotdistill.train.loop import train
+
+    cfg = {"student": "world:student", "teacher": None, "output_dir": str(out),
+           "data": {"path": f"world:train:teacher:{records}", "val_fraction": 0.0},
+           "optim": {"lr": 2e-3, "batch_size": batch_size, "epochs": 1, "warmup_steps": 0},
+           "loss": {"distill_ratio": 0.0}, "eval_every": 0, "save_every": 0, "keep_best": False, "progress": False,
+           "pad_to_multiple_of": None}
+    if kind.startswith("kd"):
+        cfg.update(teacher="world:teacher", loss={"distill_ratio": 1.0, "kind": "jsd", "beta": 0.5})
+        cfg["encode"] = {"sections": "cotAns"}
+    if kind.endswith("lsp05"):
+        cfg.setdefault("encode", {}).update(truncation="lsp", lsp=0.5)
+    if kind.endswith("packed"):
+        cfg.update(packing=True, pack_length=2048, optim={**cfg["optim"], "batch_size": 1})
+    summary = train(from_dict(TrainConfig, cfg))
+    return {"seconds": summary["wall_time_s"], "tokens": summary["processed_tokens"],
+            "tokens_per_s": summary["tokens_per_s"], "peak_bytes": summary["peak_memory_bytes"],
+            "device": summary["device"]}
+
+
+RUNS = [("trl", "sft"), ("ours", "sft"), ("trl", "kd"), ("ours", "kd"), ("ours", "kd_lsp05"), ("ours", "sft_packed")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        tool, kind = args.one.split(":")
+        with tempfile.TemporaryDirectory() as tmp:
+            fn = run_trl if tool == "trl" else run_ours
+            print("RESULT_JSON " + json.dumps(fn(kind, args.records, args.batch_size, Path(tmp))))
+        return
+    results = {}
+    for tool, kind in RUNS:
+        proc = subprocess.run([sys.executable, __file__, f"--one={tool}:{kind}", f"--records={args.records}",
+                               f"--batch-size={args.batch_size}"], capture_output=True, text=True)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT_JSON ")), None)
+        if line is None:
+            print(f"{tool}:{kind} failed:\n{proc.stderr[-2000:]}")
+            continue
+        results[f"{tool}_{kind}"] = json.loads(line[len("RESULT_JSON "):])
+    print(f"{'run':>18} {'tokens':>8} {'seconds':>8} {'tok/s':>8} {'peak MiB':>9}")
+    for name, r in results.items():
+        print(f"{name:>18} {r['tokens']:>8} {r['seconds']:>8.2f} {r['tokens_per_s']:>8.0f} {r['peak_bytes'] / 2**20:>9.1f}")
+    figures = {}
+    for ours, theirs in (("ours_sft", "trl_sft"), ("ours_kd", "trl_kd"), ("ours_kd_lsp05", "trl_kd"),
+                         ("ours_sft_packed", "trl_sft")):
+        if ours in results and theirs in results:
+            figures[f"tokps_{ours}_vs_{theirs}"] = results[ours]["tokens_per_s"] / results[theirs]["tokens_per_s"]
+            # the same records: how much sooner cotdistill is done (>1 = faster)
+            figures[f"speedup_{ours}_vs_{theirs}"] = results[theirs]["seconds"] / results[ours]["seconds"]
+            figures[f"memory_{ours}_vs_{theirs}"] = (results[ours]["peak_bytes"]
+                                                     / max(results[theirs]["peak_bytes"], 1))
+    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()) + f" records={args.records}")
+
+
+if __name__ == "__main__":
+    main()
