@@ -119,7 +119,8 @@ def main() -> None:
         results[f"{tool}_{kind}"] = json.loads(line[len("RESULT_JSON "):])
     print(f"{'run':>18} {'tokens':>8} {'seconds':>8} {'tok/s':>8} {'peak MiB':>9}")
     for name, r in results.items():
-        print(f"{name:>18} {r['tokens']:>8} {r['seconds']:>8.2f} {r['tokens_per_s']:>8.0f} {r['peak_bytes'] / 2**20:>9.1f}")
+        mib = r["peak_bytes"] / 2**20
+        print(f"{name:>18} {r['tokens']:>8} {r['seconds']:>8.2f} {r['tokens_per_s']:>8.0f} {mib:>9.1f}")
     figures = {}
     for ours, theirs in (("ours_sft", "trl_sft"), ("ours_kd", "trl_kd"), ("ours_kd_lsp05", "trl_kd"),
                          ("ours_sft_packed", "trl_sft")):

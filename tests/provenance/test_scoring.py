@@ -84,7 +84,8 @@ def test_categories_recover_generator_styles_on_the_world(tmp_path):
     samples = tmp_path / "samples.jsonl"
     with open(samples, "w") as fh:
         for style in ("teacher", "student"):
-            fh.writelines(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n" for r in world_records("test", style, 12))
+            fh.writelines(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n"
+                          for r in world_records("test", style, 12))
     summary = run_trace(samples, "world:teacher", "world:student", "world:teacher", tmp_path / "o",
                         TraceConfig(device="cpu"), world_styles=True, progress=False)
     conf = summary["confusion"]

@@ -34,7 +34,8 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path):
                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "cotdistill",
                           "train", str(tmp_path / "multi.yaml")], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    logs = {name: [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")] for name in ("single", "multi")}
+    logs = {name: [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
+            for name in ("single", "multi")}
     assert len(logs["multi"]) == 3  # only rank 0 writes logs
     for a, b in zip(logs["single"], logs["multi"]):
         assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["kd"] - b["kd"]) < 1e-5
@@ -50,9 +51,9 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path):
 
 
 def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
-    from tests.provenance.test_scoring import _save
-    from tests.conftest import char_tokenizer, tiny_qwen
     from cotdistill.world import world_records
+    from tests.conftest import char_tokenizer, tiny_qwen
+    from tests.provenance.test_scoring import _save
 
     tok = char_tokenizer()
     paths = [_save(tiny_qwen(len(tok), seed=s), tok, tmp_path / f"m{s}") for s in range(3)]

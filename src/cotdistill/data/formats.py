@@ -193,7 +193,8 @@ def record_to_row(record: ReasoningRecord, fmt: str) -> dict[str, Any]:
     if fmt == "messages":
         return {"messages": record.messages(), **record.metadata}
     if fmt == "sharegpt":
-        value = f"{BEGIN_THOUGHT}\n\n{record.cot}\n\n{END_THOUGHT}\n\n{BEGIN_SOLUTION}\n\n{record.answer}\n\n{END_SOLUTION}"
+        value = (f"{BEGIN_THOUGHT}\n\n{record.cot}\n\n{END_THOUGHT}\n\n"
+                 f"{BEGIN_SOLUTION}\n\n{record.answer}\n\n{END_SOLUTION}")
         row = {"conversations": [{"from": "user", "value": record.prompt}, {"from": "assistant", "value": value}]}
         if record.system:
             row["system"] = record.system

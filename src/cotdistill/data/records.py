@@ -44,7 +44,8 @@ def split_think(text: str, source: str, index: int | None) -> tuple[str, str]:
     open_at = text.find(THINK_OPEN)
     close_at = text.find(THINK_CLOSE)
     if close_at < 0:
-        raise DataError(source, index, f"an assistant turn containing {THINK_CLOSE}", f"no {THINK_CLOSE} in {text[:60]!r}")
+        raise DataError(source, index, f"an assistant turn containing {THINK_CLOSE}",
+                        f"no {THINK_CLOSE} in {text[:60]!r}")
     if open_at > close_at:
         raise DataError(source, index, f"{THINK_OPEN} before {THINK_CLOSE}", f"{THINK_CLOSE} first")
     start = 0 if open_at < 0 else open_at + len(THINK_OPEN)

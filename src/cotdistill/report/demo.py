@@ -6,8 +6,8 @@ import html
 import json
 from pathlib import Path
 
-from cotdistill.provenance.correlate import correlate
 from cotdistill.provenance.classify import CATEGORIES
+from cotdistill.provenance.correlate import correlate
 from cotdistill.report.tables import markdown_table
 from cotdistill.sweep import TABLE_COLUMNS
 

@@ -81,7 +81,7 @@ def score_candidates(records: list[ReasoningRecord], teacher: str, student: str,
         for fk, owner in zip(flat_keys, owners):
             local.setdefault(owner, []).append(flat[fk][0])
     out = []
-    for key, acts in zip(keys, actions):
+    for key in keys:
         kinds = [classify_pair(_p(*ts), _p(*ss), beta=beta) for ts, ss in zip(t[key], s[key]) if ts[0] and ss[0]]
         n_tok = sum(n for n, _ in s[key])
         mean = sum(lp for _, lp in s[key]) / max(n_tok, 1)

@@ -239,7 +239,8 @@ class Trainer:
         all_reduce_sum(total, self.dist)
         n = max(total[2].item(), 1.0)
         ce, kd = total[0].item() / n, total[1].item() / n
-        return {"val_ce": ce, "val_kd": kd, "val_loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item()}
+        objective = combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item()
+        return {"val_ce": ce, "val_kd": kd, "val_loss": objective}
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def train(self) -> dict:
