@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cotdistill.cli import main
+
+
+def _stratos_file(path, n=12):
+    rows = []
+    for i in range(n):
+        thought = " ".join(f"Step {j}: compute {i} plus {j}." for j in range(8 + i))
+        value = (f"<|begin_of_thought|>\n\n{thought}\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n"
+                 f"\\boxed{{{2 * i}}}\n\n<|end_of_solution|>")
+        rows.append({"system": "Your role as an assistant involves thoroughly exploring questions.",
+                     "conversations": [{"from": "user", "value": f"What is {i}+{i}?"},
+                                       {"from": "assistant", "value": value}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_data_stats_halves_processed_tokens_at_lsp_half(tmp_path, capsys):
+    path = tmp_path / "stratos.jsonl"
+    _stratos_file(path)
+    assert main(["data", "stats", str(path), "--lsp", "0.5", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    before, after = stats["before"], stats["after"]
+    assert stats["format"] == "sharegpt" and before["records"] == after["records"] == 12
+    assert after["tokens"] / before["tokens"] == pytest.approx(0.5, abs=0.01)
+    assert after["supervised_tokens"] < before["supervised_tokens"]
+    assert before["segments"]["answer"]["total"] > 0 and after["segments"]["answer"]["total"] == 0
+    assert main(["data", "stats", str(path), "--sections", "cot", "--truncation", "cut_after_think"]) == 0
+    assert "processed tokens after/before" in capsys.readouterr().out
+
+
+def test_data_stats_reports_bad_file_clearly(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "p", "cot": "c", "answer": "a"}\n{"prompt": \n')
+    assert main(["data", "stats", str(path)]) == 2
+    assert "bad.jsonl, line 2: expected one JSON object per line" in capsys.readouterr().err
