@@ -39,12 +39,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_pretrained_atomic(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` into ``target`` so that ``target`` is either the old or the new model, never half."""
+def save_pretrained_atomic(model, tokenizer, target: Path, state_dict: dict | None = None) -> None:
+    """``save_pretrained`` into ``target`` so that ``target`` is either the old or the new model, never half.
+    ``state_dict`` overrides the module's weights (FSDP: the gathered full weights)."""
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     old = target.with_name(target.name + ".old")

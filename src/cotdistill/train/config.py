@@ -80,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.pack_length < 2:
             raise ValueError(f"pack_length must be >= 2, got {self.pack_length}")
+        if self.fsdp and self.save_every:
+            # the final and best models are gathered and saved; resumable sharded optimizer state is not written yet
+            raise ValueError("fsdp: resumable checkpoints of sharded optimizer state are not implemented; "
+                             "set save_every: 0 (the final and best models are still saved)")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
 

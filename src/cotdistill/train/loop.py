@@ -280,8 +280,9 @@ class Trainer:
                     log.update(last_val)
                     if cfg.keep_best and last_val["val_loss"] < state["best_val"]:
                         state["best_val"] = last_val["val_loss"]
+                        weights = self._full_state_dict()
                         if is_main:
-                            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best")
+                            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best", weights)
                 if is_main:
                     metrics_file.write(json.dumps(log) + "\n")
                     metrics_file.flush()
@@ -351,6 +352,15 @@ class Trainer:
             return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.max_grad_norm))
         return float(torch.norm(torch.stack([p.grad.detach().norm() for p in params])))
 
+    def _full_state_dict(self) -> dict | None:
+        """Under FSDP, the unsharded weights gathered to CPU (all ranks must call this); otherwise ``None``,
+        and ``save_pretrained`` reads the module's own weights."""
+        if not self.cfg.fsdp or not self.dist.enabled:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(self.student, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
     def _save(self, state: dict) -> None:
         if self.dist.is_main:
             trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -375,8 +385,9 @@ class Trainer:
         }
         if self.cfg.save_every:
             self._save(state)
+        weights = self._full_state_dict()  # a collective under FSDP: every rank takes part
         if self.dist.is_main:
-            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "final")
+            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "final", weights)
             (self.out / "run_summary.json").write_text(json.dumps(summary, indent=2))
         barrier(self.dist)
         return summary
