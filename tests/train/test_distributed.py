@@ -1,4 +1,5 @@
-"""Two CPU processes under torchrun (gloo) equal one process with the same global batch."""
+"""Two CPU processes under torchrun (gloo), DDP and FSDP, equal one process with the same global batch; a killed
+two-process run resumes to the same weights."""
 
 from __future__ import annotations
 
@@ -8,11 +9,32 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from cotdistill.config import save_config
+from cotdistill.train.loop import TrainingError, train
 from tests.train.helpers import tiny_config
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+# Runs the CLI with a fault injected: rank 1 dies abruptly (no clean-up, no exception handlers) before the given step.
+CRASHING_LAUNCHER = """
+import os, sys
+from cotdistill.cli import main
+from cotdistill.train.loop import Trainer
+
+original = Trainer._optimizer_step
+
+def crash(self, step, state):
+    if step == int(os.environ["CRASH_AT_STEP"]) and self.dist.rank == 1:
+        os._exit(1)
+    return original(self, step, state)
+
+Trainer._optimizer_step = crash
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def _free_port() -> int:
@@ -21,18 +43,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _torchrun(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args],
+                          env=env or ENV, capture_output=True, text=True)
+
+
+def _final_weights(run_dir) -> dict[str, torch.Tensor]:
+    return AutoModelForCausalLM.from_pretrained(run_dir / "final").state_dict()
+
+
+def _logs(run_dir) -> list[dict]:
+    return [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
+
+
 def test_two_processes_equal_one_with_same_global_batch(tmp_path):
     common = {"optim.max_steps": 3, "optim.batch_size": 2, "data.val_fraction": 0.25, "save_every": 2}
     single = tiny_config(tmp_path, output_dir=str(tmp_path / "single"), **common, **{"optim.grad_accum": 2})
     multi = tiny_config(tmp_path, output_dir=str(tmp_path / "multi"), **common, **{"optim.grad_accum": 1})
     save_config(single, tmp_path / "single.yaml")
     save_config(multi, tmp_path / "multi.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(tmp_path / "single.yaml")], check=True, env=env,
+    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(tmp_path / "single.yaml")], check=True, env=ENV,
                    capture_output=True)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), "-m", "cotdistill",
-                          "train", str(tmp_path / "multi.yaml")], env=env, capture_output=True, text=True)
+    run = _torchrun("-m", "cotdistill", "train", str(tmp_path / "multi.yaml"))
     assert run.returncode == 0, run.stderr[-3000:]
     logs = {name: [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
             for name in ("single", "multi")}
@@ -60,13 +93,10 @@ def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True})
                                + "\n" for r in world_records("test", "teacher", 5, min_steps=2, max_steps=2)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["-m", "cotdistill", "trace", "--samples", str(samples), "--teacher", paths[0], "--student", paths[1],
             "--distilled", paths[2], "--device", "cpu"]
-    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, env=env, capture_output=True)
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args, "--out",
-                          str(tmp_path / "two")], env=env, capture_output=True, text=True)
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], check=True, env=ENV, capture_output=True)
+    run = _torchrun(*args, "--out", str(tmp_path / "two"))
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted((tmp_path / "two").glob("scores-teacher.jsonl.rank*")) != []
     one = [json.loads(line) for line in open(tmp_path / "one" / "actions.jsonl")]
@@ -74,3 +104,63 @@ def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
     assert len(one) == len(two) > 0
     for a, b in zip(one, two):
         assert a["category"] == b["category"] and abs(a["p_teacher"] - b["p_teacher"]) < 1e-6
+
+
+def test_fsdp_with_sharded_teacher_equals_one_process(tmp_path):
+    """FSDP2 over 2 gloo processes (student and teacher sharded, checkpoints gathered) vs 1 process, same global
+    batch. Tolerance as for DDP: 1e-5 on per-step losses and final weights (reduction order differs)."""
+    common = {"optim.max_steps": 3, "optim.batch_size": 2, "data.val_fraction": 0.25, "save_every": 2,
+              "eval_every": 2}
+    single = tiny_config(tmp_path, output_dir=str(tmp_path / "single"), **common, **{"optim.grad_accum": 2})
+    sharded = tiny_config(tmp_path, output_dir=str(tmp_path / "fsdp"), **common, fsdp=True,
+                          teacher_sharding="shard")
+    save_config(sharded, tmp_path / "fsdp.yaml")
+    train(single)
+    run = _torchrun("-m", "cotdistill", "train", str(tmp_path / "fsdp.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    one, two = _logs(tmp_path / "single"), _logs(tmp_path / "fsdp")
+    assert len(two) == 3
+    summary = json.loads((tmp_path / "fsdp" / "run_summary.json").read_text())
+    assert summary["parallel"] == "fsdp" and summary["teacher_sharded"] and summary["world_size"] == 2
+    for a, b in zip(one, two):
+        assert abs(a["loss"] - b["loss"]) < 1e-5 and abs(a["kd"] - b["kd"]) < 1e-5
+        assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-4
+    assert abs(one[1]["val_loss"] - two[1]["val_loss"]) < 1e-5
+    w1, w2 = _final_weights(tmp_path / "single"), _final_weights(tmp_path / "fsdp")
+    assert w1.keys() == w2.keys()
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-5, rtol=0, msg=k)
+    # the step-2 checkpoint holds full (gathered) weights that a plain from_pretrained reads
+    ckpt = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "checkpoints" / "step-0000002")
+    assert ckpt.state_dict().keys() == w1.keys()
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_killed_two_process_run_resumes_to_the_same_weights(tmp_path, fsdp):
+    common = {"optim.max_steps": 5, "optim.batch_size": 2, "data.val_fraction": 0.25, "save_every": 2, "fsdp": fsdp}
+    for name in ("straight", "resumed"):
+        save_config(tiny_config(tmp_path, output_dir=str(tmp_path / name), **common), tmp_path / f"{name}.yaml")
+    straight = _torchrun("-m", "cotdistill", "train", str(tmp_path / "straight.yaml"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    launcher = tmp_path / "crashing_launcher.py"
+    launcher.write_text(CRASHING_LAUNCHER)
+    killed = _torchrun(str(launcher), "train", str(tmp_path / "resumed.yaml"), env={**ENV, "CRASH_AT_STEP": "3"})
+    assert killed.returncode != 0
+    assert not (tmp_path / "resumed" / "final").exists()
+    assert (tmp_path / "resumed" / "checkpoints" / "latest").read_text() == "step-0000002"
+    resumed = _torchrun("-m", "cotdistill", "train", str(tmp_path / "resumed.yaml"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "resumed" / "run_summary.json").read_text())
+    assert summary["resumed_from"].endswith("step-0000002") and summary["steps"] == 5
+    # same world size, same reduction order: the resumed run is bit-identical to the straight one
+    w1, w2 = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "resumed")
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=0, rtol=0, msg=k)
+    after_resume = [r["loss"] for r in _logs(tmp_path / "resumed")][-3:]
+    assert after_resume == [r["loss"] for r in _logs(tmp_path / "straight")][2:]
+    assert summary["parallel"] == ("fsdp" if fsdp else "ddp")
+
+    # one process cannot continue what two started: a clear error, not a silently different run
+    with pytest.raises(TrainingError, match="2 process"):
+        train(tiny_config(tmp_path, output_dir=str(tmp_path / "resumed"), **{**common, "fsdp": False,
+                                                                              "optim.max_steps": 6}))

@@ -55,13 +55,16 @@ def save_pretrained_atomic(model, tokenizer, target: Path, state_dict: dict | No
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict[str, Any], keep: int = 2,
+                    state_dict: dict | None = None) -> Path:
+    """Write ``checkpoints/step-NNNNNNN`` and point ``latest`` at it. ``state_dict``: as for
+    :func:`save_pretrained_atomic`."""
     ckpt_dir = Path(root) / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step-{step:07d}"
     tmp = ckpt_dir / f".step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / "trainer_state.pt")
@@ -81,16 +84,23 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if (path / "trainer_state.pt").exists() else None
 
 
-def load_checkpoint(path: Path, model) -> dict[str, Any]:
-    """Load weights into ``model`` in place and return the trainer state."""
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The model weights stored in a checkpoint directory (all safetensors shards), on CPU."""
     from safetensors.torch import load_file
 
     weights = {}
     for shard in sorted(Path(path).glob("*.safetensors")):
         weights.update(load_file(shard))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    return weights
+
+
+def check_loaded(path: Path, missing: list[str], unexpected: list[str]) -> None:
     # tied embeddings are saved once; anything else missing is a real mismatch
     missing = [k for k in missing if "lm_head" not in k]
     if missing or unexpected:
         raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
     return torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+

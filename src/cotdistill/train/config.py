@@ -72,7 +72,8 @@ class TrainConfig:
     log_every: int = 1
     keep_best: bool = True  # keep the checkpoint with the best validation loss as well as the last
     resume: bool = True  # continue from output_dir's last checkpoint when there is one
-    fsdp: bool = False  # with torchrun on CUDA: shard the student with fully_shard instead of DDP
+    fsdp: bool = False  # under torchrun: shard the student with FSDP2 fully_shard instead of DDP
+    teacher_sharding: str = "replicate"  # under torchrun: replicate | shard (FSDP2, forward only)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -80,10 +81,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.pack_length < 2:
             raise ValueError(f"pack_length must be >= 2, got {self.pack_length}")
-        if self.fsdp and self.save_every:
-            # the final and best models are gathered and saved; resumable sharded optimizer state is not written yet
-            raise ValueError("fsdp: resumable checkpoints of sharded optimizer state are not implemented; "
-                             "set save_every: 0 (the final and best models are still saved)")
+        if self.teacher_sharding not in ("replicate", "shard"):
+            raise ValueError(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
 

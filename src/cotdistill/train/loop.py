@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from cotdistill.models import check_same_tokenizer, load_model, load_tokenizer, 
 from cotdistill.train import checkpoint as ckpt
 from cotdistill.train.config import TrainConfig
 from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from cotdistill.train.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.train.schedule import lr_factor
 
 
@@ -100,7 +100,7 @@ class Trainer:
         self.student.config.use_cache = False
         if cfg.gradient_checkpointing and self.device.type == "cuda":
             self.student.gradient_checkpointing_enable()
-        self.teacher = self.cache = None
+        self.teacher = self.cache = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
         if cfg.needs_teacher and cfg.teacher_cache:
             from cotdistill.teacher.cache import TeacherCache
@@ -113,13 +113,15 @@ class Trainer:
             self.teacher = load_model(cfg.teacher, self.device).eval()
             self.teacher.requires_grad_(False)
             teacher_vocab = self.teacher.config.vocab_size
+            self.teacher_forward = TeacherForward(self.teacher)
+            if self.dist.enabled and cfg.teacher_sharding == "shard":
+                shard(self.teacher_forward, self.teacher)
         self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_vocab, len(self.tokenizer))
         self.loss_module = StudentLoss(self.student, cfg.loss, self.vocab)
         self.model = self.loss_module
         if self.dist.enabled:
-            from cotdistill.train.parallel import wrap_distributed
-
             self.model = wrap_distributed(self.loss_module, cfg, self.device, self.dist)
+        self.sharded = is_sharded(self.model)
         self.student_shape = ModelShape.from_config(self.student.config)
         self.teacher_shape = ModelShape.from_config(self.teacher.config) if self.teacher is not None else None
 
@@ -213,13 +215,11 @@ class Trainer:
         mask = targets_all != IGNORE_INDEX
         extra = {}
         with self._autocast():
-            if self.teacher is not None:
+            if self.teacher_forward is not None:
                 with torch.no_grad():
-                    th = self.teacher.base_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"],
-                                                 position_ids=t["position_ids"],
-                                                 use_cache=False).last_hidden_state  # a KV cache hides packing
-                extra = {"teacher_hidden": th[:, :-1][mask],
-                         "teacher_weight": self.teacher.get_output_embeddings().weight}
+                    hidden, weight = self.teacher_forward(t["input_ids"], t["attention_mask"], t["position_ids"],
+                                                          mask)
+                extra = {"teacher_hidden": hidden, "teacher_weight": weight}
             elif self.cache is not None and use_cache:
                 ids, logp = self.cache.rows(batch.indices)
                 extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
@@ -252,11 +252,7 @@ class Trainer:
                  "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
         resumed_from = ckpt.latest_checkpoint(self.out) if cfg.resume else None
         if resumed_from is not None:
-            saved = ckpt.load_checkpoint(resumed_from, self.student)
-            self.optimizer.load_state_dict(saved["optimizer"])
-            self.scheduler.load_state_dict(saved["scheduler"])
-            ckpt.set_rng_state(saved["rng"])
-            state = saved["state"]
+            state = self._resume(resumed_from)
         self._warm_up()
         monitor = MemoryMonitor(self.device).start()
         metrics_file = open(self.out / "metrics.jsonl", "a") if is_main else None
@@ -317,7 +313,7 @@ class Trainer:
         sums = torch.zeros(2, device=self.device)
         for k, batch in enumerate(batches):
             # gradients are synchronised across ranks only on the last micro-batch of the step
-            with self._no_sync() if k < len(batches) - 1 else nullcontext():
+            with gradient_sync(self.model, enabled=k == len(batches) - 1):
                 micro = self._loss_sums(batch, self.model)
                 loss = combine(micro[0], micro[1], self.cfg.loss) * scale
                 if not torch.isfinite(loss):
@@ -341,32 +337,73 @@ class Trainer:
         return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
                 "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches)}
 
-    def _no_sync(self):
-        if self.dist.enabled and isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
-            return self.model.no_sync()
-        return nullcontext()
+    def _parallel_kind(self) -> str:
+        if not self.dist.enabled:
+            return "single"
+        return "fsdp" if self.sharded else "ddp"
 
     def _clip(self) -> float:
+        """Clip to ``max_grad_norm`` and return the global gradient norm. With clipping off the norm is still
+        computed (an infinite bound scales every gradient by exactly 1)."""
         params = [p for p in self.loss_module.parameters() if p.grad is not None]
-        if self.cfg.optim.max_grad_norm > 0:
-            return float(torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.max_grad_norm))
-        return float(torch.norm(torch.stack([p.grad.detach().norm() for p in params])))
+        bound = self.cfg.optim.max_grad_norm if self.cfg.optim.max_grad_norm > 0 else math.inf
+        return float(full_tensor(torch.nn.utils.clip_grad_norm_(params, bound)))
 
     def _full_state_dict(self) -> dict | None:
         """Under FSDP, the unsharded weights gathered to CPU (all ranks must call this); otherwise ``None``,
         and ``save_pretrained`` reads the module's own weights."""
-        if not self.cfg.fsdp or not self.dist.enabled:
+        if not self.sharded:
             return None
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(self.student, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+    def _optimizer_state(self) -> dict:
+        """The optimizer state to checkpoint; under FSDP gathered to full tensors keyed by parameter name (all ranks
+        must call this), so a checkpoint is one set of files whatever the sharding."""
+        if not self.sharded:
+            return self.optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.loss_module, self.optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
     def _save(self, state: dict) -> None:
+        weights, optimizer = self._full_state_dict(), self._optimizer_state()
         if self.dist.is_main:
-            trainer_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                             "rng": ckpt.rng_state(), "state": dict(state)}
-            ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state)
+            trainer_state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
+                             "rng": ckpt.rng_state(), "state": dict(state), "world_size": self.dist.world_size,
+                             "fsdp": self.sharded}
+            ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state,
+                                 state_dict=weights)
         barrier(self.dist)
+
+    def _resume(self, path: Path) -> dict:
+        """Load a checkpoint written by a run of the same world size and sharding; every rank reads the files."""
+        saved = ckpt.read_trainer_state(path)
+        setting = (saved.get("world_size", 1), saved.get("fsdp", False))
+        if setting != (self.dist.world_size, self.sharded):
+            raise TrainingError(f"checkpoint {path} was written by {setting[0]} process(es) with fsdp={setting[1]}; "
+                                f"this run has {self.dist.world_size} with fsdp={self.sharded}. The data position "
+                                "and optimizer layout depend on both: resume with the same launch, or set "
+                                "resume: false / a new output_dir")
+        weights = ckpt.read_weights(path)
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            full = StateDictOptions(full_state_dict=True, strict=False)
+            ckpt.check_loaded(path, *set_model_state_dict(self.student, weights, options=full))
+            set_optimizer_state_dict(self.loss_module, self.optimizer, saved["optimizer"], options=full)
+        else:
+            ckpt.check_loaded(path, *self.student.load_state_dict(weights, strict=False))
+            self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        ckpt.set_rng_state(saved["rng"])
+        return saved["state"]
 
     def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
         # token and FLOP counters are per process; supervised tokens were already counted globally
@@ -379,7 +416,9 @@ class Trainer:
             "supervised_tokens": state["supervised_tokens"], "flops": flops,
             "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
             "tokens_per_s": processed / max(state["elapsed"], 1e-9),
-            "world_size": self.dist.world_size, "device": str(self.device), "data_format": self.data_format,
+            "world_size": self.dist.world_size, "parallel": self._parallel_kind(),
+            "teacher_sharded": self.teacher_forward is not None and is_sharded(self.teacher_forward),
+            "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, **last_val,
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }

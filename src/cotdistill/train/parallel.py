@@ -1,9 +1,13 @@
-"""Wrapping the student for several processes: DDP everywhere, FSDP2 (``fully_shard``) on CUDA by config.
+"""Wrapping models for several processes: DDP by default, FSDP2 (``fully_shard``) by config.
 
-The teacher stays a plain replicated module in eval mode (it has no gradients to synchronise).
+FSDP shards each decoder layer and then the root (embeddings, final norm, head), so a layer's full weights exist
+only while it runs. It works under NCCL on CUDA and under gloo on CPU, where the tests check it against one
+process. The teacher is replicated by default; ``teacher_sharding: shard`` shards it the same way (forward only).
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -12,15 +16,79 @@ from torch.nn.parallel import DistributedDataParallel
 from cotdistill.train.distributed import DistInfo
 
 
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of transformer blocks of a HF causal LM (``layers`` in Llama/Qwen/Mistral, ``h`` in GPT-2)."""
+    base = model.base_model
+    for name in ("layers", "h", "blocks"):
+        layers = getattr(base, name, None)
+        if isinstance(layers, nn.ModuleList):
+            return layers
+    raise ValueError(f"cannot find the decoder layers of {type(model).__name__} to shard; use DDP (fsdp: false)")
+
+
+def shard(root: nn.Module, model: nn.Module) -> nn.Module:
+    """``fully_shard`` every decoder layer of ``model``, then ``root`` (which owns ``model``) for the rest."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in decoder_layers(model):
+        fully_shard(layer)
+    fully_shard(root)
+    return root
+
+
 def wrap_distributed(module: nn.Module, config, device: torch.device, dist_info: DistInfo) -> nn.Module:
     if config.fsdp:
-        if device.type != "cuda":
-            raise ValueError("fsdp: true needs CUDA; on CPU use DDP (the default)")
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in module.student.base_model.layers:
-            fully_shard(layer)
-        fully_shard(module)
-        return module
+        return shard(module, module.student)
     device_ids = [dist_info.local_rank] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=device_ids)
+
+
+def is_sharded(module: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+@contextmanager
+def gradient_sync(model: nn.Module, enabled: bool):
+    """Skip the gradient all-reduce (DDP) or reduce-scatter (FSDP) on all but the last micro-batch of a step."""
+    if enabled:
+        yield
+    elif isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    elif is_sharded(model):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
+
+
+def full_tensor(value: torch.Tensor) -> torch.Tensor:
+    """A DTensor's full value (a collective: every rank must call it); a plain tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
+class TeacherForward(nn.Module):
+    """The teacher's final hidden states at the supervised positions, plus its output matrix.
+
+    The loss applies the output matrix chunk by chunk, outside this forward. Under FSDP the gathered weights are
+    freed when the forward returns, so a sharded teacher hands back a copy of the output matrix.
+    """
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, input_ids, attention_mask, position_ids, targets_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.teacher.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                         position_ids=position_ids, use_cache=False).last_hidden_state
+        weight = self.teacher.get_output_embeddings().weight
+        if is_sharded(self):
+            weight = weight.detach().clone()
+        return hidden[:, :-1][targets_mask], weight
