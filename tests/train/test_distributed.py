@@ -106,6 +106,27 @@ def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
         assert a["category"] == b["category"] and abs(a["p_teacher"] - b["p_teacher"]) < 1e-6
 
 
+def test_select_scoring_split_across_two_processes_equals_one(tmp_path):
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.world import world_records
+
+    data = tmp_path / "cands.jsonl"
+    write_jsonl(world_records("train", "teacher", 5, min_steps=2, max_steps=2)
+                + world_records("train", "student", 4, min_steps=2, max_steps=2), data, "messages")
+    args = ["-m", "cotdistill", "select", str(data), "--teacher", "world:teacher", "--student", "world:student",
+            "--keep", "4", "--device", "cpu"]
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one.jsonl")], check=True, env=ENV,
+                   capture_output=True)
+    run = _torchrun(*args, "--out", str(tmp_path / "two.jsonl"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(list((tmp_path / "two.score-cache").glob("*.rank1"))) > 0  # rank 1 really scored a share
+    one = [json.loads(line) for line in open(tmp_path / "one.scores.jsonl")]
+    two = [json.loads(line) for line in open(tmp_path / "two.scores.jsonl")]
+    assert len(one) == len(two) == 9
+    assert [r["selected"] for r in one] == [r["selected"] for r in two] and sum(r["selected"] for r in two) == 4
+    for a, b in zip(one, two):
+        assert abs(a["method_score"] - b["method_score"]) < 1e-5
+
 def test_fsdp_with_sharded_teacher_equals_one_process(tmp_path):
     """FSDP2 over 2 gloo processes (student and teacher sharded, checkpoints gathered) vs 1 process, same global
     batch. Tolerance as for DDP: 1e-5 on per-step losses and final weights (reduction order differs)."""
