@@ -14,7 +14,9 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
     rows = sweep_module.run_sweep(base, tmp_path / "sweep", lsps=[1.0, 0.5], eval_limit=2, max_new_tokens=4,
                                   progress=False)
     assert [r["setting"] for r in rows] == ["lsp1", "lsp0.5"]
-    assert rows[0]["retention"] != rows[0]["retention"] or rows[0]["retention"] == 1.0  # NaN when accuracy is 0
+    for r in rows:  # the ratios are recomputed from the row's own figures
+        assert r["compute"] == pytest.approx(r["flops"] / rows[0]["flops"])
+        assert r["time_ratio"] == pytest.approx(r["wall_time_s"] / rows[0]["wall_time_s"])
     assert rows[0]["compute"] == 1.0 and 0.3 < rows[1]["compute"] < 0.6
     for name in ("tradeoff.csv", "tradeoff.md", "tradeoff.png"):
         assert (tmp_path / "sweep" / name).stat().st_size > 0
@@ -26,6 +28,16 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
     monkeypatch.setattr("cotdistill.evaluate.benchmarks.evaluate_model", fail)
     again = sweep_module.run_sweep(base, tmp_path / "sweep", lsps=[1.0, 0.5], eval_limit=2, progress=False)
     assert [r["flops"] for r in again] == [r["flops"] for r in rows]
+
+
+def test_tradeoff_table_ratios_against_the_full_sequence_reference():
+    rows = [{"setting": "lsp0.5", "accuracy": 0.3, "flops": 45.0, "wall_time_s": 5.0, "peak_memory_mib": 60.0},
+            {"setting": "lsp1", "accuracy": 0.4, "flops": 100.0, "wall_time_s": 10.0, "peak_memory_mib": 100.0}]
+    table = sweep_module.tradeoff_table(rows)
+    assert table[0]["retention"] == pytest.approx(0.75) and table[1]["retention"] == 1.0
+    assert (table[0]["compute"], table[0]["time_ratio"], table[0]["memory_ratio"]) == pytest.approx((0.45, 0.5, 0.6))
+    rows[1]["accuracy"] = 0.0  # a reference that never answers correctly has no retention to speak of
+    assert all(r["retention"] != r["retention"] for r in sweep_module.tradeoff_table(rows))
 
 
 def test_sweep_points():
