@@ -227,13 +227,21 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation CE, KD and objective per supervised token."""
+        """Validation CE, KD and objective per supervised token. The validation batches are split across ranks;
+        every rank runs the same number of forwards (under FSDP each is a collective), a rank whose share has run
+        out repeats a batch and discards it."""
         self.loss_module.eval()
+        size, world, rank = self.cfg.optim.batch_size, self.dist.world_size, self.dist.rank
+        starts = list(range(0, len(self.val_examples), size))
         sums, n = torch.zeros(2, device=self.device), 0
-        for i in range(0, len(self.val_examples), self.cfg.optim.batch_size):
-            batch = self._make_batch(self.val_examples[i:i + self.cfg.optim.batch_size])
-            sums += self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache).float()
-            n += batch.num_supervised
+        for k in range(rank, rank + world * math.ceil(len(starts) / world), world):
+            counted = k < len(starts)
+            start = starts[k] if counted else starts[0]
+            batch = self._make_batch(self.val_examples[start:start + size])
+            micro = self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache).float()
+            if counted:
+                sums += micro
+                n += batch.num_supervised
         self.loss_module.train()
         total = torch.cat([sums, torch.tensor([float(n)], device=self.device)])
         all_reduce_sum(total, self.dist)
