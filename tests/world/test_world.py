@@ -69,3 +69,23 @@ def test_export_writes_messages_records(tmp_path):
     assert main(["world", "export", "--split", "validation", "--style", "student", "--n", "5", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in open(out)]
     assert len(rows) == 5 and rows[0]["messages"][1]["content"].startswith("<think>\nStart:")
+
+
+def test_candidates_from_two_sources_share_question_ids_and_are_graded(tmp_path):
+    from cotdistill.data.formats import load_records
+    from cotdistill.evaluate.grade import grade
+    from cotdistill.world.candidates import sample_candidates
+
+    info = sample_candidates(["world:teacher", "world:student"], tmp_path / "c.jsonl", questions=2, samples=1,
+                             max_new_tokens=256, temperature=0.7, progress=False)
+    records = load_records(tmp_path / "c.jsonl").records
+    assert info["candidates"] == len(records) and info["candidates"] + info["unparsable"] == 4
+    for source in ("world:teacher", "world:student"):
+        mine = [r for r in records if r.metadata["source"] == source]
+        assert len(mine) == info["sources"][source]["candidates"]
+        assert {r.metadata["question_id"] for r in mine} <= {"train-0", "train-1"}
+    for r in records:  # the stored grade is the grade of the stored answer
+        assert r.metadata["correct"] == grade(r.answer, r.metadata["gold"])
+    # the two models write in their own styles (seeded sampling: the same text every run)
+    expected = {"world:teacher": "teacher", "world:student": "student"}
+    assert all(style_of(r.cot.strip().splitlines()[0]) == expected[r.metadata["source"]] for r in records)

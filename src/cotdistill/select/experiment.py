@@ -37,6 +37,7 @@ class SelectExperimentConfig:
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
+    world_sources: list[str] = field(default_factory=lambda: ["world:teacher"])  # models that write candidates
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -73,7 +74,7 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
 
         data = str(out / "candidates.jsonl")
         if not Path(data).exists():
-            info = sample_candidates(cfg.teacher, data, questions=cfg.world_questions, samples=cfg.world_samples,
+            info = sample_candidates(cfg.world_sources, data, questions=cfg.world_questions, samples=cfg.world_samples,
                                      temperature=cfg.world_temperature, progress=cfg.progress)
             (out / "candidates.json").write_text(json.dumps(info, indent=2))
     loaded = load_records(data, on_error="skip")  # sampled candidates can be malformed: skip and count them
@@ -98,12 +99,21 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
                       "selected_correct_share": (sum(bool(r.metadata.get("correct")) for r in selected)
                                                  / max(len(selected), 1)),
                       "teacher_actions_mean": sum(scores[i].teacher_actions for i in chosen) / max(len(chosen), 1),
+                      "selected_sources": _count_sources(selected),
                       **_train_and_eval(cfg, cell / "selected.jsonl", cell, seed)}
             done.write_text(json.dumps(result))
             cells.append(result)
     table = summarise_cells(cells)
     write_experiment_report(out, cells, table)
     return table
+
+
+def _count_sources(records) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in records:
+        source = str(r.metadata.get("source", "unknown"))
+        counts[source] = counts.get(source, 0) + 1
+    return counts
 
 
 def summarise_cells(cells: list[dict]) -> list[dict]:

@@ -1,5 +1,6 @@
-"""Several teacher responses per question, sampled from the embedded teacher at a temperature, as candidate
-training records for data selection (some are wrong or wander, which is the point)."""
+"""Several responses per question, sampled at a temperature from one or more source models (the embedded teacher
+by default), as candidate training records for data selection: some are wrong or wander, and with several sources
+they differ in style, which is what selection has to sort out."""
 
 from __future__ import annotations
 
@@ -12,14 +13,31 @@ from cotdistill.generate import GenerationConfig, generate
 from cotdistill.world import world_records
 
 
-def sample_candidates(teacher: str, out: str | Path, *, questions: int = 200, samples: int = 4,
+def sample_candidates(sources: str | list[str], out: str | Path, *, questions: int = 200, samples: int = 4,
                       temperature: float = 1.0, seed: int = 0, max_new_tokens: int = 320,
                       progress: bool = True) -> dict:
+    """``samples`` responses per question from each source model, written as one candidates file. Every record
+    carries ``question_id``, ``source``, ``gold`` and ``correct`` in its metadata."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    problems = world_records("train", "teacher", questions)
+    records, per_source = [], {}
+    for source in sources:
+        got, unparsable = _sample_one_source(source, problems, samples, temperature, seed, max_new_tokens, progress)
+        records += got
+        per_source[source] = {"candidates": len(got), "unparsable": unparsable,
+                              "correct_share": sum(r.metadata["correct"] for r in got) / max(len(got), 1)}
+    write_jsonl(records, out, "cot")
+    return {"candidates": len(records), "unparsable": sum(v["unparsable"] for v in per_source.values()),
+            "questions": questions, "correct_share": sum(r.metadata["correct"] for r in records) / max(len(records), 1),
+            "sources": per_source}
+
+
+def _sample_one_source(source: str, problems: list[ReasoningRecord], samples: int, temperature: float, seed: int,
+                       max_new_tokens: int, progress: bool) -> tuple[list[ReasoningRecord], int]:
     from cotdistill.models import load_model, load_tokenizer, pick_device
 
-    tokenizer = load_tokenizer(teacher)
-    model = load_model(teacher, pick_device("auto"))
-    problems = world_records("train", "teacher", questions)
+    tokenizer = load_tokenizer(source)
+    model = load_model(source, pick_device("auto"))
     gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, samples=samples, seed=seed)
     generations, _ = generate(model, tokenizer, [p.prompt for p in problems], gen, progress=progress)
     records, unparsable = [], 0
@@ -31,9 +49,7 @@ def sample_candidates(teacher: str, out: str | Path, *, questions: int = 200, sa
         except DataError:
             unparsable += 1
             continue
-        rec.metadata = {"question_id": problem.metadata["uid"], "sample": g.sample_index,
+        rec.metadata = {"question_id": problem.metadata["uid"], "sample": g.sample_index, "source": source,
                         "gold": problem.metadata["gold"], "correct": grade(answer, problem.metadata["gold"])}
         records.append(rec)
-    write_jsonl(records, out, "cot")
-    return {"candidates": len(records), "unparsable": unparsable, "questions": questions,
-            "correct_share": sum(r.metadata["correct"] for r in records) / max(len(records), 1)}
+    return records, unparsable
