@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,11 +110,7 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
 
 
 def _count_sources(records) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in records:
-        source = str(r.metadata.get("source", "unknown"))
-        counts[source] = counts.get(source, 0) + 1
-    return counts
+    return dict(Counter(str(r.metadata.get("source", "unknown")) for r in records))
 
 
 def summarise_cells(cells: list[dict]) -> list[dict]:

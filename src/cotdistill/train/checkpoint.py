@@ -103,4 +103,3 @@ def check_loaded(path: Path, missing: list[str], unexpected: list[str]) -> None:
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
     return torch.load(Path(path) / "trainer_state.pt", weights_only=False)
-

@@ -227,14 +227,16 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation CE, KD and objective per supervised token. The validation batches are split across ranks;
-        every rank runs the same number of forwards (under FSDP each is a collective), a rank whose share has run
+        """Validation CE, KD and objective per supervised token. The validation batches are split across ranks.
+        Under FSDP every forward is a collective, so every rank runs the same number: a rank whose share has run
         out repeats a batch and discards it."""
         self.loss_module.eval()
         size, world, rank = self.cfg.optim.batch_size, self.dist.world_size, self.dist.rank
         starts = list(range(0, len(self.val_examples), size))
+        collective = self.sharded or (self.teacher_forward is not None and is_sharded(self.teacher_forward))
+        end = world * math.ceil(len(starts) / world) if collective else len(starts)
         sums, n = torch.zeros(2, device=self.device), 0
-        for k in range(rank, rank + world * math.ceil(len(starts) / world), world):
+        for k in range(rank, end, world):
             counted = k < len(starts)
             start = starts[k] if counted else starts[0]
             batch = self._make_batch(self.val_examples[start:start + size])
