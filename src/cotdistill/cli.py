@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
+
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from cotdistill.data.encode import EncodeConfig
@@ -31,7 +33,8 @@ def _cmd_world_build(args: argparse.Namespace) -> int:
     from cotdistill.world.build import build_world
 
     manifest = build_world(args.out, quick=args.quick, only=args.only)
-    print(json.dumps({name: m.get("test") for name, m in manifest["models"].items()}, indent=2))
+    measured = manifest.get("properties", {})
+    print(json.dumps({name: measured.get(name, {}).get("accuracy") for name in ("teacher", "student")}))
     print(f"world written to {args.out}")
     return 0
 
@@ -196,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = world.add_parser("build", help="rebuild tokenizer, teacher and student from seeds")
     build.add_argument("--out", default="runs/world")
     build.add_argument("--quick", action="store_true", help="tiny models and step counts (a smoke test)")
-    build.add_argument("--only", choices=["teacher", "student"], help="rebuild one model, keep the rest")
+    build.add_argument("--only", choices=["tokenizer", "teacher", "student", "measure"],
+                       help="rebuild one stage, keep the rest (teacher and student can run in parallel processes)")
     build.set_defaults(func=_cmd_world_build)
     export = world.add_parser("export", help="write the world's records as a dataset")
     export.add_argument("--split", default="train", choices=["train", "validation", "test"])
@@ -247,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--window", default="", help="e.g. left,middle,right (each at lsp 0.5)")
     sw.add_argument("--sections", default="", help="e.g. cotAns,cot,ans")
     sw.add_argument("--eval-limit", type=int)
-    sw.add_argument("--max-new-tokens", type=int, default=320)
+    sw.add_argument("--max-new-tokens", type=int, default=WORLD_MAX_NEW_TOKENS)
     sw.add_argument("--out", default="runs/sweep")
     sw.set_defaults(func=_cmd_sweep)
 

@@ -1,10 +1,12 @@
 """``cotdistill demo``: the main job, on the embedded world, end to end.
 
 1. distil the original student from the teacher at LSP 1.0 and LSP 0.5 (forward KL mixed with CE, r = 0.5);
-2. evaluate teacher, original student and both distilled students on the world's test split; trade-off table;
+2. evaluate teacher, original student and both distilled students on 300 test problems (strict grading, CI95);
+   trade-off table (FLOPs, time, memory, accuracy);
 3. trace the provenance of the distilled students' actions (checked against the generator's known styles);
-4. a small teacher-guided data-selection experiment against baselines;
-5. a report folder: ``index.html``, ``report.md`` and everything the stages wrote.
+4. teacher-guided data selection against random selection, on several teacher samples per question;
+5. a report folder: ``index.html``, ``report.md`` and everything the stages wrote, with the findings in words
+   (including where the intervals overlap and nothing can be claimed).
 """
 
 from __future__ import annotations
@@ -15,23 +17,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.config import from_dict
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
-    train_records: int = 3200
-    eval_limit: int = 150
+    train_records: int = 2000
+    lr: float = 1e-3
+    eval_limit: int = 300
     trace_limit: int = 80
     lsps: list[float] = field(default_factory=lambda: [1.0, 0.5])
-    select_questions: int = 64
-    select_methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "shortest"])
+    select_questions: int = 300
+    select_samples: int = 4
+    select_temperature: float = 1.0
+    select_methods: list[str] = field(default_factory=lambda: ["teacher", "random"])
     select_seeds: list[int] = field(default_factory=lambda: [0])
-    max_new_tokens: int = 320
+    max_new_tokens: int = WORLD_MAX_NEW_TOKENS
     progress: bool = True
 
 
-QUICK = {"train_records": 48, "eval_limit": 10, "trace_limit": 6, "select_questions": 6,
+QUICK = {"train_records": 48, "eval_limit": 10, "trace_limit": 6, "select_questions": 6, "select_samples": 2,
          "select_methods": ["teacher", "random"], "max_new_tokens": 96}
 
 
@@ -47,7 +53,7 @@ def distill_config(cfg: DemoConfig):
         "data": {"path": f"world:train:teacher:{cfg.train_records}", "val_fraction": 0.05},
         "encode": {"sections": "cotAns"},
         "loss": {"distill_ratio": 0.5, "kind": "forward_kl", "temperature": 1.0},
-        "optim": {"lr": 2e-3, "batch_size": 8, "epochs": 1, "warmup_steps": 20},
+        "optim": {"lr": cfg.lr, "batch_size": 8, "epochs": 1, "warmup_steps": 20},
         "eval_every": 0, "save_every": 50, "progress": cfg.progress,
     })
 
@@ -85,11 +91,13 @@ def run_demo(cfg: DemoConfig) -> Path:
     _log("stage 4: teacher-guided data selection vs baselines")
     select_table = run_experiment(SelectExperimentConfig(
         out=str(out / "selection"), methods=cfg.select_methods, seeds=cfg.select_seeds,
-        world_questions=cfg.select_questions, eval_limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens,
+        world_questions=cfg.select_questions, world_samples=cfg.select_samples,
+        world_temperature=cfg.select_temperature, eval_limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens,
         progress=cfg.progress))
 
     from cotdistill.report.demo import write_demo_report
 
-    report = write_demo_report(out, baselines, sweep_rows, traces, select_table, time.time() - start)
+    select_cells = json.loads((out / "selection" / "cells.json").read_text())
+    report = write_demo_report(out, baselines, sweep_rows, traces, select_cells, select_table, time.time() - start)
     _log(f"done in {time.time() - start:.0f} s; report: {report}")
     return report

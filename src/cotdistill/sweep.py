@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cotdistill.config import from_dict, merge, save_config, to_dict
 from cotdistill.train.config import TrainConfig
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
 @dataclass
@@ -98,7 +99,7 @@ def write_tradeoff(rows: list[dict], out: Path) -> None:
 
 
 def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows: list[str] = (),
-              sections: list[str] = (), eval_limit: int | None = None, max_new_tokens: int = 320,
+              sections: list[str] = (), eval_limit: int | None = None, max_new_tokens: int = WORLD_MAX_NEW_TOKENS,
               progress: bool = True) -> list[dict]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

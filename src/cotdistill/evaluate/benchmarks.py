@@ -30,12 +30,12 @@ class Benchmark:
 
 
 BENCHMARKS = {
-    "gsm8k": Benchmark("gsm8k", "1", ("question",), ("answer",), gold_from_solution=True),
-    "math500": Benchmark("math500", "1", ("problem",), ("answer",)),
-    "aime24": Benchmark("aime24", "1", ("problem", "Problem"), ("answer", "Answer")),
-    "aime25": Benchmark("aime25", "1", ("problem", "Problem"), ("answer", "Answer")),
-    "jsonl": Benchmark("jsonl", "1", ("prompt", "question", "problem"), ("answer", "gold", "solution")),
-    "world": Benchmark("world", "1", ("prompt",), ("gold",)),
+    "gsm8k": Benchmark("gsm8k", "2", ("question",), ("answer",), gold_from_solution=True),
+    "math500": Benchmark("math500", "2", ("problem",), ("answer",)),
+    "aime24": Benchmark("aime24", "2", ("problem", "Problem"), ("answer", "Answer")),
+    "aime25": Benchmark("aime25", "2", ("problem", "Problem"), ("answer", "Answer")),
+    "jsonl": Benchmark("jsonl", "2", ("prompt", "question", "problem"), ("answer", "gold", "solution")),
+    "world": Benchmark("world", "2", ("prompt",), ("gold",)),
 }
 
 
@@ -83,10 +83,19 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
     return items
 
 
-def _confidence_interval(values: list[float]) -> tuple[float, float]:
-    """95% normal-approximation interval of the mean of per-prompt scores."""
+def ci95(values: list[float]) -> tuple[float, float]:
+    """95% interval of the mean of per-prompt scores: Wilson's score interval when every score is 0 or 1 (one
+    sample per prompt; it stays honest near 0 and 1, where the normal interval collapses to a point), else the
+    normal approximation."""
     n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
     mean = sum(values) / n
+    if all(v in (0, 1) for v in values):
+        z = 1.96
+        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
     if n < 2:
         return mean, mean
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
@@ -99,32 +108,40 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
     """Generate, extract, grade; return (results, samples)."""
     generations, stats = generate(model, tokenizer, [it.prompt for it in items], gen, model_path=model_path,
                                   progress=progress)
-    samples, per_prompt = [], defaultdict(list)
+    samples, per_prompt, flexible = [], defaultdict(list), defaultdict(list)
     for g in generations:
         item = items[g.prompt_index]
-        extraction = extract_answer(g.text)
+        # strict: only an answer the model gave (boxed, ####, "the answer is"); the last number in the text is a
+        # separate, labelled column and never the score (an unfinished "... maybe 7 or 9" is not an answer)
+        extraction = extract_answer(g.text, flexible=False)
         correct = answers_match(item.gold, extraction.answer)
+        loose = extraction if extraction.answer is not None else extract_answer(g.text)
         per_prompt[g.prompt_index].append(correct)
+        flexible[g.prompt_index].append(answers_match(item.gold, loose.answer))
         samples.append({"bench": bench, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
                         "prompt": item.prompt, "response": g.text, "extracted": extraction.answer,
                         "extraction": extraction.method, "gold": item.gold, "correct": correct,
+                        "correct_flexible": flexible[g.prompt_index][-1], "extracted_flexible": loose.answer,
                         "response_tokens": g.num_tokens, "hit_max_tokens": g.hit_max_tokens, **item.meta})
     pass1 = [sum(v) / len(v) for v in per_prompt.values()]
-    low, high = _confidence_interval(pass1)
+    low, high = ci95(pass1)
     by_difficulty: dict[str, list[float]] = defaultdict(list)
     for i, v in per_prompt.items():
         if "difficulty" in items[i].meta:
             by_difficulty[str(items[i].meta["difficulty"])].append(sum(v) / len(v))
+    levels = sorted(by_difficulty, key=int)
     results = {
         "bench": bench, "benchmark_version": BENCHMARKS.get(bench, BENCHMARKS["jsonl"]).version,
-        "grader": GRADER, "extractor": "boxed > #### > answer-is > last-number (flexible)",
+        "grader": GRADER, "extractor": "strict: boxed > #### > answer-is; flexible adds the last number",
         "n": len(items), "samples_per_prompt": gen.samples,
         "accuracy": sum(pass1) / len(pass1), "pass@1": sum(pass1) / len(pass1),
+        "accuracy_flexible": sum(sum(v) / len(v) for v in flexible.values()) / len(flexible),
         f"pass@{gen.samples}": sum(any(v) for v in per_prompt.values()) / len(per_prompt),
         "ci95": [low, high],
         "mean_response_tokens": sum(g.num_tokens for g in generations) / len(generations),
         "truncated_responses": sum(g.hit_max_tokens for g in generations),
-        "by_difficulty": {k: sum(v) / len(v) for k, v in sorted(by_difficulty.items(), key=lambda kv: int(kv[0]))},
+        "by_difficulty": {k: sum(by_difficulty[k]) / len(by_difficulty[k]) for k in levels},
+        "by_difficulty_ci95": {k: list(ci95(by_difficulty[k])) for k in levels},
         "generation_seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s,
         "generation": {"temperature": gen.temperature, "top_p": gen.top_p, "max_new_tokens": gen.max_new_tokens},
     }

@@ -108,10 +108,19 @@ def confusion(rows: list[dict]) -> dict[str, dict[str, int]]:
     return dict(table)
 
 
+AGREEING = {"teacher": ("teacher",), "student": ("student",), "shared": ("shared", "boosted")}
+
+
+def agreement_per_style(table: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Per known style, the share of its actions that land in the matching category."""
+    return {style: sum(table[style][c] for c in AGREEING[style]) / max(sum(table[style].values()), 1)
+            for style in AGREEING if style in table}
+
+
 def provenance_agreement(table: dict[str, dict[str, int]]) -> float:
     """Share of known-style actions whose category matches the style (teacher→teacher, student→student,
     shared→shared or boosted: text both styles write is pre-existing in both)."""
-    match = {"teacher": ("teacher",), "student": ("student",), "shared": ("shared", "boosted")}
+    match = AGREEING
     total = sum(sum(v.values()) for v in table.values())
     hits = sum(table[style][c] for style in table for c in match.get(style, ()))
     return hits / total if total else float("nan")
@@ -136,6 +145,7 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
         table = confusion(rows)
         summary["confusion"] = table
         summary["agreement_with_generator_styles"] = provenance_agreement(table)
+        summary["agreement_per_style"] = agreement_per_style(table)
     return summary
 
 

@@ -1,8 +1,8 @@
-"""The demo's report: one Markdown file and one HTML page over everything the stages wrote."""
+"""The demo's report: one Markdown file and one HTML page over everything the stages wrote, with the findings
+said in words — including where the intervals overlap and nothing can be claimed."""
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -12,56 +12,116 @@ from cotdistill.report.tables import markdown_table
 from cotdistill.sweep import TABLE_COLUMNS
 
 
-def _models_table(baselines: dict, sweep_rows: list[dict], out: Path) -> list[dict]:
-    rows = []
-    for name, res in baselines.items():
-        rows.append({"model": f"{name} (embedded)", "accuracy": res["accuracy"], "ci95": _ci(res["ci95"]),
-                     **{f"d{k}": v for k, v in res["by_difficulty"].items()}})
-    for r in sweep_rows:
-        res = json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
-        rows.append({"model": f"distilled {r['setting']}", "accuracy": res["accuracy"], "ci95": _ci(res["ci95"]),
-                     **{f"d{k}": v for k, v in res["by_difficulty"].items()}})
-    return rows
-
-
 def _ci(ci: list[float]) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces: dict, select_table: list[dict],
-                      seconds: float) -> Path:
-    models = _models_table(baselines, sweep_rows, out)
+def _model_row(label: str, res: dict) -> dict:
+    return {"model": label, "accuracy": res["accuracy"], "ci95": _ci(res["ci95"]),
+            "flexible": res.get("accuracy_flexible", float("nan")), "unfinished": res["truncated_responses"],
+            "n": res["n"], **{f"d{k}": v for k, v in res["by_difficulty"].items()}}
+
+
+def compare(name_a: str, a: dict, name_b: str, b: dict) -> str:
+    """One sentence on whether ``a`` and ``b`` differ, read from their CI95 (no test beyond non-overlap)."""
+    (a_lo, a_hi), (b_lo, b_hi) = a["ci95"], b["ci95"]
+    if a_lo > b_hi:
+        return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) is ahead of {name_b} "
+                f"({b['accuracy']:.3f}, {_ci(b['ci95'])}): the intervals do not overlap.")
+    if b_lo > a_hi:
+        return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) is behind {name_b} "
+                f"({b['accuracy']:.3f}, {_ci(b['ci95'])}): the intervals do not overlap.")
+    return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) and {name_b} ({b['accuracy']:.3f}, "
+            f"{_ci(b['ci95'])}): the intervals overlap, so no difference can be claimed at this size.")
+
+
+def findings(baselines: dict, distilled: dict, sweep_rows: list[dict], prov_rows: list[dict],
+             select_cells: list[dict]) -> list[str]:
+    """The report's sentences, each computed from the figures it is about."""
+    out = [compare("The teacher", baselines["teacher"], "the original student", baselines["student"])]
+    for name, res in distilled.items():
+        out.append(compare(f"The student distilled at {name}", res, "the original student", baselines["student"]))
+    rows = {r["setting"]: r for r in sweep_rows}
+    if "lsp1" in rows:
+        for name, r in rows.items():
+            if name == "lsp1":
+                continue
+            retention = r["retention"]
+            said = "undefined (LSP 1.0 never answers correctly)" if retention != retention else f"{retention:.2f}"
+            out.append(f"{name} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the training time "
+                       f"and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention (accuracy / "
+                       f"accuracy at LSP 1.0) is {said}. "
+                       + compare(f"The {name} student", distilled[name], "the LSP 1.0 student", distilled["lsp1"]))
+    for row in prov_rows:
+        mix = ", ".join(f"{c} {row[c]:.2f}" for c in CATEGORIES)
+        agree = row.get("agreement")
+        out.append(f"Provenance of the {row['distilled']} student's actions: {mix}"
+                   + (f"; {agree:.2f} of the actions whose generator style is known land in the matching "
+                      "category." if agree == agree and agree is not None else "."))
+    by_method = {c["method"]: c for c in select_cells}
+    if "teacher" in by_method and "random" in by_method:
+        t, r = by_method["teacher"], by_method["random"]
+        out.append(f"Selection: the teacher-guided pick carried {t['teacher_actions_mean']:.1f} teacher-originated "
+                   f"actions per record, random {r['teacher_actions_mean']:.1f}. "
+                   + compare("The student trained on the teacher-guided selection", t,
+                             "the one trained on a random selection", r))
+    return out
+
+
+def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces: dict, select_cells: list[dict],
+                      select_table: list[dict], seconds: float) -> Path:
+    distilled = {r["setting"]: json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
+                 for r in sweep_rows}
+    models = [_model_row(f"{name} (embedded)", res) for name, res in baselines.items()]
+    models += [_model_row(f"distilled {name}", res) for name, res in distilled.items()]
     accuracy = {r["setting"]: r["accuracy"] for r in sweep_rows}
     corr = correlate({name: (s, accuracy[name]) for name, s in traces.items()})
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
+                  **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]
-    md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n",
-          "## Models on the world's test split (accuracy, overall and per difficulty = number of steps)\n",
+    said = findings(baselines, distilled, sweep_rows, prov_rows, select_cells)
+    md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n\n## What the figures show\n\n",
+          *[f"- {s}\n" for s in said],
+          "\n## Models on the world's test split\n\nStrict accuracy (an answer the model gave: boxed or the answer "
+          "line), its CI95 (Wilson), the flexible column (adds the last number in the text; never the score), "
+          "responses that hit the token limit, and accuracy per difficulty (d2…d6 = number of steps).\n\n",
           markdown_table(models),
-          "\n## Truncation trade-off (distilled students)\n", markdown_table(sweep_rows, TABLE_COLUMNS),
+          "\n## Truncation trade-off (distilled students)\n\nCost of each setting against LSP 1.0: training FLOPs "
+          "(`compute`), wall time and peak memory, measured in the same run.\n\n",
+          markdown_table(sweep_rows, TABLE_COLUMNS),
           "\n![trade-off](distill/tradeoff.png)\n",
-          "\n## Provenance of the distilled students' actions\n",
-          markdown_table(prov_rows, ["distilled", *CATEGORIES, "agreement", "boosted_raised"]),
-          "\n`agreement`: share of actions whose category matches the generator's known sentence style.\n",
+          "\n## Provenance of the distilled students' actions\n\nEach sentence a distilled student wrote, scored "
+          "under teacher, original student and distilled student with the same context. `agreement`: share of "
+          "actions whose category matches the generator's known sentence style (teacher → teacher-originated, "
+          "student → student-originated, shared → pre-existing); `agree_*` per style.\n\n",
+          markdown_table(prov_rows, ["distilled", *CATEGORIES, "agreement",
+                                     *[k for k in (prov_rows[0] if prov_rows else {}) if k.startswith("agree_")],
+                                     "boosted_raised"]),
           "\nTeacher share vs accuracy:\n\n", markdown_table(corr["table"]),
           f"\nSpearman ρ = {corr['spearman_teacher_share_vs_accuracy']:.3f} over {corr['n']} settings "
           "(with two settings ρ is ±1 or undefined: run `cotdistill sweep` with more points for a real estimate).\n",
-          *[f"\n- {name}: [summary](provenance/{name}/summary.md), [actions](provenance/{name}/trace.html), "
-            f"![positions](provenance/{name}/position_shares.png)\n" for name in traces],
-          "\n## Teacher-guided data selection\n", markdown_table(select_table),
+          *[f"\n- {name}: [summary](provenance/{name}/summary.md), [actions](provenance/{name}/trace.html)\n\n"
+            f"  ![positions](provenance/{name}/position_shares.png)\n" for name in traces],
+          "\n## Teacher-guided data selection\n\nSeveral teacher samples per question; each method keeps one per "
+          "question, the original student is fine-tuned on the selection and evaluated on the same test problems."
+          "\n\n", markdown_table(select_table),
           "\n![selection](selection/selection.png)\n"]
-    (out / "report.md").write_text("".join(md))
+    text = "".join(md)
+    (out / "report.md").write_text(text)
     (out / "summary.json").write_text(json.dumps({"models": models, "tradeoff": sweep_rows, "provenance": prov_rows,
                                                    "correlation": corr, "selection": select_table,
-                                                   "seconds": seconds}, indent=2, default=str))
-    page = ["<!doctype html><meta charset='utf-8'><title>cotdistill demo</title>",
-            "<style>body{font-family:sans-serif;max-width:70em;margin:auto}pre{white-space:pre-wrap}"
-            "img{max-width:100%}</style><h1>cotdistill demo report</h1>",
-            f"<pre>{html.escape(''.join(md))}</pre>",
-            "<img src='distill/tradeoff.png'>",
-            *[f"<h3>{name}</h3><img src='provenance/{name}/position_shares.png'>"
-              f"<img src='provenance/{name}/response_example.png'><p><a href='provenance/{name}/trace.html'>"
-              "actions coloured by category</a></p>" for name in traces],
-            "<img src='selection/selection.png'>"]
-    (out / "index.html").write_text("\n".join(page))
+                                                   "findings": said, "seconds": seconds}, indent=2, default=str))
+    (out / "index.html").write_text(markdown_page("cotdistill demo", text))
     return out / "index.html"
+
+
+def markdown_page(title: str, text: str) -> str:
+    """``text`` (Markdown) rendered as an HTML page: tables, images and links as a browser shows them."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(text)
+    style = ("body{font-family:system-ui,sans-serif;max-width:75em;margin:2em auto;padding:0 1em;line-height:1.45}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em"
+             " .6em;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+            f"<body>{body}</body></html>")

@@ -18,6 +18,7 @@ from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.select.methods import METHODS
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
 @dataclass
@@ -34,7 +35,7 @@ class SelectExperimentConfig:
     out: str = "runs/select"
     train: dict = field(default_factory=dict)  # TrainConfig overrides (nested dict)
     eval_limit: int = 200
-    max_new_tokens: int = 320
+    max_new_tokens: int = WORLD_MAX_NEW_TOKENS
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
@@ -105,6 +106,7 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
             done.write_text(json.dumps(result))
             cells.append(result)
     table = summarise_cells(cells)
+    (out / "cells.json").write_text(json.dumps(cells, indent=2))
     write_experiment_report(out, cells, table)
     return table
 

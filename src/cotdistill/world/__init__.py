@@ -7,6 +7,8 @@ from cotdistill.world.generator import generate_split, render, style_of
 
 DEFAULT_SIZES = {"train": 4000, "validation": 200, "test": 300}
 WORLD_SEED = 0
+# long enough for the longest teacher-style trace (six steps, every optional sentence) with room to spare
+WORLD_MAX_NEW_TOKENS = 512
 
 
 def world_records(split: str, style: str = "teacher", n: int | None = None, seed: int = WORLD_SEED,
@@ -33,4 +35,4 @@ def parse_world_spec(spec: str) -> tuple[str, str, int | None]:
     return parts[0], style, n
 
 
-__all__ = ["DEFAULT_SIZES", "parse_world_spec", "style_of", "world_records"]
+__all__ = ["DEFAULT_SIZES", "WORLD_MAX_NEW_TOKENS", "parse_world_spec", "style_of", "world_records"]

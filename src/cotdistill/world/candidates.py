@@ -10,11 +10,11 @@ from cotdistill.data.formats import write_jsonl
 from cotdistill.data.records import DataError, ReasoningRecord, check_record, split_think
 from cotdistill.evaluate.grade import grade
 from cotdistill.generate import GenerationConfig, generate
-from cotdistill.world import world_records
+from cotdistill.world import WORLD_MAX_NEW_TOKENS, world_records
 
 
 def sample_candidates(sources: str | list[str], out: str | Path, *, questions: int = 200, samples: int = 4,
-                      temperature: float = 1.0, seed: int = 0, max_new_tokens: int = 320,
+                      temperature: float = 1.0, seed: int = 0, max_new_tokens: int = WORLD_MAX_NEW_TOKENS,
                       progress: bool = True) -> dict:
     """``samples`` responses per question from each source model, written as one candidates file. Every record
     carries ``question_id``, ``source``, ``gold`` and ``correct`` in its metadata."""
