@@ -1,7 +1,7 @@
 """``cotdistill demo``: the main job, on the embedded world, end to end.
 
 1. distil the original student from the teacher at LSP 1.0 and LSP 0.5 (forward KL mixed with CE, r = 0.5);
-2. evaluate teacher, original student and both distilled students on 300 test problems (strict grading, CI95);
+2. evaluate teacher, original student and both distilled students on the test split (strict grading, CI95);
    trade-off table (FLOPs, time, memory, accuracy);
 3. trace the provenance of the distilled students' actions (checked against the generator's known styles);
 4. teacher-guided data selection against random selection, on several teacher samples per question;
@@ -23,15 +23,15 @@ from cotdistill.world import WORLD_MAX_NEW_TOKENS
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
-    train_records: int = 2000
-    lr: float = 1e-3
-    eval_limit: int = 300
+    train_records: int = 3200
+    lr: float = 2e-3
+    eval_limit: int = 150
     trace_limit: int = 80
     lsps: list[float] = field(default_factory=lambda: [1.0, 0.5])
-    select_questions: int = 300
+    select_questions: int = 64
     select_samples: int = 4
     select_temperature: float = 1.0
-    select_methods: list[str] = field(default_factory=lambda: ["teacher", "random"])
+    select_methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "shortest"])
     select_seeds: list[int] = field(default_factory=lambda: [0])
     max_new_tokens: int = WORLD_MAX_NEW_TOKENS
     progress: bool = True

@@ -48,12 +48,24 @@ def run_with_timeout(fn, *args, timeout: float, default):
     return default if worker.is_alive() else result[0]
 
 
+_warm = threading.Event()
+
+
+def _warm_up() -> None:
+    """Parse once outside any timeout: the first LaTeX parse loads the grammar, which on a loaded machine took
+    longer than the timeout and graded a right answer wrong."""
+    if not _warm.is_set():
+        _verify("\\frac{1}{2}", "0.5")
+        _warm.set()
+
+
 def answers_match(gold: str, answer: str | None, *, timeout: float = 5.0) -> bool:
     if answer is None:
         return False
+    _warm_up()
     return run_with_timeout(_verify, gold, answer, timeout=timeout, default=False)
 
 
-def grade(response: str, gold: str, *, timeout: float = 5.0, flexible: bool = True) -> bool:
+def grade(response: str, gold: str, *, timeout: float = 5.0, flexible: bool = False) -> bool:
     """Is ``response``'s extracted final answer mathematically equal to ``gold``?"""
     return answers_match(gold, extract_answer(response, flexible=flexible).answer, timeout=timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # numpy's state holds an ndarray, which ``torch.load(weights_only=True)`` refuses: store it as a tensor
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -33,7 +37,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -76,11 +81,20 @@ def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict
     return final
 
 
+CHECKPOINT_NAME = re.compile(r"step-\d{7}")
+
+
 def latest_checkpoint(root: Path) -> Path | None:
+    """The checkpoint ``checkpoints/latest`` names. The pointer may only name a ``step-NNNNNNN`` folder inside
+    ``checkpoints/``: an absolute path, ``..`` or any other name is refused, so a crafted pointer cannot lead the
+    loader to a file outside the run."""
     pointer = Path(root) / "checkpoints" / "latest"
     if not pointer.exists():
         return None
-    path = pointer.parent / pointer.read_text().strip()
+    name = pointer.read_text().strip()
+    if not CHECKPOINT_NAME.fullmatch(name):
+        raise ValueError(f"{pointer}: expected the name of a step-NNNNNNN checkpoint folder; found {name[:80]!r}")
+    path = pointer.parent / name
     return path if (path / "trainer_state.pt").exists() else None
 
 
@@ -102,4 +116,5 @@ def check_loaded(path: Path, missing: list[str], unexpected: list[str]) -> None:
 
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
-    return torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+    # weights_only: tensors and plain containers only; a pickle that would run code is refused, not executed
+    return torch.load(Path(path) / "trainer_state.pt", weights_only=True)
