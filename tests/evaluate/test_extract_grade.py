@@ -69,3 +69,18 @@ def test_benchmarks_from_local_files(tmp_path):
     assert load_benchmark("math500", str(tmp_path / "m.jsonl"))[0].gold == "2"
     assert load_benchmark("gsm8k", str(tmp_path / "g.jsonl"))[0].gold == "4"
     assert len(load_benchmark("world", limit=7)) == 7
+
+
+def test_grading_is_strict_unless_asked_otherwise():
+    unfinished = "Then 3 + 4 = 7, or maybe 7 or 9"  # never stated an answer
+    assert grade(unfinished, "9") is False
+    assert grade(unfinished, "9", flexible=True) is True  # the labelled flexible reading takes the last number
+
+
+def test_ci95_is_wilson_for_right_wrong_scores():
+    from cotdistill.evaluate.benchmarks import ci95
+
+    # 0 of 10 right: Wilson's upper bound z²/(n+z²) = 3.8416/13.8416, where the normal interval gives [0, 0]
+    assert ci95([0.0] * 10) == pytest.approx((0.0, 0.277540), abs=1e-6)
+    low, high = ci95([1.0] * 5 + [0.0] * 5)  # p = 0.5, n = 10: 0.5 ± 1.96·sqrt(0.25/10 + 0.0096)/1.384
+    assert (low, high) == pytest.approx((0.23659, 0.76341), abs=1e-4)
