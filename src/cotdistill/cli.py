@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
@@ -307,10 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     from cotdistill.data.records import DataError
 
     try:
-        return args.func(args)
+        code = args.func(args)
     except (DataError, ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        code = 2
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from cotdistill.train.distributed import exit_launched_process
+
+        exit_launched_process(int(code or 0))
+    return code
 
 
 if __name__ == "__main__":

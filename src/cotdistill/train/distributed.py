@@ -64,4 +64,22 @@ def barrier(info: DistInfo) -> None:
 
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
+        # every rank must be out of its last collective before any rank tears its connections down
+        dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_launched_process(code: int) -> None:
+    """End a process that ``torchrun`` launched, once its outputs are written: leave the process group (if a stage
+    joined one), flush, and exit without interpreter finalisation. Finalising while gloo's worker threads are still
+    being torn down aborted a rank now and then ("terminate called without an active exception", SIGABRT, seen in
+    CI after an FSDP run had written everything), which turned a finished run into a failed launch."""
+    import sys
+
+    if dist.is_available() and dist.is_initialized():
+        if code == 0:
+            dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
