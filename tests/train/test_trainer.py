@@ -127,3 +127,22 @@ def test_packing_cuts_padding_and_trains(tmp_path):
     assert packed["processed_tokens"] == plain["processed_tokens"]
     assert packed["padded_tokens"] <= plain["padded_tokens"]
     assert packed["steps"] < plain["steps"]
+
+
+def test_student_trains_in_train_mode_from_the_first_step(tmp_path):
+    """from_pretrained gives an eval-mode model; a student with dropout must have it on for every optimizer step,
+    even with eval_every: 0, and be left in eval mode when training ends."""
+    cfg = tiny_config(tmp_path)
+    config_file = tmp_path / "student" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "attention_dropout": 0.5}))
+    trainer = Trainer(cfg)
+    modes = []
+    # the loss calls the decoder directly (it applies the LM head chunk by chunk)
+    trainer.student.model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    # the warm-up forward, four optimizer steps (batch 4, no accumulation), one validation batch at the end
+    assert modes == [False, True, True, True, True, False]
+    assert trainer.student.config.attention_dropout == 0.5 and not trainer.student.training

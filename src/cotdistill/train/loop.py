@@ -269,6 +269,9 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not (is_main and cfg.progress))
         last_val: dict[str, float] = {}
         t_start = time.perf_counter() - state["elapsed"]
+        # from_pretrained returns a model in eval mode: without this, dropout would stay off until the first
+        # validation pass switched it on (and forever with eval_every: 0)
+        self.loss_module.train()
         try:
             while state["step"] < self.total_steps:
                 step = state["step"]
@@ -297,6 +300,7 @@ class Trainer:
                 if cfg.save_every and state["step"] % cfg.save_every == 0 and not done:
                     self._save(state)
         finally:
+            self.loss_module.eval()
             bar.close()
             if metrics_file is not None:
                 metrics_file.close()
