@@ -34,7 +34,8 @@ def _cmd_world_build(args: argparse.Namespace) -> int:
     from cotdistill.world.build import build_world
 
     manifest = build_world(args.out, quick=args.quick, only=args.only)
-    print(json.dumps({name: m.get("test") for name, m in manifest["models"].items()}, indent=2))
+    measured = manifest.get("properties", {})
+    print(json.dumps({name: measured.get(name, {}).get("accuracy") for name in ("teacher", "student")}))
     print(f"world written to {args.out}")
     return 0
 
@@ -199,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     build = world.add_parser("build", help="rebuild tokenizer, teacher and student from seeds")
     build.add_argument("--out", default="runs/world")
     build.add_argument("--quick", action="store_true", help="tiny models and step counts (a smoke test)")
-    build.add_argument("--only", choices=["teacher", "student"], help="rebuild one model, keep the rest")
+    build.add_argument("--only", choices=["tokenizer", "teacher", "student", "measure"],
+                       help="rebuild one stage, keep the rest (teacher and student can run in parallel processes)")
     build.set_defaults(func=_cmd_world_build)
     export = world.add_parser("export", help="write the world's records as a dataset")
     export.add_argument("--split", default="train", choices=["train", "validation", "test"])

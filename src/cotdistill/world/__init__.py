@@ -7,7 +7,8 @@ from cotdistill.world.generator import generate_split, render, style_of
 
 DEFAULT_SIZES = {"train": 4000, "validation": 200, "test": 300}
 WORLD_SEED = 0
-WORLD_MAX_NEW_TOKENS = 320  # the longest world trace with room to spare; one place for every stage's default
+# long enough for the longest teacher-style trace (six steps, every optional sentence) with room to spare
+WORLD_MAX_NEW_TOKENS = 512
 
 
 def world_records(split: str, style: str = "teacher", n: int | None = None, seed: int = WORLD_SEED,
