@@ -42,3 +42,19 @@ def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     ckpt.set_rng_state(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_rotation_never_removes_the_checkpoint_it_just_wrote(tmp_path):
+    """Higher-numbered folders left by an earlier run in the same directory must not push the new checkpoint out
+    (a name sort with [:-keep] deleted it and left ``latest`` naming nothing)."""
+    from tests.conftest import char_tokenizer, tiny_qwen
+
+    tok = char_tokenizer()
+    model = tiny_qwen(len(tok), hidden=16, layers=1)
+    for stale in ("step-0000100", "step-0000110"):
+        (tmp_path / "checkpoints" / stale).mkdir(parents=True)
+    for step in (10, 20, 30):
+        ckpt.save_checkpoint(tmp_path, step, model, tok, {"step": step}, keep=2)
+        assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / f"step-{step:07d}"
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    assert names == ["step-0000020", "step-0000030", "step-0000100", "step-0000110"]

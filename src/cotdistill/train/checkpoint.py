@@ -76,9 +76,18 @@ def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _atomic_write_text(ckpt_dir / "latest", final.name)
-    for old in sorted(p for p in ckpt_dir.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    _rotate(ckpt_dir, step, keep)
     return final
+
+
+def _rotate(ckpt_dir: Path, step: int, keep: int) -> None:
+    """Keep the ``keep`` newest checkpoints up to ``step`` (the one just written always among them). Folders of
+    higher steps, left by an earlier run in the same directory, are not this run's to judge and stay: ranking them
+    in made the rotation delete the checkpoint it had just written, leaving ``latest`` pointing at nothing."""
+    ours = sorted((int(p.name[len("step-"):]), p) for p in ckpt_dir.iterdir()
+                  if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name) and int(p.name[len("step-"):]) <= step)
+    for _, old in ours[:-max(keep, 1)]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 CHECKPOINT_NAME = re.compile(r"step-\d{7}")
