@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cotdistill.config import ConfigError, load_config, save_config
+from cotdistill.config import ConfigError, from_dict, load_config, save_config
 from cotdistill.train.config import TrainConfig
 
 
@@ -31,3 +31,26 @@ def test_out_of_range_names_key_and_range():
 def test_non_number_for_a_float_field():
     with pytest.raises(ConfigError, match="optim.lr must be a number, got 'fast'"):
         load_config(TrainConfig, None, ["optim.lr=fast"])
+
+
+@pytest.mark.parametrize("argv", [["eval", "world:student", "--limit", "0"], ["eval", "world:student", "--limit", "-3"],
+                                  ["sweep", "--eval-limit", "0"], ["trace", "--samples", "s.jsonl", "--teacher", "t",
+                                                                   "--student", "s", "--distilled", "d", "--limit", "0"]])
+def test_zero_or_negative_counts_are_refused_on_the_command_line(argv, capsys):
+    """``--limit 0`` evaluated all 300 world problems; a count below 1 is now a usage error (exit 2)."""
+    from cotdistill.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert "expected a whole number >= 1" in capsys.readouterr().err
+
+
+def test_zero_limits_are_refused_in_the_library():
+    from cotdistill.evaluate.benchmarks import load_benchmark
+
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        load_benchmark("world", limit=0)
+    assert len(load_benchmark("world", limit=1)) == 1
+    with pytest.raises(ConfigError, match="max_records must be >= 1"):
+        from_dict(TrainConfig, {"data": {"max_records": 0}})

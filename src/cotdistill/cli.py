@@ -105,6 +105,17 @@ def _split_floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts: 0 or a negative number is an error here, not "all" (``--limit 0`` evaluated all)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+    return value
+
+
 def _split_words(text: str) -> list[str]:
     return [x for x in text.split(",") if x]
 
@@ -237,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model")
     ev.add_argument("--bench", default="world")
     ev.add_argument("--data", help="local JSONL file or HF dataset directory")
-    ev.add_argument("--limit", type=int)
+    ev.add_argument("--limit", type=_positive_int)
     ev.add_argument("--samples", type=int, default=1)
     ev.add_argument("--temperature", type=float, default=0.0)
     ev.add_argument("--max-new-tokens", type=int, default=512)
@@ -251,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lsp", default="0.1,0.25,0.5,0.75,1.0")
     sw.add_argument("--window", default="", help="e.g. left,middle,right (each at lsp 0.5)")
     sw.add_argument("--sections", default="", help="e.g. cotAns,cot,ans")
-    sw.add_argument("--eval-limit", type=int)
+    sw.add_argument("--eval-limit", type=_positive_int)
     sw.add_argument("--max-new-tokens", type=int, default=WORLD_MAX_NEW_TOKENS)
     sw.add_argument("--out", default="runs/sweep")
     sw.set_defaults(func=_cmd_sweep)
@@ -266,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--alpha", type=float, default=0.05)
     tc.add_argument("--beta", type=float, default=0.1)
     tc.add_argument("--batch-size", type=int, default=8)
-    tc.add_argument("--limit", type=int)
+    tc.add_argument("--limit", type=_positive_int)
     tc.add_argument("--device", default="auto")
     tc.add_argument("--world-styles", action="store_true", help="compare with the embedded world's sentence styles")
     tc.set_defaults(func=_cmd_trace)

@@ -57,6 +57,8 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
                    prompt_field: str | None = None, answer_field: str | None = None) -> list[BenchItem]:
     if name not in BENCHMARKS:
         raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
+    if limit is not None and limit < 1:  # 0 used to mean "all" for the world and "one item" for files
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
     if name == "world" and data_path is None:
         from cotdistill.world import world_records
 

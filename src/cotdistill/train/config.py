@@ -22,6 +22,8 @@ class DataConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.max_records is not None and self.max_records < 1:  # 0 silently trained on one record
+            raise ValueError(f"max_records must be >= 1 or null, got {self.max_records}")
 
 
 @dataclass
