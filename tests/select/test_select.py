@@ -76,3 +76,25 @@ def test_select_cli_keeps_exact_fraction_and_reuses_cache(tmp_path, monkeypatch)
     again = select_records(str(data), "world:teacher", "world:student", "shortest", tmp_path / "s2.jsonl",
                            per_question=False, keep=2, cache_dir=tmp_path / "sel.score-cache", progress=False)
     assert again["selected"] == 2
+
+
+@pytest.mark.parametrize("method, out_name", [("teacher", "in.jsonl"), ("teacher", "in.scores.jsonl.sel"),
+                                              ("grap", "picked.jsonl")])
+def test_select_refuses_an_output_over_its_input_or_an_unknown_method_before_scoring(tmp_path, method, out_name):
+    """``select in.jsonl --out in.jsonl`` overwrote the dataset (20 lines → 2); ``--method grap`` failed only after
+    both models had scored everything. Both are now one-line errors (exit 2) before any model loads."""
+    from cotdistill.cli import main
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.world import world_records
+
+    data = tmp_path / "in.jsonl"
+    write_jsonl(world_records("train", "teacher", 4, min_steps=2, max_steps=2), data, "messages")
+    before = data.read_bytes()
+    out = tmp_path / out_name
+    if out_name.endswith(".sel"):  # an output whose scores file would be the input
+        data.rename(tmp_path / "in.sel.scores.jsonl")
+        data, out = tmp_path / "in.sel.scores.jsonl", tmp_path / "in.sel.jsonl"
+    code = main(["select", str(data), "--teacher", "no/such/model", "--student", "no/such/model", "--method", method,
+                 "--per-question", "--out", str(out), "--device", "cpu"])
+    assert code == 2 and data.read_bytes() == before
+    assert not list(tmp_path.glob("*.score-cache"))  # nothing was scored

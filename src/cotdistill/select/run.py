@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.data.records import ReasoningRecord
-from cotdistill.select.methods import method_scores, select_per_dataset, select_per_question
+from cotdistill.select.methods import METHODS, method_scores, select_per_dataset, select_per_question
 from cotdistill.select.scores import CandidateScore, score_candidates, score_rows
 
 
@@ -31,16 +31,30 @@ def choose(records: list[ReasoningRecord], scores: list[CandidateScore], method:
     return select_per_dataset(values, keep, seed)
 
 
+def check_select_arguments(data: str, method: str, out: Path) -> None:
+    """Refuse, before any model is loaded, what would fail after the scoring or destroy the input: an unknown
+    method, or an output (or its scores file) that is the dataset itself (``--out in.jsonl`` overwrote it)."""
+    from cotdistill.config import ConfigError
+
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
+    source = Path(data)
+    for written in (out, out.with_name(out.stem + ".scores.jsonl")):
+        if source.exists() and written.resolve() == source.resolve():
+            raise ConfigError(f"--out would overwrite the input {data}: write the selection to another file")
+
+
 def select_records(data: str, teacher: str, student: str, method: str, out: str | Path, *, per_question: bool,
                    keep: float | None = None, cache_dir: str | Path | None = None, beta: float = 0.1,
                    seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True) -> dict:
     from cotdistill.models import pick_device
     from cotdistill.train.distributed import init_distributed
 
+    out = Path(out)
+    check_select_arguments(data, method, out)
     is_main = init_distributed(pick_device(device).type).is_main  # under torchrun: scoring is split by rank
     loaded = load_records(data)
     records = loaded.records
-    out = Path(out)
     cache_dir = Path(cache_dir) if cache_dir else out.parent / f"{out.stem}.score-cache"
     scores = score_candidates(records, teacher, student, cache_dir, beta=beta, batch_size=batch_size, device=device,
                               local_naturalness=method == "local_naturalness", progress=progress)
