@@ -146,3 +146,12 @@ def test_student_trains_in_train_mode_from_the_first_step(tmp_path):
     # the warm-up forward, four optimizer steps (batch 4, no accumulation), one validation batch at the end
     assert modes == [False, True, True, True, True, False]
     assert trainer.student.config.attention_dropout == 0.5 and not trainer.student.training
+
+
+def test_no_validation_records_gives_no_validation_figures_and_no_best(tmp_path):
+    """With val_fraction 0 the validation loss was reported as 0.0 and that run saved as the "best" checkpoint."""
+    cfg = tiny_config(tmp_path, eval_every=2, keep_best=True, **{"data.val_fraction": 0.0})
+    summary = train(cfg)
+    logs = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert len(logs) == 4 and not any("val_loss" in log for log in logs)
+    assert "val_loss" not in summary and not (tmp_path / "run" / "best").exists()

@@ -230,6 +230,8 @@ class Trainer:
         """Validation CE, KD and objective per supervised token. The validation batches are split across ranks.
         Under FSDP every forward is a collective, so every rank runs the same number: a rank whose share has run
         out repeats a batch and discards it."""
+        if not self.val_examples:  # no validation split: no figure, rather than a loss of 0.0 saved as "best"
+            return {}
         self.loss_module.eval()
         size, world, rank = self.cfg.optim.batch_size, self.dist.world_size, self.dist.rank
         starts = list(range(0, len(self.val_examples), size))
@@ -287,7 +289,7 @@ class Trainer:
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or done:
                     last_val = self.evaluate()
                     log.update(last_val)
-                    if cfg.keep_best and last_val["val_loss"] < state["best_val"]:
+                    if cfg.keep_best and last_val and last_val["val_loss"] < state["best_val"]:
                         state["best_val"] = last_val["val_loss"]
                         weights = self._full_state_dict()
                         if is_main:
