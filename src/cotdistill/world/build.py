@@ -140,7 +140,7 @@ def chat_phase(init: Path, style: str, phase: PhaseSpec, work: Path, name: str, 
     })
     summary = train(cfg)
     figures = {k: summary.get(k) for k in ("steps", "processed_tokens", "supervised_tokens", "wall_time_s",
-                                       "tokens_per_s", "val_ce")}
+                                           "tokens_per_s", "val_ce")}
     return Path(cfg.output_dir) / "final", {**asdict(phase), **figures}
 
 
