@@ -33,9 +33,11 @@ def test_non_number_for_a_float_field():
         load_config(TrainConfig, None, ["optim.lr=fast"])
 
 
+TRACE = ["trace", "--samples", "s.jsonl", "--teacher", "t", "--student", "s", "--distilled", "d"]
+
+
 @pytest.mark.parametrize("argv", [["eval", "world:student", "--limit", "0"], ["eval", "world:student", "--limit", "-3"],
-                                  ["sweep", "--eval-limit", "0"], ["trace", "--samples", "s.jsonl", "--teacher", "t",
-                                                                   "--student", "s", "--distilled", "d", "--limit", "0"]])
+                                  ["sweep", "--eval-limit", "0"], [*TRACE, "--limit", "0"]])
 def test_zero_or_negative_counts_are_refused_on_the_command_line(argv, capsys):
     """``--limit 0`` evaluated all 300 world problems; a count below 1 is now a usage error (exit 2)."""
     from cotdistill.cli import main

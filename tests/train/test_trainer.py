@@ -29,7 +29,8 @@ def test_batch_times_accumulation_invariance(tmp_path):
     train(tiny_config(tmp_path, **common, output_dir=str(tmp_path / "a"), **{"optim.batch_size": 8}))
     train(tiny_config(tmp_path, **common, output_dir=str(tmp_path / "b"),
                       **{"optim.batch_size": 1, "optim.grad_accum": 8}))
-    # float summation order differs between one batch of 8 and 8 accumulated batches of 1: 2.24e-6 was measured on clean code (issue 19);
+    # float summation order differs between one batch of 8 and 8 accumulated batches of 1: 2.24e-6 was measured
+    # on clean code (issue 19);
     # normalising by micro-batch tokens instead of the whole batch moves weights by ~2e-2, far above this
     _assert_same(_weights(tmp_path / "a" / "final"), _weights(tmp_path / "b" / "final"), atol=1e-5)
     base = _weights(tmp_path / "student")

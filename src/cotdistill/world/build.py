@@ -201,7 +201,8 @@ def build_world(out: str | Path, *, quick: bool = False, progress: bool = True,
                                     "spec": asdict(spec), "tokenizer": {"kind": "byte-level BPE, digits split",
                                                                         "documents": spec.tokenizer_documents}})
     if only in (None, "teacher"):
-        update_manifest(manifest_path, {"teacher": build_teacher(spec, tok, out, work, seed=1, progress=progress)}, "models")
+        teacher = build_teacher(spec, tok, out, work, seed=1, progress=progress)
+        update_manifest(manifest_path, {"teacher": teacher}, "models")
     if only in (None, "student"):
         update_manifest(manifest_path, {"student": build_student(spec, tok, out, work, seed=2, progress=progress)},
                         "models")
