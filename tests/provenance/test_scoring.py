@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -50,7 +51,7 @@ def _save(model, tok, path):
     return str(path)
 
 
-def test_models_with_different_tokenizers_trace_together(tmp_path):
+def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
     recs = world_records("test", "teacher", 4, min_steps=2, max_steps=2)
     char = char_tokenizer()
     bpe = bpe_tokenizer([r.prompt + r.assistant_text() for r in world_records("train", "teacher", 200)])
@@ -73,11 +74,24 @@ def test_models_with_different_tokenizers_trace_together(tmp_path):
     assert len(n_bpe) == len(n_char) == len(rows) and n_bpe != n_char
     for name in ("summary.md", "position_shares.png", "response_example.png", "trace.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
-    # resumable: a second run re-uses every stored score
+    # resumable: a second run with the same models re-uses every stored score (no model is loaded)
     (tmp_path / "out" / "actions.jsonl").unlink()
-    again = run_trace(samples, "missing-a", "missing-b", "missing-c", tmp_path / "out", TraceConfig(device="cpu"),
-                      progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr("cotdistill.models.load_model", lambda *a, **k: pytest.fail("a stored score was recomputed"))
+        again = run_trace(samples, teacher, student, distilled, tmp_path / "out", TraceConfig(device="cpu"),
+                          progress=False)
     assert again["overall"] == summary["overall"]
+    # ... and the same output folder with another distilled model scores that model (it printed the old model's
+    # table under the new name before: the cache was keyed by sample index only)
+    run_trace(samples, teacher, student, student, tmp_path / "out", TraceConfig(device="cpu"), progress=False)
+    run_trace(samples, teacher, student, student, tmp_path / "fresh", TraceConfig(device="cpu"), progress=False)
+
+    def p_distilled(folder):
+        return [json.loads(line)["p_distilled"] for line in open(folder / "actions.jsonl")]
+
+    first = [r["p_distilled"] for r in rows]
+    assert p_distilled(tmp_path / "out") == p_distilled(tmp_path / "fresh") != first
+    assert p_distilled(tmp_path / "out") == [r["p_student"] for r in rows]  # distilled := student, scored afresh
 
 
 def test_categories_recover_generator_styles_on_the_world(tmp_path):

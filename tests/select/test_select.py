@@ -98,3 +98,19 @@ def test_select_refuses_an_output_over_its_input_or_an_unknown_method_before_sco
                  "--per-question", "--out", str(out), "--device", "cpu"])
     assert code == 2 and data.read_bytes() == before
     assert not list(tmp_path.glob("*.score-cache"))  # nothing was scored
+
+
+def test_a_shared_score_cache_never_serves_other_models(tmp_path):
+    """With teacher and student swapped over one cache folder, select used to return the first run's scores."""
+    from cotdistill.select.scores import score_candidates
+    from cotdistill.world import world_records
+    from tests.conftest import char_tokenizer, tiny_qwen
+    from tests.provenance.test_scoring import _save
+
+    tok = char_tokenizer()
+    a, b = (_save(tiny_qwen(len(tok), seed=s), tok, tmp_path / f"m{s}") for s in (1, 2))
+    records = world_records("train", "teacher", 3, min_steps=2, max_steps=2)
+    ab = score_candidates(records, a, b, tmp_path / "cache", device="cpu", progress=False)
+    ba = score_candidates(records, b, a, tmp_path / "cache", device="cpu", progress=False)
+    fresh = score_candidates(records, b, a, tmp_path / "fresh", device="cpu", progress=False)
+    assert ba == fresh and [s.student_logprob_mean for s in ba] != [s.student_logprob_mean for s in ab]

@@ -13,6 +13,7 @@ Causal attention makes the single pass equal to that, at a fraction of the cost.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -158,6 +159,12 @@ def score_with_cache(model_path: str, keys: list[str], prompts: list[str], respo
     from cotdistill.train.distributed import barrier, current_dist
 
     info = current_dist()
+    caller_keys = keys
+    # stored under the caller's key *and* what the score depends on (model files, texts, action spans, context
+    # mode): a cache written for other models or samples is recomputed, never reused
+    fingerprint = model_fingerprint(model_path)
+    keys = [f"{k}@{_content_digest(fingerprint, prompts[i], responses[i], actions[i], raw_context)}"
+            for i, k in enumerate(keys)]
     done = _read_cache(cache_file)
     todo = [i for i, k in enumerate(keys) if k not in done][info.rank::info.world_size]
     if todo:
@@ -185,4 +192,24 @@ def score_with_cache(model_path: str, keys: list[str], prompts: list[str], respo
     if info.enabled:
         barrier(info)
         done = _read_cache(cache_file)
-    return done
+    return {caller: done[stored] for caller, stored in zip(caller_keys, keys)}
+
+
+def model_fingerprint(model_path: str) -> str:
+    """What identifies a model's scores: for a local folder its resolved path and the size and modification time
+    of its weight and tokenizer files (rewritten weights change it; hashing gigabytes on every call would not pay);
+    for a hub id, the id."""
+    from cotdistill.models import resolve
+
+    path = Path(resolve(model_path))
+    if not path.is_dir():
+        return model_path
+    files = sorted(p for pattern in ("*.safetensors", "*.bin", "tokenizer*.json", "config.json")
+                   for p in path.glob(pattern))
+    return "|".join([str(path.resolve()), *(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)])
+
+
+def _content_digest(model: str, prompt: str, response: str, actions: list[Action], raw_context: bool) -> str:
+    spans = ";".join(f"{a.start}-{a.end}" for a in actions)
+    text = "\x1f".join([model, prompt, response, spans, str(raw_context)])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
