@@ -29,8 +29,43 @@ def test_out_of_range_names_key_and_range():
 
 
 def test_non_number_for_a_float_field():
-    with pytest.raises(ConfigError, match="optim.lr must be a number, got 'fast'"):
+    with pytest.raises(ConfigError, match="optim.lr must be a number, found 'fast'"):
         load_config(TrainConfig, None, ["optim.lr=fast"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.batch_size=2.5", "optim.batch_size must be a whole number, found 2.5"),
+    ("seed=abc", "seed must be a whole number, found 'abc'"),
+    ("bf16=maybe", "bf16 must be true or false, found 'maybe'"),
+    ("seed=true", "seed must be a whole number, found True"),  # bool is an int in Python, never in a config
+    ("optim.betas=[0.9]", "optim.betas must have 2 items, found 1"),
+    ("optim.betas=[0.9, x]", r"optim.betas\[1\] must be a number, found 'x'"),
+    ("optim.max_steps=[3]", "optim.max_steps must be a whole number or null, found \\[3\\]"),
+    ("teacher=3", "teacher must be a string or null, found 3"),
+    ("encode.sections=[cot, 7]", "encode.sections must be a string or a list, found"),
+])
+def test_a_value_of_the_wrong_type_names_key_type_and_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, [override])
+
+
+def test_values_of_the_right_type_arrive_as_the_field_type():
+    cfg = load_config(TrainConfig, None, ["optim.lr=1", "optim.betas=[0.8, 0.9]", "optim.max_steps=null",
+                                          "teacher=null", "encode.sections=cot"])
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.betas == (0.8, 0.9) and cfg.optim.max_steps is None and cfg.teacher is None
+    assert cfg.encode.sections == "cot"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.weight_decay=-0.1", "weight_decay must be >= 0"), ("optim.min_lr_ratio=5", "min_lr_ratio must be in"),
+    ("optim.warmup_steps=-1", "warmup_steps must be >= 0"), ("optim.max_grad_norm=-1", "max_grad_norm must be"),
+    ("optim.betas=[0.9, 1.0]", "betas must be in"), ("encode.lsp=0.5", "set truncation to 'lsp'"),
+    ("encode.window=right", "set truncation to 'window'"),
+])
+def test_values_out_of_range_or_without_effect_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, [override])
 
 
 TRACE = ["trace", "--samples", "s.jsonl", "--teacher", "t", "--student", "s", "--distilled", "d"]

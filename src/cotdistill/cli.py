@@ -6,20 +6,26 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
+from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from cotdistill.config import from_dict
     from cotdistill.data.encode import EncodeConfig
     from cotdistill.data.formats import load_records
     from cotdistill.data.stats import before_after, format_stats
     from cotdistill.models import load_tokenizer
 
+    # --lsp alone means lead-span truncation, --window alone a window (at --lsp, default half); 0 is refused
+    truncation = args.truncation or ("window" if args.window else "lsp" if args.lsp is not None else "none")
+    lsp = args.lsp if args.lsp is not None else (0.5 if truncation == "window" else 1.0)
+    config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": truncation, "lsp": lsp,
+                                      "window": args.window or "left"})
     result = load_records(args.file, args.format, on_error=args.on_error)
     tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
-    truncation = args.truncation or ("lsp" if args.lsp is not None else "none")
-    config = EncodeConfig(sections=args.sections, truncation=truncation, lsp=args.lsp or 1.0, window=args.window)
     stats = before_after(tokenizer, result.records, config)
     stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer")
     if args.json:
@@ -82,14 +88,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_teacher_cache(args: argparse.Namespace) -> int:
+    from cotdistill.config import ConfigError, from_dict
     from cotdistill.data.encode import EncodeConfig, encode_records
     from cotdistill.models import load_model, load_tokenizer, pick_device
     from cotdistill.teacher.cache import build_cache
     from cotdistill.train.loop import load_split_records
 
-    tokenizer = load_tokenizer(args.teacher)
+    if not args.data.startswith("world:") and Path(args.out).resolve() == Path(args.data).resolve():
+        raise ConfigError(f"--out would overwrite the input {args.data}: write the cache to a new folder")
+    config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": args.truncation, "lsp": args.lsp,
+                                      "window": args.window})
     records, _ = load_split_records(args.data, args.format, "raise", None)
-    config = EncodeConfig(sections=args.sections, truncation=args.truncation, lsp=args.lsp, window=args.window)
+    tokenizer = load_tokenizer(args.teacher)
     examples = encode_records(tokenizer, records, config, args.data).examples
     teacher = load_model(args.teacher, pick_device(args.device))
     manifest = build_cache(teacher, tokenizer, examples, args.out, top_k=args.top_k, encode_config=config,
@@ -102,7 +112,35 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
 
 
 def _split_floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x]
+    """argparse type for ``0.25,0.5``: every item a number in (0, 1]."""
+    values = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers in (0, 1] joined by commas, found {item!r}") from None
+        if not 0.0 < value <= 1.0:
+            raise argparse.ArgumentTypeError(f"expected numbers in (0, 1], found {value:g}")
+        values.append(value)
+    return values
+
+
+def _words_from(allowed: tuple[str, ...] | list[str]):
+    """argparse type for ``a,b``: every item one of ``allowed``."""
+    def parse(text: str) -> list[str]:
+        words = [x.strip() for x in text.split(",") if x.strip()]
+        unknown = [w for w in words if w not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"expected some of {', '.join(allowed)}; found {', '.join(unknown)}")
+        return words
+    return parse
+
+
+def _trace_pair(text: str) -> tuple[str, str]:
+    if ":" not in text:
+        raise argparse.ArgumentTypeError(f"expected TRACE_DIR:RESULTS_JSON, found {text!r}")
+    trace_dir, results = text.split(":", 1)
+    return trace_dir, results
 
 
 def _positive_int(text: str) -> int:
@@ -116,10 +154,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _split_words(text: str) -> list[str]:
-    return [x for x in text.split(",") if x]
-
-
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from cotdistill.config import load_config
     from cotdistill.report.tables import markdown_table
@@ -127,8 +161,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from cotdistill.train.config import TrainConfig
 
     base = load_config(TrainConfig, *_config_and_overrides(args))
-    rows = run_sweep(base, args.out, lsps=_split_floats(args.lsp), windows=_split_words(args.window),
-                     sections=_split_words(args.sections), eval_limit=args.eval_limit,
+    rows = run_sweep(base, args.out, lsps=args.lsp, windows=args.window, sections=args.sections,
+                     eval_limit=args.eval_limit,
                      max_new_tokens=args.max_new_tokens)
     print(markdown_table(rows, TABLE_COLUMNS))
     print(f"table and plot in {args.out}")
@@ -152,8 +186,7 @@ def _cmd_correlate(args: argparse.Namespace) -> int:
     from cotdistill.provenance.correlate import correlate_dirs
     from cotdistill.report.tables import markdown_table
 
-    pairs = [tuple(p.split(":", 1)) for p in args.pairs]
-    result = correlate_dirs(pairs)
+    result = correlate_dirs(args.pairs)
     print(markdown_table(result["table"]))
     print(f"Spearman rho (teacher share vs accuracy) = {result['spearman_teacher_share_vs_accuracy']:.3f}")
     return 0
@@ -190,7 +223,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__,
+                                     epilog="Exit codes: 0 done; 2 an error in the input or config (one line on "
+                                            "stderr, nothing written over); 1 a bug (with its traceback).")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -200,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--tokenizer", help="tokenizer path or hub id (default: the embedded world's)")
     stats.add_argument("--lsp", type=float, help="lead-span proportion in (0, 1]")
     stats.add_argument("--truncation", choices=["none", "lsp", "window", "cut_after_think"])
-    stats.add_argument("--window", default="left", choices=["left", "middle", "right"])
+    stats.add_argument("--window", choices=["left", "middle", "right"], help="implies --truncation window")
     stats.add_argument("--sections", default="promptcotAns")
     stats.add_argument("--on-error", default="raise", choices=["raise", "skip"])
     stats.add_argument("--json", action="store_true")
@@ -217,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = world.add_parser("export", help="write the world's records as a dataset")
     export.add_argument("--split", default="train", choices=["train", "validation", "test"])
     export.add_argument("--style", default="teacher", choices=["teacher", "student"])
-    export.add_argument("--n", type=int)
+    export.add_argument("--n", type=_positive_int)
     export.add_argument("--format", default="messages", choices=["cot", "messages", "sharegpt"])
     export.add_argument("--out", required=True)
     export.set_defaults(func=_cmd_world_export)
@@ -249,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bench", default="world")
     ev.add_argument("--data", help="local JSONL file or HF dataset directory")
     ev.add_argument("--limit", type=_positive_int)
-    ev.add_argument("--samples", type=int, default=1)
+    ev.add_argument("--samples", type=_positive_int, default=1)
     ev.add_argument("--temperature", type=float, default=0.0)
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--batch-size", type=int, default=32)
@@ -259,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="train + evaluate each truncation setting; trade-off table and plot")
     sw.add_argument("config", nargs="?")
     sw.add_argument("overrides", nargs="*")
-    sw.add_argument("--lsp", default="0.1,0.25,0.5,0.75,1.0")
-    sw.add_argument("--window", default="", help="e.g. left,middle,right (each at lsp 0.5)")
-    sw.add_argument("--sections", default="", help="e.g. cotAns,cot,ans")
+    sw.add_argument("--lsp", type=_split_floats, default=[0.1, 0.25, 0.5, 0.75, 1.0], help="e.g. 0.25,0.5,1")
+    sw.add_argument("--window", type=_words_from(WINDOWS), default=[], help="e.g. left,middle,right (each at lsp 0.5)")
+    sw.add_argument("--sections", type=_words_from(sorted(SECTION_ALIASES)), default=[], help="e.g. cotAns,cot,ans")
     sw.add_argument("--eval-limit", type=_positive_int)
     sw.add_argument("--max-new-tokens", type=int, default=WORLD_MAX_NEW_TOKENS)
     sw.add_argument("--out", default="runs/sweep")
@@ -283,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     tc.set_defaults(func=_cmd_trace)
 
     co = sub.add_parser("correlate", help="teacher-originated share vs accuracy across distilled models")
-    co.add_argument("pairs", nargs="+", help="TRACE_DIR:RESULTS_JSON for each distilled model")
+    co.add_argument("pairs", nargs="+", type=_trace_pair, help="TRACE_DIR:RESULTS_JSON for each distilled model")
     co.set_defaults(func=_cmd_correlate)
 
     se = sub.add_parser("select", help="select training records by teacher-guided or baseline scores")
@@ -314,16 +350,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# errors of what was asked for: a missing file or folder is the user's to fix, as is every UserError
+USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one line: a multi-line message (a list of failures) is joined, not cut."""
+    return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from cotdistill.config import ConfigError
-    from cotdistill.data.records import DataError
+    from cotdistill.errors import UserError
 
     try:
         code = args.func(args)
-    except (DataError, ConfigError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (UserError, *USER_OS_ERRORS) as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from cotdistill.train.distributed import exit_launched_process

@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from cotdistill.errors import UserError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UserError, ValueError):
+    """A config key or value that is not allowed; the message names the key."""
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -34,16 +36,65 @@ def _dataclass_in(tp: Any) -> type | None:
     return None
 
 
-def _coerce_float(tp: Any, value: Any, key: str) -> Any:
-    """YAML 1.1 reads ``1e-5`` (no dot) as a string; a float field takes it as the number it means."""
-    wants_float = tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType)
-                                  and float in typing.get_args(tp))
-    if wants_float and isinstance(value, str):
-        try:
+PLAIN_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "a list",
+               tuple: "a list", dict: "a mapping", type(None): "null"}
+
+
+def _type_name(tp: Any) -> str:
+    """``int | None`` → "a whole number or null": what a user would type, not Python's spelling."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return PLAIN_NAMES.get(typing.get_origin(tp) or tp, str(tp).replace("typing.", ""))
+
+
+def check_value(tp: Any, value: Any, key: str) -> Any:
+    """``value`` as the field's type ``tp`` wants it, or a :class:`ConfigError` naming the key, the type and what
+    was found (``optim.batch_size=2.5`` or ``seed=abc`` failed much later, deep in the trainer). Ints are accepted
+    for floats, and strings that YAML 1.1 leaves unparsed (``1e-5``) are read as the number they mean."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return check_value(option, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {_type_name(tp)}, found {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        except ValueError:
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    return value
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (list, tuple) or tp in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(value) != len(args):
+                    raise ConfigError(f"{key} must have {len(args)} items, found {len(value)}: {value!r}")
+                return tuple(check_value(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            item = args[0] if args else Any
+            checked = [check_value(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+            return tuple(checked) if (origin or tp) is tuple else checked
+    elif origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value  # a type this checker does not know: the dataclass's own checks apply
+    raise ConfigError(f"{key} must be {_type_name(tp)}, found {value!r} ({type(value).__name__})")
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
@@ -62,7 +113,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
         if sub is not None and isinstance(value, dict):
             kwargs[name] = from_dict(sub, value, key)
         else:
-            kwargs[name] = _coerce_float(hints[name], value, key)
+            kwargs[name] = check_value(hints[name], value, key)
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -81,7 +132,10 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not a valid YAML scalar or list") from None
     return out
 
 
@@ -96,7 +150,12 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict[str, Any] = {}
     if path is not None:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as err:  # its message spans lines: keep the place, "line L, column C"
+                mark = getattr(err, "problem_mark", None)
+                where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+                raise ConfigError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
     return from_dict(cls, merge(data, parse_overrides(overrides or [])))

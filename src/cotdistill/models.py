@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from cotdistill.errors import UserError
+
 WORLD_ASSETS = Path(__file__).parent / "world" / "assets"
 WORLD_PREFIX = "world:"
 
 
+# what the hub accepts as a repo id ("Qwen/Qwen2.5-0.5B", "gpt2"); anything else that is not on disk is a typo
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+class ModelError(UserError, ValueError):
+    """A model or tokenizer that cannot be found, loaded or paired."""
+
+
 def resolve(name_or_path: str) -> str:
-    """``world:teacher`` → the packaged asset directory; anything else unchanged (path or hub id)."""
+    """``world:teacher`` → the packaged asset directory; a path on disk or a hub id unchanged. A name that is
+    neither (a missing local folder) is refused here, before anything is loaded."""
     if name_or_path.startswith(WORLD_PREFIX):
         path = WORLD_ASSETS / name_or_path[len(WORLD_PREFIX):]
         if not path.exists():
-            raise FileNotFoundError(f"{name_or_path}: no embedded asset at {path}; run `cotdistill world build`")
+            raise ModelError(f"{name_or_path}: no embedded asset at {path}; run `cotdistill world build`")
         return str(path)
+    if Path(name_or_path).exists():
+        return name_or_path
+    if name_or_path.startswith((".", "/", "~")) or not HUB_ID.fullmatch(name_or_path):
+        raise ModelError(f"{name_or_path}: no such model folder (and not a hub id like 'Qwen/Qwen2.5-0.5B')")
     return name_or_path
 
 
-def load_tokenizer(name_or_path: str):
-    tok = AutoTokenizer.from_pretrained(resolve(name_or_path))
+def load_tokenizer(name_or_path: str, *, chat: bool = True):
+    """The tokenizer of a model. ``chat``: it must have a chat template (every stage renders records with it)."""
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve(name_or_path))
+    except OSError as err:  # a hub id that is not cached while offline, a folder without tokenizer files
+        raise ModelError(f"{name_or_path}: could not load a tokenizer: {_first_line(err)}") from None
+    if chat and not tok.chat_template:
+        raise ModelError(f"{name_or_path}: the tokenizer has no chat template; cotdistill renders every record "
+                         "with it (set one in tokenizer_config.json, e.g. ChatML with <think> in assistant turns)")
     if tok.pad_token is None:
         # pad == EOS is safe here: labels and attention masks are built from lengths, never from pad ids
         tok.pad_token = tok.eos_token
@@ -30,8 +53,15 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_model(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=dtype)
+    except OSError as err:
+        raise ModelError(f"{name_or_path}: could not load the model: {_first_line(err)}") from None
     return model.to(device)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def shared_vocab_size(student_vocab: int, teacher_vocab: int, tokenizer_size: int) -> int:
@@ -39,14 +69,14 @@ def shared_vocab_size(student_vocab: int, teacher_vocab: int, tokenizer_size: in
     151,665 tokens) and are dropped; a model with fewer rows than the tokenizer has tokens it cannot score."""
     shared = min(student_vocab, teacher_vocab)
     if shared < tokenizer_size:
-        raise ValueError(f"vocabulary mismatch: student has {student_vocab} logit rows, teacher {teacher_vocab}, "
+        raise ModelError(f"vocabulary mismatch: student has {student_vocab} logit rows, teacher {teacher_vocab}, "
                          f"tokenizer {tokenizer_size} tokens; both models need at least the tokenizer's size")
     return shared
 
 
 def check_same_tokenizer(student_tok, teacher_tok) -> None:
     if student_tok.get_vocab() != teacher_tok.get_vocab():
-        raise ValueError(f"teacher and student tokenizers differ ({len(teacher_tok)} vs {len(student_tok)} tokens): "
+        raise ModelError(f"teacher and student tokenizers differ ({len(teacher_tok)} vs {len(student_tok)} tokens): "
                          "token-level distillation needs one vocabulary")
 
 

@@ -28,14 +28,14 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> 
     """LSP points (lsp=1.0 is the full-sequence reference), window points, and section-allocation points."""
     points = []
     for lsp in lsps:
-        enc = {"truncation": "none"} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
+        enc = {"truncation": "none", "lsp": 1.0} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
         points.append(SweepPoint(f"lsp{lsp:g}", enc))
     for w in windows:
         points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
     for s in sections:
         points.append(SweepPoint(f"sections-{s}", {"sections": s}))
     if not any(p.name == "lsp1" for p in points):  # retention needs the full-sequence reference
-        points.insert(0, SweepPoint("lsp1", {"truncation": "none"}))
+        points.insert(0, SweepPoint("lsp1", {"truncation": "none", "lsp": 1.0}))
     return points
 
 
@@ -101,6 +101,9 @@ def write_tradeoff(rows: list[dict], out: Path) -> None:
 def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows: list[str] = (),
               sections: list[str] = (), eval_limit: int | None = None, max_new_tokens: int = WORLD_MAX_NEW_TOKENS,
               progress: bool = True) -> list[dict]:
+    from cotdistill.train.loop import check_inputs
+
+    check_inputs(base)  # a bad base config fails once, now, not once per setting after minutes of training
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, failed = [], []

@@ -82,6 +82,13 @@ class EncodeConfig:
             raise ValueError(f"max_seq_len must be >= 2 or null, got {self.max_seq_len}")
         if self.on_empty not in ("drop", "error"):
             raise ValueError(f"on_empty must be 'drop' or 'error', got {self.on_empty!r}")
+        # a setting the chosen protocol would ignore is refused: a run that claims lsp 0.5 must train on half
+        if self.lsp != 1.0 and self.truncation not in ("lsp", "window"):
+            raise ValueError(f"lsp {self.lsp} has no effect with truncation {self.truncation!r}: set truncation to "
+                             "'lsp' (or 'window')")
+        if self.window != "left" and self.truncation != "window":
+            raise ValueError(f"window {self.window!r} has no effect with truncation {self.truncation!r}: set "
+                             "truncation to 'window'")
 
     @property
     def segment_ids(self) -> frozenset[int]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cotdistill.errors import UserError
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input, located: the source (file), the record index or line, what was expected and what was found."""
 
     def __init__(self, source: str, index: int | None, expected: str, found: str) -> None:
@@ -52,6 +54,15 @@ def split_think(text: str, source: str, index: int | None) -> tuple[str, str]:
     return text[start:close_at].strip(), text[close_at + len(THINK_CLOSE):].strip()
 
 
+def _check_encodable(value: str, name: str, source: str, index: int | None) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which no tokenizer can encode: say where."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(source, index, f"valid Unicode text in the {name}",
+                        f"an unpaired surrogate {value[err.start]!r} at character {err.start}") from None
+
+
 def check_record(record: ReasoningRecord, source: str, index: int | None) -> ReasoningRecord:
     """Reject records no trainer should silently accept (empty prompt, CoT or answer)."""
     for name in ("prompt", "cot", "answer"):
@@ -60,6 +71,7 @@ def check_record(record: ReasoningRecord, source: str, index: int | None) -> Rea
             raise DataError(source, index, f"a string {name}", f"{type(value).__name__}")
         if not value.strip():
             raise DataError(source, index, f"a non-empty {name}", f"an empty {name}")
+        _check_encodable(value, name, source, index)
     for name in ("cot", "answer"):
         if THINK_OPEN in getattr(record, name) or THINK_CLOSE in getattr(record, name):
             raise DataError(source, index, f"a {name} without think markers of its own",

@@ -39,7 +39,8 @@ def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig)
 
 def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> dict:
     """Stats with no truncation (same sections) and with ``config``'s truncation."""
-    untruncated = dataclasses.replace(config, truncation="none", random_mask=0.0, max_seq_len=None)
+    untruncated = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0,
+                                      max_seq_len=None)
     return {"before": token_stats(tokenizer, records, untruncated), "after": token_stats(tokenizer, records, config)}
 
 

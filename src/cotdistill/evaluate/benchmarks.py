@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cotdistill.config import ConfigError
 from cotdistill.data.formats import iter_rows
 from cotdistill.data.records import DataError
 from cotdistill.evaluate.extract import extract_answer, extract_gsm8k
@@ -56,9 +57,9 @@ def _pick(row: dict[str, Any], names: tuple[str, ...], source: str, index: int, 
 def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None = None,
                    prompt_field: str | None = None, answer_field: str | None = None) -> list[BenchItem]:
     if name not in BENCHMARKS:
-        raise ValueError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
+        raise ConfigError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
     if limit is not None and limit < 1:  # 0 used to mean "all" for the world and "one item" for files
-        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        raise ConfigError(f"limit must be >= 1 or None, got {limit}")
     if name == "world" and data_path is None:
         from cotdistill.world import world_records
 
@@ -66,14 +67,17 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
                                                           "uid": r.metadata["uid"]})
                 for r in world_records("test", "teacher", limit)]
     if data_path is None:
-        raise ValueError(f"benchmark {name!r} needs --data (a local JSONL file or HF dataset directory)")
+        raise ConfigError(f"benchmark {name!r} needs --data (a local JSONL file or HF dataset directory)")
     bench = BENCHMARKS[name]
     prompts = (prompt_field,) if prompt_field else bench.prompt_fields
     answers = (answer_field,) if answer_field else bench.answer_fields
     items = []
     for index, row in iter_rows(data_path):
         prompt = _pick(row, prompts, data_path, index, "prompt")
-        gold = str(_pick(row, answers, data_path, index, "answer"))
+        raw_gold = _pick(row, answers, data_path, index, "answer")
+        if raw_gold is None or not str(raw_gold).strip():  # was graded against the string "None"
+            raise DataError(data_path, index, "a reference answer", f"{raw_gold!r}")
+        gold = str(raw_gold)
         if bench.gold_from_solution:
             gold = extract_gsm8k(gold)
             if gold is None:
@@ -82,6 +86,8 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
         items.append(BenchItem(prompt, gold, meta))
         if limit is not None and len(items) >= limit:
             break
+    if not items:
+        raise DataError(data_path, None, f"at least one {name} problem", "no rows")
     return items
 
 
@@ -163,9 +169,9 @@ def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | No
                    samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto") -> dict:
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
 
+    items = load_benchmark(bench, data_path, limit=limit)  # a bad bench or file is found before the model loads
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, pick_device(device))
-    items = load_benchmark(bench, data_path, limit=limit)
     gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
                            batch_size=batch_size)
     results, rows = evaluate(model, tokenizer, items, gen, bench=bench, model_path=resolve(model_path),

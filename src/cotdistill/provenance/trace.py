@@ -31,8 +31,22 @@ class TraceConfig:
 
 
 def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
-    rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    return rows[:limit] if limit else rows
+    """The ``samples.jsonl`` of ``cotdistill eval``: one object per line with a ``prompt`` and a ``response``."""
+    from cotdistill.data.formats import iter_rows
+    from cotdistill.data.records import DataError
+
+    rows = []
+    for line, row in iter_rows(str(path)):
+        for name in ("prompt", "response"):
+            if not isinstance(row.get(name), str):
+                raise DataError(str(path), line, f"a string field {name!r} (samples.jsonl from `cotdistill eval`)",
+                                f"keys {sorted(row)}" if name not in row else f"{type(row[name]).__name__}")
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        raise DataError(str(path), None, "at least one sample", "no rows")
+    return rows
 
 
 def score_role(role: str, model_path: str, samples: list[dict], actions: list[list[Action]], out: Path,
@@ -152,10 +166,12 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
 def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: str, out: str | Path,
               config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
     """Score, classify and report; returns the summary (also written to ``out``)."""
-    from cotdistill.models import pick_device
+    from cotdistill.models import pick_device, resolve
     from cotdistill.train.distributed import init_distributed
 
     config = config or TraceConfig()
+    for name in (teacher, student, distilled):  # a typo in a model name is found before any scoring
+        resolve(name)
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

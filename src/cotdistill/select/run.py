@@ -31,13 +31,17 @@ def choose(records: list[ReasoningRecord], scores: list[CandidateScore], method:
     return select_per_dataset(values, keep, seed)
 
 
-def check_select_arguments(data: str, method: str, out: Path) -> None:
+def check_select_arguments(data: str, method: str, out: Path, keep: float | None = None) -> None:
     """Refuse, before any model is loaded, what would fail after the scoring or destroy the input: an unknown
     method, or an output (or its scores file) that is the dataset itself (``--out in.jsonl`` overwrote it)."""
     from cotdistill.config import ConfigError
 
     if method not in METHODS:
         raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if keep is not None and keep <= 0:
+        raise ConfigError(f"--keep must be a fraction in (0, 1] or a count > 1, got {keep:g}")
+    if not Path(data).exists():
+        raise ConfigError(f"{data}: no such file or dataset directory")
     source = Path(data)
     for written in (out, out.with_name(out.stem + ".scores.jsonl")):
         if source.exists() and written.resolve() == source.resolve():
@@ -51,7 +55,7 @@ def select_records(data: str, teacher: str, student: str, method: str, out: str 
     from cotdistill.train.distributed import init_distributed
 
     out = Path(out)
-    check_select_arguments(data, method, out)
+    check_select_arguments(data, method, out, keep)
     is_main = init_distributed(pick_device(device).type).is_main  # under torchrun: scoring is split by rank
     loaded = load_records(data)
     records = loaded.records

@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from cotdistill.data.batching import collate
 from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
+from cotdistill.errors import UserError
 
 CACHE_VERSION = 1
 
 
-class CacheMismatchError(ValueError):
+class CacheMismatchError(UserError, ValueError):
     pass
 
 

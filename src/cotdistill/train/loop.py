@@ -29,8 +29,16 @@ from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord
+from cotdistill.errors import UserError
 from cotdistill.losses import chunked_distill_sums, combine
-from cotdistill.models import check_same_tokenizer, load_model, load_tokenizer, pick_device, shared_vocab_size
+from cotdistill.models import (
+    check_same_tokenizer,
+    load_model,
+    load_tokenizer,
+    pick_device,
+    resolve,
+    shared_vocab_size,
+)
 from cotdistill.train import checkpoint as ckpt
 from cotdistill.train.config import TrainConfig
 from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -38,8 +46,8 @@ from cotdistill.train.parallel import TeacherForward, full_tensor, gradient_sync
 from cotdistill.train.schedule import lr_factor
 
 
-class TrainingError(RuntimeError):
-    pass
+class TrainingError(UserError, RuntimeError):
+    """A run that cannot start or go on as configured (no teacher for KD, a non-finite loss, a changed config)."""
 
 
 class StudentLoss(nn.Module):
@@ -72,6 +80,31 @@ def load_split_records(path: str, fmt: str, on_error: str, limit: int | None) ->
     return result.records, result.format
 
 
+def load_tokenizers(cfg: TrainConfig):
+    """The student's tokenizer and the teacher cache (or ``None``), with the pairing checked: the model paths exist,
+    KD has a teacher, teacher and student share one vocabulary. Cheap: no weights are loaded."""
+    resolve(cfg.student)
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.student)
+    cache = None
+    if cfg.needs_teacher and cfg.teacher_cache:
+        from cotdistill.teacher.cache import TeacherCache
+
+        cache = TeacherCache.open(cfg.teacher_cache)
+    elif cfg.needs_teacher:
+        if not cfg.teacher:
+            raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
+                                "loss.distill_ratio: 0 for plain SFT)")
+        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher))
+    return tokenizer, cache
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Every check a run makes before loading weights (models, pairing, data), for stages that start runs later:
+    a sweep refuses a bad base config at once instead of failing each of its settings."""
+    load_tokenizers(cfg)
+    load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error, cfg.data.max_records)
+
+
 @dataclass
 class Batch:
     tensors: dict[str, torch.Tensor]
@@ -88,28 +121,28 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(config.output_dir)
         torch.manual_seed(config.seed)
-        self._load_models()
+        # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
+        self._load_tokenizers()
         self._load_data()
+        self._load_models()
+        if self.cache is not None:
+            self.cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
+                                        config.loss.temperature)
         self._build_optimizer()
 
     # --- set-up ------------------------------------------------------------------------------------------------
+    def _load_tokenizers(self) -> None:
+        self.tokenizer, self.cache = load_tokenizers(self.cfg)
+
     def _load_models(self) -> None:
         cfg = self.cfg
-        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.student)
         self.student = load_model(cfg.student, self.device)
         self.student.config.use_cache = False
         if cfg.gradient_checkpointing and self.device.type == "cuda":
             self.student.gradient_checkpointing_enable()
-        self.teacher = self.cache = self.teacher_forward = None
+        self.teacher = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
-        if cfg.needs_teacher and cfg.teacher_cache:
-            from cotdistill.teacher.cache import TeacherCache
-
-            self.cache = TeacherCache.open(cfg.teacher_cache)
-        elif cfg.needs_teacher:
-            if not cfg.teacher:
-                raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache")
-            check_same_tokenizer(self.tokenizer, load_tokenizer(cfg.teacher))
+        if cfg.needs_teacher and not cfg.teacher_cache:
             self.teacher = load_model(cfg.teacher, self.device).eval()
             self.teacher.requires_grad_(False)
             teacher_vocab = self.teacher.config.vocab_size
@@ -142,8 +175,6 @@ class Trainer:
         offset = 0 if cfg.data.val_path else len(records)
         self.val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation", offset).examples
         self.val_in_cache = not cfg.data.val_path
-        if self.cache is not None:
-            self.cache.check_compatible(self.tokenizer, cfg.encode, cfg.data.path, self.examples, cfg.loss.temperature)
         self.num_records = len(records)
         self._epochs = {0: self._epoch_batches(0)}
         self.batches_per_epoch = self._epochs[0]
