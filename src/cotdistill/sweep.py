@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cotdistill.config import from_dict, merge, save_config, to_dict
+from cotdistill.outputs import output_lock
 from cotdistill.train.config import TrainConfig
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
@@ -105,6 +106,12 @@ def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows:
 
     check_inputs(base)  # a bad base config fails once, now, not once per setting after minutes of training
     out = Path(out)
+    with output_lock(out):
+        return _run_sweep_locked(base, out, lsps, windows, sections, eval_limit, max_new_tokens, progress)
+
+
+def _run_sweep_locked(base: TrainConfig, out: Path, lsps, windows, sections, eval_limit, max_new_tokens,
+                      progress) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     rows, failed = [], []
     for point in sweep_points(list(lsps), list(windows), list(sections)):

@@ -58,3 +58,66 @@ def test_rotation_never_removes_the_checkpoint_it_just_wrote(tmp_path):
         assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / f"step-{step:07d}"
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
     assert names == ["step-0000020", "step-0000030", "step-0000100", "step-0000110"]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    """A run folder holding step-0000010 and step-0000020, ``latest`` naming the second."""
+    from tests.conftest import char_tokenizer, tiny_qwen
+
+    root = tmp_path_factory.mktemp("ckpts")
+    tok = char_tokenizer()
+    model = tiny_qwen(len(tok), hidden=16, layers=1)
+    for step in (10, 20):
+        ckpt.save_checkpoint(root, step, model, tok, {"state": {"step": step}}, keep=2)
+    return root
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, reason, expected", [
+    (lambda c: _truncate(c / "model.safetensors"), "model.safetensors has", "step-0000010"),
+    (lambda c: _truncate(c / "trainer_state.pt"), "trainer_state.pt has", "step-0000010"),
+    (lambda c: (c / "trainer_state.pt").unlink(), "trainer_state.pt is missing", "step-0000010"),
+    (lambda c: _flip_a_byte(c / "model.safetensors"), "SHA-256", "step-0000010"),
+    (lambda c: (c / "manifest.json").unlink(), "no manifest.json", "step-0000010"),
+    # a bad pointer: the newest intact folder is still step 20
+    (lambda c: (c.parent / "latest").write_text("garbage\n"), "found 'garbage'", "step-0000020"),
+    (lambda c: (c.parent / "latest").write_text("step-0000099"), "step-0000099 is damaged", "step-0000020"),
+])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one_and_says_so(two_checkpoints, tmp_path,
+                                                                                    damage, reason, expected):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(two_checkpoints, root)
+    damage(root / "checkpoints" / "step-0000020")
+    found, notes = ckpt.resumable_checkpoint(root)
+    assert found == root / "checkpoints" / expected
+    assert len(notes) == 1 and reason in notes[0], notes
+
+
+def test_an_intact_latest_checkpoint_is_taken_without_notes(two_checkpoints):
+    assert ckpt.resumable_checkpoint(two_checkpoints) == (two_checkpoints / "checkpoints" / "step-0000020", [])
+    assert ckpt.damage(two_checkpoints / "checkpoints" / "step-0000010") is None
+
+
+def test_no_intact_checkpoint_is_an_error_not_a_silent_restart(two_checkpoints, tmp_path):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(two_checkpoints, root)
+    for step in ("step-0000010", "step-0000020"):
+        (root / "checkpoints" / step / "trainer_state.pt").unlink()
+    with pytest.raises(ckpt.CheckpointError, match="no intact checkpoint.*resume: false"):
+        ckpt.resumable_checkpoint(root)
+    assert ckpt.resumable_checkpoint(tmp_path / "fresh") == (None, [])

@@ -58,8 +58,11 @@ def test_resumed_run_equals_straight_run(tmp_path, monkeypatch):
     _assert_same(_weights(tmp_path / "straight" / "final"), _weights(tmp_path / "resumed" / "final"), atol=0)
     assert resumed["supervised_tokens"] == straight["supervised_tokens"]
     steps = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")]
-    # steps 1-4 ran before the kill; the resumed run redoes step 4 from the step-3 checkpoint
-    assert steps == [1, 2, 3, 4, 4, 5, 6]
+    # steps 1-4 ran before the kill; the resumed run redoes step 4 from the step-3 checkpoint and its first
+    # logged line replaced: each step once (the log used to read 1, 2, 3, 4, 4, 5, 6)
+    assert steps == [1, 2, 3, 4, 5, 6]
+    straight_losses = [json.loads(line)["loss"] for line in open(tmp_path / "straight" / "metrics.jsonl")]
+    assert [json.loads(line)["loss"] for line in open(tmp_path / "resumed" / "metrics.jsonl")] == straight_losses
 
 
 def test_training_lowers_validation_loss_and_saves_loadable_student(tmp_path):
@@ -156,3 +159,90 @@ def test_no_validation_records_gives_no_validation_figures_and_no_best(tmp_path)
     logs = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert len(logs) == 4 and not any("val_loss" in log for log in logs)
     assert "val_loss" not in summary and not (tmp_path / "run" / "best").exists()
+
+
+def _killed_at(tmp_path, monkeypatch, name, kill_step, **cfg):
+    """Run until ``kill_step`` (0-based) and die there, as a SIGKILL would leave the folder."""
+    original = Trainer._optimizer_step
+
+    def crash(self, step, state):
+        if step == kill_step:
+            raise KeyboardInterrupt("killed")
+        return original(self, step, state)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path, output_dir=str(tmp_path / name), **cfg))
+    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+
+
+def test_a_damaged_last_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
+    cfg = {"optim.max_steps": 6, "save_every": 2}
+    straight = train(tiny_config(tmp_path, output_dir=str(tmp_path / "straight"), **cfg))
+    _killed_at(tmp_path, monkeypatch, "resumed", 5, **cfg)
+    state = tmp_path / "resumed" / "checkpoints" / "step-0000004" / "trainer_state.pt"
+    state.write_bytes(state.read_bytes()[:100])  # the disk filled up while it was written
+    resumed = train(tiny_config(tmp_path, output_dir=str(tmp_path / "resumed"), **cfg))
+    assert resumed["resumed_from"].endswith("step-0000002")
+    assert len(resumed["resume_notes"]) == 1 and "step-0000004 is damaged" in resumed["resume_notes"][0]
+    _assert_same(_weights(tmp_path / "straight" / "final"), _weights(tmp_path / "resumed" / "final"), atol=0)
+    assert resumed["supervised_tokens"] == straight["supervised_tokens"]
+
+
+def test_resuming_with_a_changed_config_is_refused_unless_allowed_and_then_the_new_values_apply(tmp_path,
+                                                                                              monkeypatch):
+    cfg = {"optim.max_steps": 6, "save_every": 2, "optim.lr": 1e-2, "optim.warmup_steps": 0,
+           "optim.min_lr_ratio": 1.0}  # a constant learning rate: the logged lr is the configured one
+    _killed_at(tmp_path, monkeypatch, "run", 3, **cfg)
+    changed = {**cfg, "optim.lr": 1e-3}
+    with pytest.raises(TrainingError, match=r"another config \(optim.lr: 0.01 -> 0.001\)"):
+        train(tiny_config(tmp_path, output_dir=str(tmp_path / "run"), **changed))
+    summary = train(tiny_config(tmp_path, output_dir=str(tmp_path / "run"), **changed, allow_config_change=True))
+    assert summary["config_changes"] == ["optim.lr: 0.01 -> 0.001"]
+    lrs = {json.loads(line)["step"]: json.loads(line)["lr"] for line in open(tmp_path / "run" / "metrics.jsonl")}
+    assert [lrs[s] for s in (1, 2, 3, 4, 5, 6)] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3, 1e-3, 1e-3])
+    assert "lr: 0.001" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_watch_only_change_is_not_a_config_change(tmp_path, monkeypatch):
+    cfg = {"optim.max_steps": 4, "save_every": 2}
+    _killed_at(tmp_path, monkeypatch, "run", 3, **cfg)
+    summary = train(tiny_config(tmp_path, output_dir=str(tmp_path / "run"), **cfg, eval_every=1, progress=True))
+    assert summary["config_changes"] == [] and summary["resumed_from"].endswith("step-0000002")
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_non_finite_step_is_never_applied_or_saved(tmp_path, monkeypatch, where):
+    """A NaN used to be found after a checkpoint of the exploded weights had been written."""
+    original = Trainer._optimizer_step
+
+    def poison_step_3(self, step, state):
+        if step == 2:
+            weight = self.student.get_output_embeddings().weight
+            if where == "loss":
+                with torch.no_grad():
+                    weight[0, 0] = float("nan")
+            else:  # a finite loss whose gradient overflows
+                weight.register_hook(lambda g: g * float("inf"))
+        return original(self, step, state)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", poison_step_3)
+    expected = "non-finite loss nan at step 3" if where == "loss" else "non-finite gradient norm"
+    with pytest.raises(TrainingError, match=expected + ".*nothing of this step was applied or saved"):
+        train(tiny_config(tmp_path, **{"optim.max_steps": 6}, save_every=1))
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-0000002"
+    assert not (run / "final").exists()
+    saved = _weights(run / "checkpoints" / "step-0000002")
+    assert all(torch.isfinite(v).all() for v in saved.values())
+
+
+def test_a_second_run_on_a_busy_output_dir_is_refused(tmp_path):
+    from cotdistill.outputs import OutputInUseError, output_lock
+
+    cfg = tiny_config(tmp_path)
+    busy = pytest.raises(OutputInUseError, match=r"being written by another run \(pid \d+\)")
+    with output_lock(cfg.output_dir), busy:  # another run holds the folder
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    train(cfg)  # the lock goes with its holder

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cotdistill.config import from_dict, merge, save_config
 from cotdistill.data.formats import load_records, write_jsonl
+from cotdistill.outputs import output_lock
 from cotdistill.select.methods import METHODS
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
@@ -67,6 +68,11 @@ def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, se
 
 
 def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
+    with output_lock(cfg.out):
+        return _run_experiment_locked(cfg)
+
+
+def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

@@ -4,10 +4,16 @@ A checkpoint directory ``checkpoints/step-NNNNNNN`` holds the model (``save_pret
 ``trainer_state.pt`` (optimizer, scheduler, RNG states, data position, best validation loss). The file
 ``checkpoints/latest`` names the newest complete one and is itself replaced atomically, so a run killed at any
 instant resumes from a whole checkpoint.
+
+Each checkpoint also holds ``manifest.json``: the size and SHA-256 of every file, written last. Resume verifies
+the checkpoint ``latest`` names against it and, if that one is damaged (a truncated file, a deleted
+``trainer_state.pt``, garbage in ``latest``), falls back to the newest intact one and says so.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import re
@@ -17,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from cotdistill.errors import UserError
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -73,6 +81,7 @@ def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     torch.save(trainer_state, tmp / "trainer_state.pt")
+    _write_manifest(tmp, step)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _atomic_write_text(ckpt_dir / "latest", final.name)
@@ -93,7 +102,83 @@ def _rotate(ckpt_dir: Path, step: int, keep: int) -> None:
 CHECKPOINT_NAME = re.compile(r"step-\d{7}")
 
 
-def latest_checkpoint(root: Path) -> Path | None:
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_manifest(folder: Path, step: int) -> None:
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(folder.iterdir())
+             if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+
+
+def damage(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from, or ``None`` if it is intact: every file the
+    manifest lists is there with its size and hash, and the trainer state loads as plain data."""
+    manifest = path / MANIFEST
+    if not manifest.exists():
+        return f"no {MANIFEST} (not a complete checkpoint)"
+    try:
+        files = json.loads(manifest.read_text())["files"]
+    except (ValueError, KeyError) as err:
+        return f"unreadable {MANIFEST} ({err})"
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["bytes"]:
+            return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['bytes']}"
+        if _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its SHA-256 in the manifest"
+    if "trainer_state.pt" not in files:
+        return "trainer_state.pt is missing"
+    try:
+        read_trainer_state(path)
+    except Exception as err:
+        return f"trainer_state.pt does not load as plain data ({type(err).__name__})"
+    return None
+
+
+def resumable_checkpoint(root: Path) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from and what was skipped on the way, as sentences for the log. The one
+    ``latest`` names comes first; when it is damaged, the newest intact ``step-NNNNNNN`` folder. A run that has
+    checkpoints but no intact one is an error, never a silent restart from step 0."""
+    ckpt_dir = Path(root) / "checkpoints"
+    if not ckpt_dir.is_dir():
+        return None, []
+    notes, candidates = [], []
+    try:
+        named = latest_checkpoint(root, must_exist=False)
+        if named is not None:
+            candidates.append(named)
+    except ValueError as err:
+        notes.append(str(err))
+    folders = sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)),
+                     key=lambda p: p.name, reverse=True)
+    candidates += [p for p in folders if p not in candidates]
+    for candidate in candidates:
+        reason = damage(candidate)
+        if reason is None:
+            return candidate, notes
+        notes.append(f"checkpoint {candidate} is damaged ({reason}): skipped")
+    if notes:
+        raise CheckpointError(f"{ckpt_dir}: no intact checkpoint to resume from ({'; '.join(notes)}). Set resume: "
+                              "false (or use a new output_dir) to start over")
+    return None, notes
+
+
+class CheckpointError(UserError, RuntimeError):
+    pass
+
+
+def latest_checkpoint(root: Path, must_exist: bool = True) -> Path | None:
     """The checkpoint ``checkpoints/latest`` names. The pointer may only name a ``step-NNNNNNN`` folder inside
     ``checkpoints/``: an absolute path, ``..`` or any other name is refused, so a crafted pointer cannot lead the
     loader to a file outside the run."""
@@ -104,7 +189,7 @@ def latest_checkpoint(root: Path) -> Path | None:
     if not CHECKPOINT_NAME.fullmatch(name):
         raise ValueError(f"{pointer}: expected the name of a step-NNNNNNN checkpoint folder; found {name[:80]!r}")
     path = pointer.parent / name
-    return path if (path / "trainer_state.pt").exists() else None
+    return path if not must_exist or (path / "trainer_state.pt").exists() else None
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

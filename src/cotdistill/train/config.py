@@ -84,6 +84,7 @@ class TrainConfig:
     log_every: int = 1
     keep_best: bool = True  # keep the checkpoint with the best validation loss as well as the last
     resume: bool = True  # continue from output_dir's last checkpoint when there is one
+    allow_config_change: bool = False  # resume although the config differs from the checkpoint's (new values apply)
     fsdp: bool = False  # under torchrun: shard the student with FSDP2 fully_shard instead of DDP
     teacher_sharding: str = "replicate"  # under torchrun: replicate | shard (FSDP2, forward only)
     progress: bool = True

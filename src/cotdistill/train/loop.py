@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,7 @@ from cotdistill.models import (
     resolve,
     shared_vocab_size,
 )
+from cotdistill.outputs import output_lock
 from cotdistill.train import checkpoint as ckpt
 from cotdistill.train.config import TrainConfig
 from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -78,6 +81,49 @@ def load_split_records(path: str, fmt: str, on_error: str, limit: int | None) ->
         return world_records(split, style, n if n is not None else limit), "world"
     result = load_records(path, fmt, on_error=on_error, limit=limit)
     return result.records, result.format
+
+
+# keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
+WATCH_ONLY_KEYS = {"progress", "resume", "allow_config_change", "log_every", "eval_every", "save_every", "keep_best",
+                   "output_dir", "device"}
+
+
+def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every value that differs between a checkpoint's config and this run's."""
+    if saved is None:
+        return []
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        if not prefix and key in WATCH_ONLY_KEYS:
+            continue
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, f"{prefix}{key}.")
+        elif (list(old) if isinstance(old, tuple) else old) != (list(new) if isinstance(new, tuple) else new):
+            changes.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return changes
+
+
+def _warn(message: str, is_main: bool) -> None:
+    if is_main:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the log lines of steps after the checkpoint being resumed (they will be run again) and a line cut by
+    the kill, so that ``metrics.jsonl`` has each step once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def load_tokenizers(cfg: TrainConfig):
@@ -129,6 +175,8 @@ class Trainer:
             self.cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
                                         config.loss.temperature)
         self._build_optimizer()
+        self.resume_notes: list[str] = []
+        self.config_changes: list[str] = []
 
     # --- set-up ------------------------------------------------------------------------------------------------
     def _load_tokenizers(self) -> None:
@@ -287,15 +335,25 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------------------------------
     def train(self) -> dict:
-        cfg, is_main = self.cfg, self.dist.is_main
-        if is_main:
+        if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
+        with output_lock(self.out, enabled=self.dist.is_main):
+            return self._train_locked()
+
+    def _train_locked(self) -> dict:
+        cfg, is_main = self.cfg, self.dist.is_main
         state = {"step": 0, "best_val": math.inf, "processed_tokens": 0, "padded_tokens": 0,
                  "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
-        resumed_from = ckpt.latest_checkpoint(self.out) if cfg.resume else None
+        resumed_from, notes = ckpt.resumable_checkpoint(self.out) if cfg.resume else (None, [])
+        self.resume_notes = notes
+        for note in notes:
+            _warn(note, is_main)
         if resumed_from is not None:
             state = self._resume(resumed_from)
+            if is_main:
+                _truncate_metrics(self.out / "metrics.jsonl", state["step"])
+        if is_main:  # written once the config is known to be the one this run's weights follow
+            save_config(cfg, self.out / "config.yaml")
         self._warm_up()
         monitor = MemoryMonitor(self.device).start()
         metrics_file = open(self.out / "metrics.jsonl", "a") if is_main else None
@@ -358,14 +416,17 @@ class Trainer:
         # DDP averages gradients over ranks; scaling by world_size turns that average back into the global sum
         scale = self.dist.world_size / max(global_supervised, 1.0)
         sums = torch.zeros(2, device=self.device)
+        bad_loss = None
         for k, batch in enumerate(batches):
             # gradients are synchronised across ranks only on the last micro-batch of the step
             with gradient_sync(self.model, enabled=k == len(batches) - 1):
                 micro = self._loss_sums(batch, self.model)
                 loss = combine(micro[0], micro[1], self.cfg.loss) * scale
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"non-finite loss {loss.item()} at step {step + 1}, micro-batch {k}, "
-                                        f"records {batch.indices}")
+                if bad_loss is None and not torch.isfinite(loss):
+                    bad_loss = f"non-finite loss {loss.item()} at step {step + 1}, micro-batch {k}, records " \
+                               f"{batch.indices}"
+                # backward even so: every rank must reach the gradient all-reduce, and the global gradient
+                # norm below is what all ranks agree on to stop
                 loss.backward()
             sums += micro.detach().float()
             mask = batch.tensors["real_tokens"]
@@ -375,6 +436,10 @@ class Trainer:
                                              head_positions=batch.num_supervised)
         state["supervised_tokens"] += int(global_supervised)
         grad_norm = self._clip()
+        if not math.isfinite(grad_norm):  # stop before the step is applied, so no checkpoint holds such weights
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingError((bad_loss or f"non-finite gradient norm {grad_norm} at step {step + 1}")
+                                + "; nothing of this step was applied or saved (lower optim.lr, check the data)")
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -420,7 +485,7 @@ class Trainer:
         if self.dist.is_main:
             trainer_state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                              "rng": ckpt.rng_state(), "state": dict(state), "world_size": self.dist.world_size,
-                             "fsdp": self.sharded}
+                             "fsdp": self.sharded, "config": to_dict(self.cfg)}
             ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state,
                                  state_dict=weights)
         barrier(self.dist)
@@ -434,6 +499,13 @@ class Trainer:
                                 f"this run has {self.dist.world_size} with fsdp={self.sharded}. The data position "
                                 "and optimizer layout depend on both: resume with the same launch, or set "
                                 "resume: false / a new output_dir")
+        self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg))
+        if self.config_changes and not self.cfg.allow_config_change:
+            raise TrainingError(f"{self.out} holds a run with another config ({'; '.join(self.config_changes)}). "
+                                "Resume with the same config, set allow_config_change: true to continue with the "
+                                "new values, or use a new output_dir")
+        for change in self.config_changes:
+            _warn(f"resuming with a changed config: {change}", self.dist.is_main)
         weights = ckpt.read_weights(path)
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import (
@@ -449,8 +521,21 @@ class Trainer:
             ckpt.check_loaded(path, *self.student.load_state_dict(weights, strict=False))
             self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
+        if self.config_changes:
+            self._apply_optim_config(saved["state"]["step"])
         ckpt.set_rng_state(saved["rng"])
         return saved["state"]
+
+    def _apply_optim_config(self, step: int) -> None:
+        """After an allowed config change: the optimizer's hyper-parameters come from the new config, not from the
+        loaded state (which used to restore the old learning rate while config.yaml claimed the new one)."""
+        o = self.cfg.optim
+        self.scheduler.base_lrs = [o.lr for _ in self.optimizer.param_groups]
+        factor = lr_factor(step, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
+                           min_lr_ratio=o.min_lr_ratio)
+        for group, decay in zip(self.optimizer.param_groups, (o.weight_decay, 0.0)):
+            group.update(initial_lr=o.lr, lr=o.lr * factor, weight_decay=decay, betas=o.betas)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
         # token and FLOP counters are per process; supervised tokens were already counted globally
@@ -466,7 +551,8 @@ class Trainer:
             "world_size": self.dist.world_size, "parallel": self._parallel_kind(),
             "teacher_sharded": self.teacher_forward is not None and is_sharded(self.teacher_forward),
             "device": str(self.device), "data_format": self.data_format,
-            "resumed_from": str(resumed_from) if resumed_from else None, **last_val,
+            "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
+            "config_changes": self.config_changes, **last_val,
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }
         if self.cfg.save_every:
