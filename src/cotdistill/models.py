@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -78,6 +79,24 @@ def check_same_tokenizer(student_tok, teacher_tok) -> None:
     if student_tok.get_vocab() != teacher_tok.get_vocab():
         raise ModelError(f"teacher and student tokenizers differ ({len(teacher_tok)} vs {len(student_tok)} tokens): "
                          "token-level distillation needs one vocabulary")
+
+
+def weights_fingerprint(name_or_path: str) -> str:
+    """What identifies a model's weights wherever the folder is copied: a hash of its config and, for each weight
+    file, its name, size and first and last MiB (a retrained or other model differs there; hashing every byte of
+    a large teacher at each run start would not pay). A hub id stands for itself."""
+    path = Path(resolve(name_or_path))
+    if not path.is_dir():
+        return name_or_path
+    digest = hashlib.sha256()
+    for file in sorted([*path.glob("config.json"), *path.glob("*.safetensors"), *path.glob("*.bin")]):
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        with open(file, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            fh.seek(max(size - (1 << 20), 0))
+            digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:24]
 
 
 def pick_device(name: str = "auto") -> torch.device:

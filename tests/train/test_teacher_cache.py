@@ -51,3 +51,17 @@ def test_cache_for_other_truncation_is_refused(tmp_path):
     _, cache = _build(tmp_path, 8)
     with pytest.raises(CacheMismatchError, match="truncation/encoding settings differ.*lsp"):
         train(tiny_config(tmp_path, teacher_cache=str(cache), **{"encode.truncation": "lsp", "encode.lsp": 0.5}))
+
+
+def test_a_cache_of_another_teacher_is_refused_and_a_copied_teacher_is_the_same(tmp_path):
+    import shutil
+
+    cfg, cache = _build(tmp_path, 8)
+    one_step = {"optim.max_steps": 1}
+    with pytest.raises(CacheMismatchError, match="the run names the teacher .*student.*set teacher to"):
+        train(tiny_config(tmp_path, teacher_cache=str(cache), teacher=cfg.student, **one_step))
+    shutil.copytree(cfg.teacher, tmp_path / "teacher-copy")  # new path, new modification times, same weights
+    train(tiny_config(tmp_path, teacher_cache=str(cache), teacher=str(tmp_path / "teacher-copy"),
+                      output_dir=str(tmp_path / "copy"), **one_step))
+    train(tiny_config(tmp_path, teacher_cache=str(cache), teacher=None, output_dir=str(tmp_path / "alone"),
+                      **one_step))

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from cotdistill.data.batching import collate
 from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
+from cotdistill.models import weights_fingerprint
 
 CACHE_VERSION = 1
 
@@ -110,7 +111,8 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
     k = min(top_k, len(tokenizer))
     bytes_total = sum(p.stat().st_size for p in out.glob("shard-*/*.npy"))
     manifest = {
-        "version": CACHE_VERSION, "teacher": teacher_name, "data_path": data_path, "top_k": k,
+        "version": CACHE_VERSION, "teacher": teacher_name, "teacher_weights": weights_fingerprint(teacher_name),
+        "data_path": data_path, "top_k": k,
         "temperature": temperature, "vocab_size": vocab, "tokenizer": tokenizer_fingerprint(tokenizer),
         "encode": asdict(encode_config), "records": len(examples), "rows": total_rows, "shards": shard,
         "bytes": bytes_total, "bytes_per_supervised_token": bytes_total / max(total_rows, 1),
@@ -136,9 +138,15 @@ class TeacherCache:
         return cls(root, manifest, np.load(root / "index.npy"))
 
     def check_compatible(self, tokenizer, encode_config: EncodeConfig, data_path: str,
-                         examples: list[EncodedExample], temperature: float) -> None:
+                         examples: list[EncodedExample], temperature: float, teacher: str | None = None) -> None:
+        """Refuse a cache whose content this run would not have computed: another tokenizer, truncation,
+        temperature, record content, or (when the run names a teacher) another teacher's weights."""
         m = self.manifest
         problems = []
+        if teacher and m.get("teacher_weights") and m["teacher_weights"] != weights_fingerprint(teacher):
+            problems.append(f"it holds the distributions of {m['teacher']}, and the run names the teacher {teacher} "
+                            "(another model); set teacher to the cache's teacher, or to null to train from the "
+                            "cache alone")
         if m["tokenizer"] != tokenizer_fingerprint(tokenizer):
             problems.append("it was built with another tokenizer")
         if m["encode"] != asdict(encode_config):

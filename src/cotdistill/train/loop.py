@@ -173,7 +173,7 @@ class Trainer:
         self._load_models()
         if self.cache is not None:
             self.cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
-                                        config.loss.temperature)
+                                        config.loss.temperature, teacher=config.teacher)
         self._build_optimizer()
         self.resume_notes: list[str] = []
         self.config_changes: list[str] = []
