@@ -16,8 +16,9 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from cotdistill.config import from_dict
     from cotdistill.data.encode import EncodeConfig
     from cotdistill.data.formats import load_records
+    from cotdistill.data.records import repeated_positions
     from cotdistill.data.stats import before_after, format_stats
-    from cotdistill.models import load_tokenizer
+    from cotdistill.models import load_tokenizer, model_max_positions
 
     # --lsp alone means lead-span truncation, --window alone a window (at --lsp, default half); 0 is refused
     truncation = args.truncation or ("window" if args.window else "lsp" if args.lsp is not None else "none")
@@ -26,8 +27,11 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
                                       "window": args.window or "left"})
     result = load_records(args.file, args.format, on_error=args.on_error)
     tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
-    stats = before_after(tokenizer, result.records, config)
-    stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer")
+    # a model folder given as --tokenizer tells its positions; the world tokenizer's models have 1024
+    max_length = args.max_length or model_max_positions(args.tokenizer or "world:student")
+    stats = before_after(tokenizer, result.records, config, max_length)
+    stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer",
+                 duplicate_records=len(repeated_positions(result.records)), max_length=max_length)
     if args.json:
         print(json.dumps(stats))
     else:
@@ -239,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--window", choices=["left", "middle", "right"], help="implies --truncation window")
     stats.add_argument("--sections", default="promptcotAns")
     stats.add_argument("--on-error", default="raise", choices=["raise", "skip"])
+    stats.add_argument("--max-length", type=_positive_int,
+                       help="count rows longer than this (default: the positions of the --tokenizer's model)")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_data_stats)
 

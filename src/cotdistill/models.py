@@ -81,6 +81,21 @@ def check_same_tokenizer(student_tok, teacher_tok) -> None:
                          "token-level distillation needs one vocabulary")
 
 
+def model_max_positions(name_or_path: str) -> int | None:
+    """The positions a model was built for, read from its config (no weights loaded); ``None`` if it has none."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve(name_or_path))
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def weights_fingerprint(name_or_path: str) -> str:
     """What identifies a model's weights wherever the folder is copied: a hash of its config and, for each weight
     file, its name, size and first and last MiB (a retrained or other model differs there; hashing every byte of

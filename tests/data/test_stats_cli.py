@@ -38,3 +38,17 @@ def test_data_stats_reports_bad_file_clearly(tmp_path, capsys):
     path.write_text('{"prompt": "p", "cot": "c", "answer": "a"}\n{"prompt": \n')
     assert main(["data", "stats", str(path)]) == 2
     assert "bad.jsonl, line 2: expected one JSON object per line" in capsys.readouterr().err
+
+
+def test_data_stats_counts_duplicates_and_rows_past_the_models_positions(tmp_path, capsys):
+    path = tmp_path / "stratos.jsonl"
+    _stratos_file(path)
+    path.write_text(path.read_text() + path.read_text().splitlines(keepends=True)[3])  # row 4 again
+    assert main(["data", "stats", str(path), "--json", "--max-length", "1000000"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["duplicate_records"] == 1 and stats["max_length"] == 1000000
+    assert stats["before"]["over_max_length"] == 0
+    longest = stats["before"]["sequence_length"]["max"]
+    # rows grow with i (8 + i steps): one token less than the longest row leaves exactly that row (i = 11) over
+    assert main(["data", "stats", str(path), "--json", "--max-length", str(longest - 1)]) == 0
+    assert json.loads(capsys.readouterr().out)["before"]["over_max_length"] == 1

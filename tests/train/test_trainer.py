@@ -246,3 +246,38 @@ def test_a_second_run_on_a_busy_output_dir_is_refused(tmp_path):
         train(cfg)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
     train(cfg)  # the lock goes with its holder
+
+
+def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_handled(tmp_path, capsys):
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.data.records import ReasoningRecord
+
+    def record(i, cot="add the two numbers"):
+        return ReasoningRecord(f"What is {i} + {i}?", cot, f"\\boxed{{{2 * i}}}")
+
+    train_rows = [record(i) for i in range(6)] + [record(0), record(1), record(0)]
+    train_rows.append(record(9, cot="x" * 600))  # 600+ characters: past tiny_qwen's 512 positions
+    write_jsonl(train_rows, tmp_path / "train.jsonl", "cot")
+    write_jsonl([record(2), record(7)], tmp_path / "val.jsonl", "cot")  # record 2 is also a training record
+    common = {"data.path": str(tmp_path / "train.jsonl"), "data.val_path": str(tmp_path / "val.jsonl"),
+              "optim.max_steps": 1, "loss.distill_ratio": 0.0}
+    kept = train(tiny_config(tmp_path, **common, teacher=None, output_dir=str(tmp_path / "kept")))
+    assert (kept["duplicate_records"], kept["overlong_records"], kept["max_positions"]) == (3, 1, 512)
+    assert kept["validation_records_in_training"] == 1
+    err = capsys.readouterr().err
+    assert "3 training records repeat an earlier one" in err and "longer than the model's 512 positions" in err
+    trainer = Trainer(tiny_config(tmp_path, **common, teacher=None, **{"data.dedup": True}))
+    assert sorted(e.index for e in trainer.examples) == [0, 1, 2, 3, 4, 5]  # file positions kept: cache rows fit
+    assert len(trainer.val_examples) == 1
+    trainer.close()
+
+
+def test_skipped_rows_are_reported(tmp_path, capsys):
+    path = tmp_path / "train.jsonl"
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.world import world_records
+
+    write_jsonl(world_records("train", "student", 6, min_steps=2, max_steps=2), path, "cot")
+    path.write_text(path.read_text() + '{"prompt": "p"}\nnot json\n')
+    train(tiny_config(tmp_path, **{"data.path": str(path), "data.on_error": "skip", "optim.max_steps": 1}))
+    assert "skipped 2 bad rows of" in capsys.readouterr().err

@@ -77,3 +77,20 @@ def check_record(record: ReasoningRecord, source: str, index: int | None) -> Rea
             raise DataError(source, index, f"a {name} without think markers of its own",
                             f"{THINK_OPEN} or {THINK_CLOSE} inside the {name}")
     return record
+
+
+def record_key(record: ReasoningRecord) -> tuple[str | None, str, str, str]:
+    """What makes two records the same training example."""
+    return record.system, record.prompt, record.cot, record.answer
+
+
+def repeated_positions(records: list[ReasoningRecord], seen: set | None = None) -> set[int]:
+    """Positions of records identical to an earlier one (or to one in ``seen``, which is updated)."""
+    seen = set() if seen is None else seen
+    repeated = set()
+    for i, record in enumerate(records):
+        key = record_key(record)
+        if key in seen:
+            repeated.add(i)
+        seen.add(key)
+    return repeated

@@ -22,8 +22,10 @@ def _summary(values: list[int]) -> dict[str, float]:
             "total": sum(values)}
 
 
-def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> dict:
-    """Records, tokens per segment, supervised tokens and dropped records under ``config``."""
+def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
+                max_length: int | None = None) -> dict:
+    """Records, tokens per segment, supervised tokens and dropped records under ``config``; with ``max_length``,
+    how many rows are longer (``train`` drops those: the model has no positions for them)."""
     result = encode_records(tokenizer, records, config)
     examples = result.examples
     per_segment = {name: _summary([ex.segments.count(seg) for ex in examples]) for name, seg in SEGMENTS.items()}
@@ -34,25 +36,31 @@ def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig)
         "supervised_tokens": sum(ex.num_supervised for ex in examples),
         "sequence_length": _summary([len(ex) for ex in examples]),
         "segments": per_segment,
+        "over_max_length": sum(len(ex) > max_length for ex in examples) if max_length else None,
     }
 
 
-def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> dict:
+def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
+                 max_length: int | None = None) -> dict:
     """Stats with no truncation (same sections) and with ``config``'s truncation."""
     untruncated = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0,
                                       max_seq_len=None)
-    return {"before": token_stats(tokenizer, records, untruncated), "after": token_stats(tokenizer, records, config)}
+    return {"before": token_stats(tokenizer, records, untruncated, max_length),
+            "after": token_stats(tokenizer, records, config, max_length)}
 
 
 def format_stats(stats: dict) -> str:
     lines = []
     for when in ("before", "after"):
         s = stats[when]
+        over = f" longer_than_max_length={s['over_max_length']}" if s.get("over_max_length") is not None else ""
         lines.append(f"{when}: records={s['records']} dropped={s['dropped']} tokens={s['tokens']} "
-                     f"supervised_tokens={s['supervised_tokens']}")
+                     f"supervised_tokens={s['supervised_tokens']}{over}")
         for name, seg in [("sequence", s["sequence_length"])] + list(s["segments"].items()):
             lines.append(f"  {name:<9} mean={seg['mean']:.1f} p50={seg['p50']} p95={seg['p95']} max={seg['max']} "
                          f"total={seg['total']}")
     b, a = stats["before"]["tokens"], stats["after"]["tokens"]
     lines.append(f"processed tokens after/before = {a / max(b, 1):.3f}")
+    if "duplicate_records" in stats:
+        lines.append(f"duplicate records = {stats['duplicate_records']} (train keeps them unless data.dedup: true)")
     return "\n".join(lines)

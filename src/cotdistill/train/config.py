@@ -16,6 +16,7 @@ class DataConfig:
     val_path: str | None = None
     val_fraction: float = 0.05  # used when val_path is empty
     max_records: int | None = None
+    dedup: bool = False  # drop records identical to an earlier one (they are counted and reported either way)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:

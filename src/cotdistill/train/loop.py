@@ -30,13 +30,14 @@ from cotdistill.data.batching import collate, length_grouped_batches
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records
 from cotdistill.data.packing import collate_packed, pack_examples
-from cotdistill.data.records import ReasoningRecord
+from cotdistill.data.records import ReasoningRecord, repeated_positions
 from cotdistill.errors import UserError
 from cotdistill.losses import chunked_distill_sums, combine
 from cotdistill.models import (
     check_same_tokenizer,
     load_model,
     load_tokenizer,
+    model_max_positions,
     pick_device,
     resolve,
     shared_vocab_size,
@@ -80,6 +81,9 @@ def load_split_records(path: str, fmt: str, on_error: str, limit: int | None) ->
         split, style, n = parse_world_spec(path)
         return world_records(split, style, n if n is not None else limit), "world"
     result = load_records(path, fmt, on_error=on_error, limit=limit)
+    if result.skipped:  # on_error: skip is a choice, but never a silent one
+        _warn(f"skipped {len(result.skipped)} bad rows of {path} (data.on_error: skip); first: {result.skipped[0]}",
+              os.environ.get("RANK", "0") == "0")
     return result.records, result.format
 
 
@@ -217,11 +221,26 @@ class Trainer:
             val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
         encoded = encode_records(self.tokenizer, records, cfg.encode, cfg.data.path)
         self.examples, self.dropped = encoded.examples, encoded.dropped
-        if not self.examples:
-            raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped)")
+        # duplicates are counted always and removed on request; examples keep their file index either way, so a
+        # teacher cache built on the whole file still fits
+        train_keys: set = set()
+        repeated = repeated_positions(records, train_keys)
+        self.data_notes = {"duplicate_records": len(repeated)}
+        if repeated and cfg.data.dedup:
+            self.examples = [e for e in self.examples if e.index not in repeated]
+        elif repeated:
+            _warn(f"{len(repeated)} training records repeat an earlier one (set data.dedup: true to drop them)",
+                  self.dist.is_main)
         # a validation tail split off the training file keeps its file indices, so a teacher cache covers it too
         offset = 0 if cfg.data.val_path else len(records)
-        self.val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation", offset).examples
+        val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation", offset).examples
+        in_train = repeated_positions(val_records, train_keys)  # never validate on a record trained on
+        self.val_examples = [e for e in val_examples if e.index - offset not in in_train]
+        self.data_notes["validation_records_in_training"] = len(in_train)
+        self._drop_overlong()
+        if not self.examples:
+            raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped, "
+                                f"{self.data_notes['overlong_records']} longer than the model's positions)")
         self.val_in_cache = not cfg.data.val_path
         self.num_records = len(records)
         self._epochs = {0: self._epoch_batches(0)}
@@ -229,6 +248,25 @@ class Trainer:
         self.group = cfg.optim.grad_accum * self.dist.world_size
         steps_per_epoch = max(1, len(self.batches_per_epoch) // self.group)
         self.total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
+
+    def _drop_overlong(self) -> None:
+        """Rows longer than the models' positions are dropped, counted and reported: trained past its positions a
+        model silently misbehaves (a 307k-token record tried to allocate 94.7 GB). ``encode.max_seq_len``
+        truncates them instead."""
+        names = [self.cfg.student] + ([self.cfg.teacher] if self.cfg.needs_teacher and not self.cache else [])
+        limits = [n for n in (model_max_positions(name) for name in names) if n]
+        limit = min(limits) if limits else None
+        self.data_notes["max_positions"] = limit
+        if limit is None:
+            self.data_notes["overlong_records"] = 0
+            return
+        overlong = [e.index for e in self.examples if len(e) > limit]
+        self.examples = [e for e in self.examples if len(e) <= limit]
+        self.val_examples = [e for e in self.val_examples if len(e) <= limit]
+        self.data_notes["overlong_records"] = len(overlong)
+        if overlong:
+            _warn(f"dropped {len(overlong)} training records longer than the model's {limit} positions (first: "
+                  f"record {overlong[0]}); set encode.max_seq_len to truncate them instead", self.dist.is_main)
 
     def _build_optimizer(self) -> None:
         o = self.cfg.optim
@@ -552,7 +590,7 @@ class Trainer:
             "teacher_sharded": self.teacher_forward is not None and is_sharded(self.teacher_forward),
             "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
-            "config_changes": self.config_changes, **last_val,
+            "config_changes": self.config_changes, **self.data_notes, **last_val,
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }
         if self.cfg.save_every:
