@@ -33,6 +33,7 @@ def files(tmp_path_factory):
     (root / "surrogate.jsonl").write_text('{"prompt": "p \\ud800", "cot": "c", "answer": "a"}\n')
     (root / "broken.yaml").write_text("optim:\n  lr: [1e-3\n")
     (root / "gsm8k_empty.jsonl").write_text("")
+    (root / "gsm8k_null.jsonl").write_text('{"question": "q", "answer": "#### 4"}\n{"question": "q", "answer": null}\n')
     return root
 
 
@@ -66,6 +67,8 @@ def _cases(root):
         "eval bench without data": (["eval", s, "--bench", "gsm8k"], "--data"),
         "eval empty file": (["eval", s, "--bench", "gsm8k", "--data", str(root / "gsm8k_empty.jsonl")],
                             "gsm8k_empty.jsonl"),
+        "eval null answer": (["eval", s, "--bench", "gsm8k", "--data", str(root / "gsm8k_null.jsonl")],
+                             "gsm8k_null.jsonl, line 2: expected a reference answer; found None"),
         "eval zero samples": (["eval", s, "--samples", "0"], "--samples"),
         # trace
         "trace missing samples": ([*trace, "--samples", str(root / "nope.jsonl")], "nope.jsonl"),
