@@ -99,8 +99,10 @@ def test_cross_entropy_sum_and_combine():
     logits, targets = torch.randn(5, 7), torch.tensor([0, 3, 6, 1, 2])
     ref = -torch.log_softmax(logits.double(), -1)[torch.arange(5), targets].sum()
     assert cross_entropy_sum(logits, targets).item() == pytest.approx(ref.item(), abs=1e-5)
-    cfg = LossConfig(distill_ratio=0.25, temperature=2.0, scale_by_temperature=True)
+    cfg = LossConfig(distill_ratio=0.25, temperature=2.0)  # KD × τ² by default, as Hinton et al. and the paper
     assert combine(torch.tensor(2.0), torch.tensor(1.0), cfg).item() == pytest.approx(0.75 * 2 + 0.25 * 4 * 1.0)
+    plain = LossConfig(distill_ratio=0.25, temperature=2.0, scale_by_temperature=False)
+    assert combine(torch.tensor(2.0), torch.tensor(1.0), plain).item() == pytest.approx(0.75 * 2 + 0.25 * 1.0)
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "jsd", "tvd"])

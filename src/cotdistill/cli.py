@@ -16,8 +16,8 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from cotdistill.config import from_dict
     from cotdistill.data.encode import EncodeConfig
     from cotdistill.data.formats import load_records
-    from cotdistill.data.records import repeated_positions
-    from cotdistill.data.stats import before_after, format_stats
+    from cotdistill.data.records import apply_system_policy, repeated_positions
+    from cotdistill.data.stats import before_after, format_stats, system_token_share
     from cotdistill.models import load_tokenizer, model_max_positions
 
     # --lsp alone means lead-span truncation, --window alone a window (at --lsp, default half); 0 is refused
@@ -27,11 +27,14 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
                                       "window": args.window or "left"})
     result = load_records(args.file, args.format, on_error=args.on_error)
     tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
+    as_given = result.records
+    result.records = apply_system_policy(result.records, args.system)
     # a model folder given as --tokenizer tells its positions; the world tokenizer's models have 1024
     max_length = args.max_length or model_max_positions(args.tokenizer or "world:student")
     stats = before_after(tokenizer, result.records, config, max_length)
     stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer",
-                 duplicate_records=len(repeated_positions(result.records)), max_length=max_length)
+                 duplicate_records=len(repeated_positions(result.records)), max_length=max_length,
+                 system=args.system, system_token_share=system_token_share(tokenizer, as_given, config))
     if args.json:
         print(json.dumps(stats))
     else:
@@ -84,7 +87,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = evaluate_model(args.model, args.bench, data_path=args.data, limit=args.limit, out_dir=args.out,
                              max_new_tokens=args.max_new_tokens, samples=args.samples,
-                             temperature=args.temperature, batch_size=args.batch_size)
+                             temperature=args.temperature, batch_size=args.batch_size, system=args.system)
     keys = ("bench", "n", "accuracy", "ci95", f"pass@{args.samples}", "truncated_responses", "tokens_per_s")
     print(json.dumps({k: results[k] for k in keys}, indent=2))
     print(f"results in {args.out}")
@@ -94,6 +97,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_teacher_cache(args: argparse.Namespace) -> int:
     from cotdistill.config import ConfigError, from_dict
     from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.data.records import parse_system_policy
     from cotdistill.models import load_model, load_tokenizer, pick_device
     from cotdistill.teacher.cache import build_cache
     from cotdistill.train.loop import load_split_records
@@ -102,7 +106,8 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out would overwrite the input {args.data}: write the cache to a new folder")
     config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": args.truncation, "lsp": args.lsp,
                                       "window": args.window})
-    records, _ = load_split_records(args.data, args.format, "raise", None)
+    parse_system_policy(args.system)
+    records, _ = load_split_records(args.data, args.format, "raise", None, args.system)
     tokenizer = load_tokenizer(args.teacher)
     examples = encode_records(tokenizer, records, config, args.data).examples
     teacher = load_model(args.teacher, pick_device(args.device))
@@ -245,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--on-error", default="raise", choices=["raise", "skip"])
     stats.add_argument("--max-length", type=_positive_int,
                        help="count rows longer than this (default: the positions of the --tokenizer's model)")
+    stats.add_argument("--system", default="drop", help="keep | drop | replace:TEXT, as train's data.system")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_data_stats)
 
@@ -284,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--batch-size", type=int, default=8)
     cache.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="log-prob storage")
     cache.add_argument("--device", default="auto")
+    cache.add_argument("--system", default="drop", help="keep | drop | replace:TEXT, as the training run's "
+                                                        "data.system")
     cache.set_defaults(func=_cmd_teacher_cache)
 
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark")
@@ -295,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--temperature", type=float, default=0.0)
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--system", help="system prompt for every question: the one the model was trained with "
+                                     "(data.system: replace:TEXT); none by default, as data.system: drop")
     ev.add_argument("--out", default="runs/eval")
     ev.set_defaults(func=_cmd_eval)
 

@@ -39,7 +39,8 @@ class LossConfig:
     beta: float = 0.5  # jsd
     alpha: float = 0.1  # skew_kl / skew_reverse_kl
     temperature: float = 1.0
-    scale_by_temperature: bool = False  # multiply KD by τ² (Hinton et al.) so gradient size is τ-independent
+    # multiply KD by τ² (Hinton et al., and the truncation paper's code) so the gradient size is τ-independent
+    scale_by_temperature: bool = True
     chunk_size: int = 1024  # supervised positions per chunk; 0 = materialise all logits at once
 
     def __post_init__(self) -> None:

@@ -100,15 +100,43 @@ def test_zero_supervised_tokens_is_dropped_or_an_error():
         encode_record(tok, REC, EncodeConfig(**cfg, on_empty="error"), index=7)
 
 
-def test_random_mask_is_seeded_and_drops_about_the_fraction():
+@pytest.mark.parametrize("cot_chars, share, dropped", [
+    # supervised CoT tokens, by hand: <think>, newline, the characters, newline, </think>
+    (400, 0.3, 121), (401, 0.3, 122), (7, 0.5, 6),  # 404·0.3 = 121.2; 405·0.3 = 121.5 → 122 (even); 5.5 → 6
+    (1, 0.1, 0),  # 5 · 0.1 = 0.5 → 0 (half to even)
+])
+def test_random_mask_ignores_exactly_the_rounded_share(cot_chars, share, dropped):
+    tok = char_tokenizer()
+    rec = ReasoningRecord("q", "x" * cot_chars, "y")
+    full = encode_record(tok, rec, EncodeConfig(sections="cot"))
+    assert full.num_supervised == cot_chars + 4  # <think>, two newlines, </think>
+    masked = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=share, seed=1), index=3)
+    assert full.num_supervised - masked.num_supervised == dropped
+    # only supervised positions are masked, never a prompt or answer token
+    assert all(m in (f, IGNORE_INDEX) for m, f in zip(masked.labels, full.labels))
+
+
+def test_random_mask_is_seeded_per_record():
     tok = char_tokenizer()
     rec = ReasoningRecord("q", "x" * 400, "y")
-    a = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=0.3, seed=1), index=3)
-    b = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=0.3, seed=1), index=3)
-    full = encode_record(tok, rec, EncodeConfig(sections="cot"))
-    assert a.labels == b.labels
-    kept = a.num_supervised / full.num_supervised
-    assert 0.6 < kept < 0.8
+    cfg = EncodeConfig(sections="cot", random_mask=0.3, seed=1)
+    a, again = (encode_record(tok, rec, cfg, index=3) for _ in range(2))
+    other_record = encode_record(tok, rec, cfg, index=4)
+    other_seed = encode_record(tok, rec, EncodeConfig(sections="cot", random_mask=0.3, seed=2), index=3)
+    assert a.labels == again.labels
+    assert a.labels != other_record.labels and a.labels != other_seed.labels
+
+
+@pytest.mark.parametrize("lsp", [0.5, 0.3])
+def test_cut_after_think_then_lsp_keeps_the_lead_share_of_the_cut_sequence(lsp):
+    import math
+
+    tok = char_tokenizer()
+    rec = ReasoningRecord("abc", "d" * 20, "e" * 30)
+    cut = encode_record(tok, rec, EncodeConfig(truncation="cut_after_think"))
+    both = encode_record(tok, rec, EncodeConfig(truncation="cut_after_think", lsp=lsp))
+    assert len(both) == math.floor(lsp * len(cut))
+    assert both.input_ids == cut.input_ids[:len(both)]
 
 
 def test_padding_with_pad_equal_to_eos_keeps_eos_label():

@@ -52,3 +52,39 @@ def test_data_stats_counts_duplicates_and_rows_past_the_models_positions(tmp_pat
     # rows grow with i (8 + i steps): one token less than the longest row leaves exactly that row (i = 11) over
     assert main(["data", "stats", str(path), "--json", "--max-length", str(longest - 1)]) == 0
     assert json.loads(capsys.readouterr().out)["before"]["over_max_length"] == 1
+
+
+def test_system_turns_are_dropped_by_default_kept_or_replaced_on_request(tmp_path, capsys):
+    from cotdistill.train.loop import load_split_records
+
+    path = tmp_path / "stratos.jsonl"
+    _stratos_file(path, n=3)
+    given = "Your role as an assistant involves thoroughly exploring questions."
+    systems = {policy: {r.system for r in load_split_records(str(path), "auto", "raise", None, policy)[0]}
+               for policy in ("drop", "keep", "replace:Be brief.")}
+    assert systems == {"drop": {None}, "keep": {given}, "replace:Be brief.": {"Be brief."}}
+
+    runs = {}
+    for policy in ("drop", "keep"):
+        assert main(["data", "stats", str(path), "--json", "--system", policy]) == 0
+        runs[policy] = json.loads(capsys.readouterr().out)
+    kept, dropped = runs["keep"]["before"]["tokens"], runs["drop"]["before"]["tokens"]
+    assert kept > dropped
+    assert runs["drop"]["system_token_share"] == pytest.approx((kept - dropped) / kept)
+    assert main(["data", "stats", str(path), "--system", "maybe"]) == 2
+    assert "system must be keep, drop or replace:TEXT" in capsys.readouterr().err
+
+
+def test_eval_uses_the_system_prompt_it_is_given(tmp_path, monkeypatch):
+    import cotdistill.evaluate.benchmarks as benchmarks
+
+    seen = []
+
+    def fake_generate(model, tokenizer, questions, gen, **kwargs):
+        seen.append(kwargs.get("system"))
+        raise KeyboardInterrupt  # enough: the prompts were about to be rendered with this system prompt
+
+    monkeypatch.setattr(benchmarks, "generate", fake_generate)
+    with pytest.raises(KeyboardInterrupt):
+        main(["eval", "world:student", "--limit", "1", "--system", "Be brief.", "--out", str(tmp_path)])
+    assert seen == ["Be brief."]

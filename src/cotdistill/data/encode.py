@@ -6,8 +6,11 @@ Everything that decides which token is trained on lives in :func:`encode_record`
 2. find the character spans of the segments in the rendered text (see :func:`segment_char_spans`);
 3. tokenize once with offsets (``add_special_tokens=False``: templates render their own BOS) and give each token
    the segment of its first non-whitespace character (leading whitespace is glue that BPE merges into tokens);
-4. apply the structural truncation (``cut_after_think``, then ``lsp`` or ``window``), then ``max_seq_len``;
-5. labels = input ids on the supervised segments, ``IGNORE_INDEX`` elsewhere; then ``random_mask``;
+4. apply the truncation protocol — ``lsp``, ``window``, or ``cut_after_think`` (which, given ``lsp`` < 1, then keeps
+   that lead share of the cut sequence) — then ``max_seq_len``;
+5. labels = input ids on the supervised segments, ``IGNORE_INDEX`` elsewhere; then ``random_mask`` ignores exactly
+   ``round(random_mask · N)`` of the ``N`` supervised tokens (positions 1…n−1 with a label; Python's round, i.e.
+   half to even), chosen by a generator seeded with (``seed``, record index);
 6. count supervised tokens; a record with none is dropped and counted (or an error, by ``on_empty``).
 
 Labels are *aligned* with the input ids, as in HF: position ``t`` of the logits predicts ``labels[t + 1]``; the shift
@@ -83,9 +86,9 @@ class EncodeConfig:
         if self.on_empty not in ("drop", "error"):
             raise ValueError(f"on_empty must be 'drop' or 'error', got {self.on_empty!r}")
         # a setting the chosen protocol would ignore is refused: a run that claims lsp 0.5 must train on half
-        if self.lsp != 1.0 and self.truncation not in ("lsp", "window"):
-            raise ValueError(f"lsp {self.lsp} has no effect with truncation {self.truncation!r}: set truncation to "
-                             "'lsp' (or 'window')")
+        if self.lsp != 1.0 and self.truncation == "none":
+            raise ValueError(f"lsp {self.lsp} has no effect with truncation 'none': set truncation to 'lsp' (or "
+                             "'window', or 'cut_after_think' to keep that share of the sequence cut after </think>)")
         if self.window != "left" and self.truncation != "window":
             raise ValueError(f"window {self.window!r} has no effect with truncation {self.truncation!r}: set "
                              "truncation to 'window'")
@@ -156,6 +159,8 @@ def truncate_span(n: int, config: EncodeConfig, think_end: int | None) -> tuple[
     start, end = 0, n
     if config.truncation == "cut_after_think":
         end = think_end if think_end is not None else n
+        if config.lsp < 1.0:
+            end = max(1, math.floor(config.lsp * end + 1e-9))
     elif config.truncation == "lsp":
         end = max(1, math.floor(config.lsp * n + 1e-9))  # epsilon: 0.29 * 100 is 28.999… in floats
     elif config.truncation == "window":
@@ -165,6 +170,14 @@ def truncate_span(n: int, config: EncodeConfig, think_end: int | None) -> tuple[
     if config.max_seq_len is not None:
         end = min(end, start + config.max_seq_len)
     return start, end
+
+
+def random_mask(labels: list[int], share: float, rng: random.Random) -> list[int]:
+    """Ignore exactly ``round(share · N)`` of the ``N`` supervised positions (a coin flip per token made the count
+    vary from record to record). Position 0 is never a target, so it is not eligible."""
+    eligible = [t for t in range(1, len(labels)) if labels[t] != IGNORE_INDEX]
+    dropped = set(rng.sample(eligible, round(share * len(eligible))))
+    return [IGNORE_INDEX if t in dropped else lab for t, lab in enumerate(labels)]
 
 
 def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, index: int = 0,
@@ -184,9 +197,7 @@ def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, inde
     keep = config.segment_ids
     labels = [tok if seg in keep else IGNORE_INDEX for tok, seg in zip(ids, segments)]
     if config.random_mask > 0:
-        rng = random.Random(config.seed * 1_000_003 + index)
-        labels = [IGNORE_INDEX if lab != IGNORE_INDEX and rng.random() < config.random_mask else lab
-                  for lab in labels]
+        labels = random_mask(labels, config.random_mask, random.Random(config.seed * 1_000_003 + index))
     example = EncodedExample(ids, labels, segments, index, len(enc["input_ids"]), full_counts)
     if example.num_supervised == 0:
         if config.on_empty == "error":

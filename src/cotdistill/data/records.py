@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,3 +95,32 @@ def repeated_positions(records: list[ReasoningRecord], seen: set | None = None) 
             repeated.add(i)
         seen.add(key)
     return repeated
+
+
+def parse_system_policy(policy: str) -> tuple[str, str | None]:
+    """``keep`` | ``drop`` | ``replace:TEXT`` → (kind, text)."""
+    if policy in ("keep", "drop"):
+        return policy, None
+    if policy.startswith("replace:") and policy[len("replace:"):].strip():
+        return "replace", policy[len("replace:"):]
+    from cotdistill.config import ConfigError
+
+    raise ConfigError(f"system must be keep, drop or replace:TEXT, got {policy!r}")
+
+
+def apply_system_policy(records: list[ReasoningRecord], policy: str) -> list[ReasoningRecord]:
+    """The system turn each record is trained with. ``drop`` (the default) is what the truncation paper's code
+    does: the system turn is neither rendered nor counted in ``n``, so LSP 0.5 keeps the same share of each record
+    as there; ``keep`` renders the dataset's own (Bespoke-Stratos has a long one) into P; ``replace:TEXT`` puts
+    TEXT in every record. Evaluate with the same choice (``eval --system``) so that test prompts match."""
+    kind, text = parse_system_policy(policy)
+    if kind == "keep":
+        return records
+    system = text if kind == "replace" else None
+    return [dataclasses.replace(r, system=system) for r in records]
+
+
+def system_for_eval(policy: str) -> str | None:
+    """The system prompt to evaluate with under a training ``policy`` (``keep`` has none common to all records)."""
+    kind, text = parse_system_policy(policy)
+    return text if kind == "replace" else None

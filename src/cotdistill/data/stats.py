@@ -49,6 +49,17 @@ def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig
             "after": token_stats(tokenizer, records, config, max_length)}
 
 
+def system_token_share(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> float:
+    """The share of all (untruncated) tokens that the records' own system turns take: what ``data.system: keep``
+    adds to P and to ``n`` compared with ``drop``."""
+    from cotdistill.data.records import apply_system_policy
+
+    full = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0, max_seq_len=None)
+    kept = token_stats(tokenizer, records, full)["tokens"]
+    dropped = token_stats(tokenizer, apply_system_policy(records, "drop"), full)["tokens"]
+    return (kept - dropped) / kept if kept else 0.0
+
+
 def format_stats(stats: dict) -> str:
     lines = []
     for when in ("before", "after"):
@@ -61,6 +72,9 @@ def format_stats(stats: dict) -> str:
                          f"total={seg['total']}")
     b, a = stats["before"]["tokens"], stats["after"]["tokens"]
     lines.append(f"processed tokens after/before = {a / max(b, 1):.3f}")
+    if "system_token_share" in stats:
+        lines.append(f"system turns = {stats['system_token_share']:.3f} of the tokens as given "
+                     f"(data.system: {stats['system']})")
     if "duplicate_records" in stats:
         lines.append(f"duplicate records = {stats['duplicate_records']} (train keeps them unless data.dedup: true)")
     return "\n".join(lines)

@@ -112,10 +112,12 @@ def ci95(values: list[float]) -> tuple[float, float]:
 
 
 def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *, bench: str = "custom",
-             model_path: str | None = None, progress: bool = True) -> tuple[dict, list[dict]]:
-    """Generate, extract, grade; return (results, samples)."""
+             model_path: str | None = None, progress: bool = True,
+             system: str | None = None) -> tuple[dict, list[dict]]:
+    """Generate, extract, grade; return (results, samples). ``system``: the system prompt of every question (the
+    one the model was trained with; see ``data.system``)."""
     generations, stats = generate(model, tokenizer, [it.prompt for it in items], gen, model_path=model_path,
-                                  progress=progress)
+                                  system=system, progress=progress)
     samples, per_prompt, flexible = [], defaultdict(list), defaultdict(list)
     for g in generations:
         item = items[g.prompt_index]
@@ -166,7 +168,8 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
 
 def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | None = None, limit: int | None = None,
                    out_dir: str | Path | None = None, progress: bool = True, max_new_tokens: int = 512,
-                   samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto") -> dict:
+                   samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto",
+                   system: str | None = None) -> dict:
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
 
     items = load_benchmark(bench, data_path, limit=limit)  # a bad bench or file is found before the model loads
@@ -175,8 +178,8 @@ def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | No
     gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
                            batch_size=batch_size)
     results, rows = evaluate(model, tokenizer, items, gen, bench=bench, model_path=resolve(model_path),
-                             progress=progress)
-    results["model"] = model_path
+                             progress=progress, system=system)
+    results["model"], results["system"] = model_path, system
     if out_dir is not None:
         write_eval(out_dir, results, rows)
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cotdistill.data.encode import EncodeConfig
+from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
 
 
@@ -16,6 +17,7 @@ class DataConfig:
     val_path: str | None = None
     val_fraction: float = 0.05  # used when val_path is empty
     max_records: int | None = None
+    system: str = "drop"  # drop | keep | replace:TEXT — the system turn trained with (drop: as the paper's code)
     dedup: bool = False  # drop records identical to an earlier one (they are counted and reported either way)
 
     def __post_init__(self) -> None:
@@ -23,6 +25,7 @@ class DataConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        parse_system_policy(self.system)
         if self.max_records is not None and self.max_records < 1:  # 0 silently trained on one record
             raise ValueError(f"max_records must be >= 1 or null, got {self.max_records}")
 

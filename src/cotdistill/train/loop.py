@@ -30,7 +30,7 @@ from cotdistill.data.batching import collate, length_grouped_batches
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records
 from cotdistill.data.packing import collate_packed, pack_examples
-from cotdistill.data.records import ReasoningRecord, repeated_positions
+from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
 from cotdistill.errors import UserError
 from cotdistill.losses import chunked_distill_sums, combine
 from cotdistill.models import (
@@ -74,13 +74,15 @@ class StudentLoss(nn.Module):
         return torch.stack([ce, kd])
 
 
-def load_split_records(path: str, fmt: str, on_error: str, limit: int | None) -> tuple[list[ReasoningRecord], str]:
+def load_split_records(path: str, fmt: str, on_error: str, limit: int | None,
+                       system: str = "drop") -> tuple[list[ReasoningRecord], str]:
     if path.startswith("world:"):
         from cotdistill.world import parse_world_spec, world_records
 
         split, style, n = parse_world_spec(path)
-        return world_records(split, style, n if n is not None else limit), "world"
+        return apply_system_policy(world_records(split, style, n if n is not None else limit), system), "world"
     result = load_records(path, fmt, on_error=on_error, limit=limit)
+    result.records = apply_system_policy(result.records, system)
     if result.skipped:  # on_error: skip is a choice, but never a silent one
         _warn(f"skipped {len(result.skipped)} bad rows of {path} (data.on_error: skip); first: {result.skipped[0]}",
               os.environ.get("RANK", "0") == "0")
@@ -152,7 +154,7 @@ def check_inputs(cfg: TrainConfig) -> None:
     """Every check a run makes before loading weights (models, pairing, data), for stages that start runs later:
     a sweep refuses a bad base config at once instead of failing each of its settings."""
     load_tokenizers(cfg)
-    load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error, cfg.data.max_records)
+    load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error, cfg.data.max_records, cfg.data.system)
 
 
 @dataclass
@@ -213,9 +215,10 @@ class Trainer:
     def _load_data(self) -> None:
         cfg = self.cfg
         records, self.data_format = load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error,
-                                                       cfg.data.max_records)
+                                                       cfg.data.max_records, cfg.data.system)
         if cfg.data.val_path:
-            val_records, _ = load_split_records(cfg.data.val_path, cfg.data.format, cfg.data.on_error, None)
+            val_records, _ = load_split_records(cfg.data.val_path, cfg.data.format, cfg.data.on_error, None,
+                                                cfg.data.system)
         else:
             n_val = int(len(records) * cfg.data.val_fraction)
             val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
