@@ -183,7 +183,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     from cotdistill.report.provenance import summary_markdown
 
     config = TraceConfig(unit=args.unit, alpha=args.alpha, beta=args.beta, batch_size=args.batch_size,
-                         limit=args.limit, device=args.device)
+                         limit=args.limit, device=args.device, context=args.context)
     summary = run_trace(args.samples, args.teacher, args.student, args.distilled, args.out, config,
                         world_styles=args.world_styles)
     print(summary_markdown(summary))
@@ -206,7 +206,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 
     info = select_records(args.data, args.teacher, args.student, args.method, args.out,
                           per_question=args.per_question, keep=args.keep, cache_dir=args.cache_dir, beta=args.beta,
-                          seed=args.seed, batch_size=args.batch_size, device=args.device)
+                          seed=args.seed, batch_size=args.batch_size, device=args.device, context=args.context)
     print(json.dumps(info, indent=2))
     return 0
 
@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--batch-size", type=int, default=8)
     tc.add_argument("--limit", type=_positive_int)
     tc.add_argument("--device", default="auto")
+    tc.add_argument("--context", default="own_template", choices=["own_template", "shared_text"],
+                    help="own_template: each model reads the question in its own chat template; shared_text: the "
+                         "distilled model's rendering, identical for all three")
     tc.add_argument("--world-styles", action="store_true", help="compare with the embedded world's sentence styles")
     tc.set_defaults(func=_cmd_trace)
 
@@ -352,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--batch-size", type=int, default=8)
     se.add_argument("--device", default="auto")
+    se.add_argument("--context", default="own_template", choices=["own_template", "shared_text"],
+                    help="shared_text: the student's rendering of the question, identical for both models")
     se.set_defaults(func=_cmd_select)
 
     sx = sub.add_parser("select-experiment", help="one student per selection method, evaluated")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -109,3 +110,35 @@ def test_categories_recover_generator_styles_on_the_world(tmp_path):
     # sentences both styles write ("Now Ana has 12 pens.") are judged in context: inside a teacher-style response the
     # student finds them less likely, so many land in teacher/student rather than shared; the styled ones do not
     assert summary["agreement_with_generator_styles"] > 0.55  # a uniform guess over 4 categories scores ~0.3
+
+
+def test_shared_text_context_gives_every_model_the_distilled_models_rendering(tmp_path):
+    """A teacher whose template adds a system turn reads a different prefix under ``own_template``; under
+    ``shared_text`` it reads the distilled model's rendering, the same tokens as the two students."""
+    from tests.conftest import SYSTEM_TEMPLATE
+
+    recs = world_records("test", "teacher", 3, min_steps=2, max_steps=2)
+    teacher = _save(tiny_qwen(len(char_tokenizer()), seed=1), char_tokenizer(template=SYSTEM_TEMPLATE), tmp_path / "t")
+    student = _save(tiny_qwen(len(char_tokenizer()), seed=2), char_tokenizer(), tmp_path / "s")
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True,
+                                           "bench": "world"}) + "\n" for r in recs))
+    rows = {}
+    for context in ("own_template", "shared_text"):
+        summary = run_trace(samples, teacher, student, student, tmp_path / context,
+                            TraceConfig(device="cpu", context=context), progress=False)
+        assert summary["context"] == context
+        rows[context] = [json.loads(line) for line in open(tmp_path / context / "actions.jsonl")]
+    own, shared = rows["own_template"], rows["shared_text"]
+    assert [r["p_student"] for r in own] == [r["p_student"] for r in shared]  # same template: same prefix
+    assert [r["p_teacher"] for r in own] != [r["p_teacher"] for r in shared]
+    # shared_text for the teacher = scoring the student's rendering as raw text with the teacher
+    from cotdistill.data.encode import render_prompt
+    from cotdistill.provenance.scoring import score_with_cache
+
+    rendered = [render_prompt(char_tokenizer(), r.prompt) for r in recs]
+    actions = [split_actions(r.assistant_text()) for r in recs]
+    direct = score_with_cache(teacher, ["0", "1", "2"], rendered, [r.assistant_text() for r in recs], actions,
+                              tmp_path / "direct.jsonl", device="cpu", raw_context=True)
+    expected = [math.exp(lp / n) for k in ("0", "1", "2") for n, lp in direct[k]]
+    assert [r["p_teacher"] for r in shared] == pytest.approx(expected, rel=1e-6)

@@ -48,6 +48,27 @@ class TokenizedResponse:
     action_of_token: list[int]  # -1 for context tokens, else the action index
 
 
+CONTEXTS = ("own_template", "shared_text")
+
+
+def shared_contexts(prompts: list[str], reference_model: str, context: str) -> tuple[list[str], bool]:
+    """The prefixes every scoring model sees, and whether they are raw text. ``own_template`` (the default): each
+    model reads the question in its own chat template, as it was trained and as it generated — the same
+    conversation for all. ``shared_text``: the question rendered once by ``reference_model``'s template and given
+    to every model as the identical string, so models with different templates condition on the same tokens."""
+    if context not in CONTEXTS:
+        from cotdistill.config import ConfigError
+
+        raise ConfigError(f"context must be one of {CONTEXTS}, got {context!r}")
+    if context == "own_template":
+        return prompts, False
+    from cotdistill.data.encode import render_prompt
+    from cotdistill.models import load_tokenizer
+
+    tokenizer = load_tokenizer(reference_model)
+    return [render_prompt(tokenizer, p) for p in prompts], True
+
+
 def tokenize_with_actions(tokenizer, prompt: str, response: str, actions: list[Action],
                           system: str | None = None, raw_context: bool = False) -> TokenizedResponse:
     """Token ids of ``context + response`` and, per token, the action it belongs to (-1: context)."""

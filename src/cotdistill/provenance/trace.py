@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cotdistill.provenance.actions import Action, split_actions
 from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_BETA, classify
-from cotdistill.provenance.scoring import score_with_cache
+from cotdistill.provenance.scoring import CONTEXTS, score_with_cache, shared_contexts
 
 MODEL_ROLES = ("teacher", "student", "distilled")
 POSITION_BINS = 10
@@ -28,6 +28,7 @@ class TraceConfig:
     batch_size: int = 8
     limit: int | None = None
     device: str = "auto"
+    context: str = "own_template"  # own_template | shared_text (the distilled model's template for all three)
 
 
 def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
@@ -50,12 +51,14 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
 
 
 def score_role(role: str, model_path: str, samples: list[dict], actions: list[list[Action]], out: Path,
-               config: TraceConfig, progress: bool) -> list[list[list[float]]]:
+               config: TraceConfig, progress: bool,
+               contexts_of: tuple[list[str], bool] | None = None) -> list[list[list[float]]]:
     """Per sample, [[n_tokens, logprob_sum] per action] under one model; stored in ``scores-<role>.jsonl``."""
     keys = [str(i) for i in range(len(samples))]
-    done = score_with_cache(model_path, keys, [s["prompt"] for s in samples], [s["response"] for s in samples],
+    contexts, raw = contexts_of if contexts_of is not None else ([s["prompt"] for s in samples], False)
+    done = score_with_cache(model_path, keys, contexts, [s["response"] for s in samples],
                             actions, out / f"scores-{role}.jsonl", batch_size=config.batch_size,
-                            device=config.device, progress=progress, desc=f"score {role}")
+                            device=config.device, progress=progress, desc=f"score {role}", raw_context=raw)
     return [done[k] for k in keys]
 
 
@@ -170,6 +173,10 @@ def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: s
     from cotdistill.train.distributed import init_distributed
 
     config = config or TraceConfig()
+    if config.context not in CONTEXTS:
+        from cotdistill.config import ConfigError
+
+        raise ConfigError(f"context must be one of {CONTEXTS}, got {config.context!r}")
     for name in (teacher, student, distilled):  # a typo in a model name is found before any scoring
         resolve(name)
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
@@ -178,13 +185,15 @@ def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: s
     samples = load_samples(samples_path, config.limit)
     actions = [split_actions(s["response"], config.unit) for s in samples]
     paths = {"teacher": teacher, "student": student, "distilled": distilled}
-    scores = {role: score_role(role, paths[role], samples, actions, out, config, progress) for role in MODEL_ROLES}
+    contexts = shared_contexts([s["prompt"] for s in samples], distilled, config.context)
+    scores = {role: score_role(role, paths[role], samples, actions, out, config, progress, contexts)
+              for role in MODEL_ROLES}
     style_fn = None
     if world_styles:
         from cotdistill.world import style_of as style_fn
     rows = build_action_rows(samples, actions, scores, config, style_fn)
     summary = summarise(rows, config)
-    summary["models"] = paths
+    summary["models"], summary["context"] = paths, config.context
     if not is_main:
         return summary
     with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:

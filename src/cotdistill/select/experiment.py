@@ -33,6 +33,7 @@ class SelectExperimentConfig:
     per_question: bool = True
     keep: float | None = None
     beta: float = 0.1
+    context: str = "own_template"  # own_template | shared_text, as `select --context`
     out: str = "runs/select"
     train: dict = field(default_factory=dict)  # TrainConfig overrides (nested dict)
     eval_limit: int = 200
@@ -90,7 +91,8 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     if loaded.skipped:
         (out / "skipped.json").write_text(json.dumps(loaded.skipped, indent=2))
     scores = score_candidates(records, cfg.teacher, cfg.student, out / "score-cache", beta=cfg.beta,
-                              local_naturalness="local_naturalness" in cfg.methods, progress=cfg.progress)
+                              local_naturalness="local_naturalness" in cfg.methods, progress=cfg.progress,
+                              context=cfg.context)
     cells = []
     for method in cfg.methods:
         for seed in cfg.seeds:

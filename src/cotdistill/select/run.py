@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cotdistill.config import ConfigError
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.data.records import ReasoningRecord
+from cotdistill.provenance.scoring import CONTEXTS
 from cotdistill.select.methods import METHODS, method_scores, select_per_dataset, select_per_question
 from cotdistill.select.scores import CandidateScore, score_candidates, score_rows
 
@@ -34,8 +36,6 @@ def choose(records: list[ReasoningRecord], scores: list[CandidateScore], method:
 def check_select_arguments(data: str, method: str, out: Path, keep: float | None = None) -> None:
     """Refuse, before any model is loaded, what would fail after the scoring or destroy the input: an unknown
     method, or an output (or its scores file) that is the dataset itself (``--out in.jsonl`` overwrote it)."""
-    from cotdistill.config import ConfigError
-
     if method not in METHODS:
         raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
     if keep is not None and keep <= 0:
@@ -50,21 +50,24 @@ def check_select_arguments(data: str, method: str, out: Path, keep: float | None
 
 def select_records(data: str, teacher: str, student: str, method: str, out: str | Path, *, per_question: bool,
                    keep: float | None = None, cache_dir: str | Path | None = None, beta: float = 0.1,
-                   seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True) -> dict:
+                   seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True,
+                   context: str = "own_template") -> dict:
     from cotdistill.models import pick_device
     from cotdistill.train.distributed import init_distributed
 
     out = Path(out)
     check_select_arguments(data, method, out, keep)
+    if context not in CONTEXTS:
+        raise ConfigError(f"context must be one of {CONTEXTS}, got {context!r}")
     is_main = init_distributed(pick_device(device).type).is_main  # under torchrun: scoring is split by rank
     loaded = load_records(data)
     records = loaded.records
     cache_dir = Path(cache_dir) if cache_dir else out.parent / f"{out.stem}.score-cache"
     scores = score_candidates(records, teacher, student, cache_dir, beta=beta, batch_size=batch_size, device=device,
-                              local_naturalness=method == "local_naturalness", progress=progress)
+                              local_naturalness=method == "local_naturalness", progress=progress, context=context)
     chosen = choose(records, scores, method, per_question=per_question, keep=keep, seed=seed)
     info = {"method": method, "candidates": len(records), "selected": len(chosen), "out": str(out),
-            "format": loaded.format}
+            "format": loaded.format, "context": context}
     if not is_main:
         return info
     write_jsonl([records[i] for i in chosen], out, loaded.format)

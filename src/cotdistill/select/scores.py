@@ -17,7 +17,7 @@ from pathlib import Path
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.provenance.actions import Action, split_actions
 from cotdistill.provenance.classify import DEFAULT_BETA, classify_pair
-from cotdistill.provenance.scoring import score_with_cache
+from cotdistill.provenance.scoring import score_with_cache, shared_contexts
 
 LOCAL_WINDOW = 1  # actions of context for local naturalness
 
@@ -54,16 +54,21 @@ def _local_inputs(actions: list[Action]) -> tuple[list[str], list[str]]:
 
 def score_candidates(records: list[ReasoningRecord], teacher: str, student: str, cache_dir: str | Path, *,
                      beta: float = DEFAULT_BETA, batch_size: int = 8, device: str = "auto",
-                     local_naturalness: bool = False, progress: bool = True) -> list[CandidateScore]:
+                     local_naturalness: bool = False, progress: bool = True,
+                     context: str = "own_template") -> list[CandidateScore]:
+    """``context``: see :func:`cotdistill.provenance.scoring.shared_contexts` (``shared_text`` renders with the
+    student's template)."""
     cache_dir = Path(cache_dir)
     keys = [record_key(r) for r in records]
-    prompts = [r.prompt for r in records]
+    prompts, raw = shared_contexts([r.prompt for r in records], student, context)
     responses = [r.assistant_text() for r in records]
     actions = [split_actions(text) for text in responses]
     t = score_with_cache(teacher, keys, prompts, responses, actions, cache_dir / "scores-teacher.jsonl",
-                         batch_size=batch_size, device=device, progress=progress, desc="score teacher")
+                         batch_size=batch_size, device=device, progress=progress, desc="score teacher",
+                         raw_context=raw)
     s = score_with_cache(student, keys, prompts, responses, actions, cache_dir / "scores-student.jsonl",
-                         batch_size=batch_size, device=device, progress=progress, desc="score student")
+                         batch_size=batch_size, device=device, progress=progress, desc="score student",
+                         raw_context=raw)
     local: dict[str, list] = {}
     if local_naturalness:
         flat_keys, ctx, txt, owners = [], [], [], []
