@@ -88,3 +88,14 @@ def test_eval_uses_the_system_prompt_it_is_given(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         main(["eval", "world:student", "--limit", "1", "--system", "Be brief.", "--out", str(tmp_path)])
     assert seen == ["Be brief."]
+
+
+def test_a_window_alone_means_window_truncation(tmp_path, capsys):
+    path = tmp_path / "stratos.jsonl"
+    _stratos_file(path)
+    runs = {}
+    for argv in (["--window", "right"], ["--truncation", "window", "--window", "right", "--lsp", "0.5"]):
+        assert main(["data", "stats", str(path), "--json", *argv]) == 0
+        runs[len(argv)] = json.loads(capsys.readouterr().out)["after"]
+    assert runs[2] == runs[6]  # --window right alone = the explicit right window at half the sequence
+    assert runs[2]["segments"]["prompt"]["total"] == 0  # the right half of these rows holds no prompt token
