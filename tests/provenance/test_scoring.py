@@ -142,3 +142,54 @@ def test_shared_text_context_gives_every_model_the_distilled_models_rendering(tm
                               tmp_path / "direct.jsonl", device="cpu", raw_context=True)
     expected = [math.exp(lp / n) for k in ("0", "1", "2") for n, lp in direct[k]]
     assert [r["p_teacher"] for r in shared] == pytest.approx(expected, rel=1e-6)
+
+
+class BigramLM(torch.nn.Module):
+    """A model-free reference: the logits at position t are row ``ids[t]`` of a fixed table, so every
+    log-probability can be written down by hand."""
+
+    def __init__(self, vocab: int, seed: int = 0) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.table[input_ids])
+
+
+def _hand_logprob(table: torch.Tensor, prev: int, token: int) -> float:
+    row = [float(x) for x in table[prev]]
+    return row[token] - math.log(sum(math.exp(x) for x in row))
+
+
+def test_token_logprobs_equal_a_hand_computation_with_padding():
+    from cotdistill.provenance.scoring import token_logprobs
+
+    model = BigramLM(11)
+    batch = [[3, 1, 4, 1, 5], [9, 2], [6, 5, 3, 5]]  # ragged: rows 2 and 3 are padded
+    got = token_logprobs(model, batch, pad_id=0)
+    table = model.table.detach()
+    for ids, row in zip(batch, got):
+        assert row[0] == 0.0 and len(row) == len(ids)
+        assert row[1:] == pytest.approx([_hand_logprob(table, a, b) for a, b in zip(ids, ids[1:])], abs=1e-5)
+
+
+def test_action_scores_are_the_sums_over_their_own_tokens():
+    tok = char_tokenizer()
+    model = BigramLM(len(tok), seed=3)
+    prompt, response = "2+3?", "Add them. So 5."
+    acts = split_actions(response)
+    got = score_actions(model, tok, [prompt], [response], [acts])[0]
+    from cotdistill.data.encode import render_prompt
+
+    context = render_prompt(tok, prompt)
+    enc = tok(context + response, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    table = model.table.detach()
+    for action, score in zip(acts, got):
+        first, last = len(context) + action.start, len(context) + action.end
+        positions = [t for t, (s, _) in enumerate(offsets) if first <= s < last]
+        assert score.n_tokens == len(positions) == len(action.text)  # one character per token
+        expected = sum(_hand_logprob(table, ids[t - 1], ids[t]) for t in positions)
+        assert score.logprob_sum == pytest.approx(expected, abs=1e-4)
