@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -172,7 +173,7 @@ def test_token_logprobs_equal_a_hand_computation_with_padding():
     table = model.table.detach()
     for ids, row in zip(batch, got):
         assert row[0] == 0.0 and len(row) == len(ids)
-        assert row[1:] == pytest.approx([_hand_logprob(table, a, b) for a, b in zip(ids, ids[1:])], abs=1e-5)
+        assert row[1:] == pytest.approx([_hand_logprob(table, a, b) for a, b in itertools.pairwise(ids)], abs=1e-5)
 
 
 def test_action_scores_are_the_sums_over_their_own_tokens():
