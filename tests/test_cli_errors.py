@@ -76,6 +76,7 @@ def _cases(root):
         "trace missing field": ([*trace, "--samples", str(root / "no_response.jsonl")], "response"),
         "trace missing model": (["trace", "--samples", str(root / "samples.jsonl"), "--teacher", f"{root}/nope",
                                  "--student", s, "--distilled", s], "nope"),
+        "trace alpha above beta": ([*trace, "--samples", str(root / "samples.jsonl"), "--alpha", "0.3"], "alpha"),
         # select
         "select unknown method": (["select", good, "--teacher", s, "--student", s, "--method", "grap",
                                    "--per-question", "--out", str(root / "sel.jsonl")], "grap"),

@@ -182,8 +182,11 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     from cotdistill.provenance.trace import TraceConfig, run_trace
     from cotdistill.report.provenance import summary_markdown
 
-    config = TraceConfig(unit=args.unit, alpha=args.alpha, beta=args.beta, batch_size=args.batch_size,
-                         limit=args.limit, device=args.device, context=args.context)
+    from cotdistill.config import from_dict
+
+    config = from_dict(TraceConfig, {"unit": args.unit, "alpha": args.alpha, "beta": args.beta,
+                                     "batch_size": args.batch_size, "limit": args.limit, "device": args.device,
+                                     "context": args.context})
     summary = run_trace(args.samples, args.teacher, args.student, args.distilled, args.out, config,
                         world_styles=args.world_styles)
     print(summary_markdown(summary))

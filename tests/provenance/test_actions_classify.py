@@ -41,3 +41,33 @@ def test_classification_rules_in_order(p, expected):
 
 def test_pair_classification():
     assert [classify_pair(t, s) for t, s in ((0.9, 0.5), (0.5, 0.9), (0.5, 0.55))] == ["teacher", "student", "common"]
+
+
+# binary fractions, so that the differences are exact: Δ equal to β or α is tested as equal, not as 0.1000001
+@pytest.mark.parametrize("p, expected", [
+    ((0.75, 0.625, 0.5), "boosted"),  # Δ_TS = β exactly: not "greater than β"
+    ((0.625, 0.75, 0.5), "boosted"),  # −Δ_TS = β exactly
+    ((0.75, 0.5, 0.5), "teacher"),  # Δ_TS = 2β
+    ((0.5, 0.75, 0.5), "student"),
+    ((0.5625, 0.5, 0.5), "shared"),  # every |Δ| ≤ α with Δ_TS = Δ_TD = α exactly
+    ((0.5, 0.5625, 0.5), "shared"),  # Δ_SD = α exactly
+    ((0.5, 0.5, 0.5625), "shared"),  # the distilled model alone moved by α
+    ((0.5, 0.5, 0.625), "boosted"),  # ... by 2α: not shared, and Δ_TS = 0
+])
+def test_classification_at_the_thresholds(p, expected):
+    assert classify(*p, alpha=0.0625, beta=0.125) == expected
+
+
+def test_pair_classification_at_the_threshold():
+    assert classify_pair(0.75, 0.625, beta=0.125) == "common"
+    assert classify_pair(0.625, 0.75, beta=0.125) == "common"
+    assert classify_pair(0.875, 0.625, beta=0.125) == "teacher"
+
+
+def test_alpha_above_beta_is_refused():
+    from cotdistill.provenance.trace import TraceConfig
+
+    with pytest.raises(ValueError, match="alpha"):
+        classify(0.5, 0.5, 0.5, alpha=0.2, beta=0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        TraceConfig(alpha=0.2, beta=0.1)

@@ -20,6 +20,8 @@ DEFAULT_BETA = 0.1
 
 
 def classify(p_t: float, p_s: float, p_d: float, *, alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA) -> str:
+    if alpha > beta:  # "shared" would swallow actions the teacher prefers by more than β
+        raise ValueError(f"alpha ({alpha}) must not exceed beta ({beta})")
     d_sd, d_td, d_ts = p_s - p_d, p_t - p_d, p_t - p_s
     if abs(d_sd) <= alpha and abs(d_td) <= alpha and abs(d_ts) <= alpha:
         return "shared"

@@ -30,6 +30,10 @@ class TraceConfig:
     device: str = "auto"
     context: str = "own_template"  # own_template | shared_text (the distilled model's template for all three)
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= self.beta:
+            raise ValueError(f"need 0 <= alpha <= beta, got alpha {self.alpha}, beta {self.beta}")
+
 
 def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
     """The ``samples.jsonl`` of ``cotdistill eval``: one object per line with a ``prompt`` and a ``response``."""
