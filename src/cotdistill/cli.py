@@ -179,10 +179,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
+    from cotdistill.config import from_dict
     from cotdistill.provenance.trace import TraceConfig, run_trace
     from cotdistill.report.provenance import summary_markdown
-
-    from cotdistill.config import from_dict
 
     config = from_dict(TraceConfig, {"unit": args.unit, "alpha": args.alpha, "beta": args.beta,
                                      "batch_size": args.batch_size, "limit": args.limit, "device": args.device,
