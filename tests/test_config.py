@@ -91,3 +91,41 @@ def test_zero_limits_are_refused_in_the_library():
     assert len(load_benchmark("world", limit=1)) == 1
     with pytest.raises(ConfigError, match="max_records must be >= 1"):
         from_dict(TrainConfig, {"data": {"max_records": 0}})
+
+
+@pytest.mark.parametrize("key, accepted, refused", [
+    ("loss.distill_ratio", [0.0, 1.0], [-0.01, 1.01]),
+    ("loss.beta", [0.0, 1.0], [-0.01, 1.01]),
+    ("loss.alpha", [0.0, 0.99], [-0.01, 1.0]),
+    ("loss.temperature", [0.01], [0.0, -1.0]),
+    ("loss.chunk_size", [0, 1], [-1]),
+    ("encode.random_mask", [0.0, 0.99], [-0.01, 1.0]),
+    ("encode.max_seq_len", [2, None], [1, 0]),
+    ("optim.lr", [1e-9], [0.0]),
+    ("optim.batch_size", [1], [0]),
+    ("optim.grad_accum", [1], [0]),
+    ("optim.max_steps", [1, None], [0]),
+    ("optim.epochs", [0.01], [0.0]),
+    ("optim.weight_decay", [0.0], [-0.01]),
+    ("optim.min_lr_ratio", [0.0, 1.0], [-0.01, 1.01]),
+    ("optim.warmup_steps", [0], [-1]),
+    ("optim.max_grad_norm", [0.0], [-0.01]),
+    ("data.val_fraction", [0.0, 0.99], [-0.01, 1.0]),
+    ("data.max_records", [1, None], [0]),
+    ("pack_length", [2], [1]),
+])
+def test_each_bound_is_where_the_docs_put_it(key, accepted, refused):
+    """Both sides of every documented range: the last accepted and the first refused value."""
+    for value in accepted:
+        load_config(TrainConfig, None, [f"{key}={'null' if value is None else value}"])
+    for value in refused:
+        with pytest.raises(ConfigError, match=key.split(".")[-1]):
+            load_config(TrainConfig, None, [f"{key}={value}"])
+
+
+def test_lsp_bounds_with_lead_span_truncation():
+    for lsp in (0.01, 1.0):
+        load_config(TrainConfig, None, ["encode.truncation=lsp", f"encode.lsp={lsp}"])
+    for lsp in (0.0, 1.01):
+        with pytest.raises(ConfigError, match="lsp must be in"):
+            load_config(TrainConfig, None, ["encode.truncation=lsp", f"encode.lsp={lsp}"])
