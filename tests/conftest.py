@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from cotdistill.world.tokenizer import CHAT_TEMPLATE
 
@@ -17,8 +15,11 @@ SYSTEM_TEMPLATE = (
 )
 
 
-def char_tokenizer(think_special: bool = True, template: str = CHAT_TEMPLATE) -> PreTrainedTokenizerFast:
+def char_tokenizer(think_special: bool = True, template: str = CHAT_TEMPLATE):
     """One token per character; ``<think>``/``</think>`` are single special tokens or several characters."""
+    # transformers and torch are imported where used: tests that need neither start in a second, not seven
+    from transformers import PreTrainedTokenizerFast
+
     specials = SPECIALS + (["<think>", "</think>"] if think_special else [])
     vocab = {tok: i for i, tok in enumerate(specials + CHARS + ["<unk>"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -35,7 +36,10 @@ def char_tok():
     return char_tokenizer()
 
 
-def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0, attn: str = "sdpa") -> Qwen2ForCausalLM:
+def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0, attn: str = "sdpa"):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     torch.manual_seed(seed)
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
