@@ -33,14 +33,25 @@ def expected_segments(think_special: bool, system: bool = False) -> list[int]:
     return [PROMPT] * len(prompt) + [COT] * len(cot) + [ANSWER] * len(answer)
 
 
+# the paper's six allocations, written out here rather than read from the module's table
+ALLOCATIONS = {"promptcotAns": {PROMPT, COT, ANSWER}, "cotAns": {COT, ANSWER}, "cot": {COT}, "ans": {ANSWER},
+               "promptAns": {PROMPT, ANSWER}, "promptCot": {PROMPT, COT}}
+
+
+def test_the_six_allocations_are_the_papers():
+    assert set(SECTION_ALIASES) == set(ALLOCATIONS)
+    assert {name: parse_sections(name) for name in ALLOCATIONS} == ALLOCATIONS
+
+
 @pytest.mark.parametrize("think_special", [True, False])
-@pytest.mark.parametrize("sections", sorted(SECTION_ALIASES) + [["prompt", "answer"]])
+@pytest.mark.parametrize("sections", [*sorted(ALLOCATIONS), ["prompt", "answer"]])
 def test_labels_equal_segment_spans(think_special, sections):
     tok = char_tokenizer(think_special)
     ex = encode_record(tok, REC, EncodeConfig(sections=sections))
-    assert ex.segments == expected_segments(think_special)
-    keep = parse_sections(sections)
-    assert ex.labels == [t if s in keep else IGNORE_INDEX for t, s in zip(ex.input_ids, ex.segments)]
+    segments = expected_segments(think_special)
+    assert ex.segments == segments
+    keep = ALLOCATIONS[sections] if isinstance(sections, str) else {PROMPT, ANSWER}
+    assert ex.labels == [t if s in keep else IGNORE_INDEX for t, s in zip(ex.input_ids, segments)]
     # the answer's end-of-turn token is supervised whenever the answer is
     eot = tok.convert_tokens_to_ids("<|im_end|>")
     assert (ex.labels[-2] == eot) == (ANSWER in keep)
@@ -59,29 +70,85 @@ def test_cot_markers_are_cot_tokens():
     assert supervised == ["<think>", "\n", "c", "d", "\n", "</think>"]
 
 
-@pytest.mark.parametrize("lsp", [0.1, 0.25, 0.29, 0.5, 0.75, 1.0])
-def test_lsp_keeps_floor_of_fraction(lsp):
+# REC renders to 32 tokens by hand: prompt 21 (<|im_start|> "user\nab" <|im_end|> "\n" <|im_start|>
+# "assistant\n"), CoT 6 (<think> "\ncd\n" </think>), answer 5 ("\n\ne" <|im_end|> "\n"). A CoT of 70
+# characters instead of 2 makes 100.
+@pytest.mark.parametrize("cot, lsp, kept", [
+    ("cd", 0.1, 3), ("cd", 0.25, 8), ("cd", 0.29, 9), ("cd", 0.5, 16), ("cd", 0.75, 24), ("cd", 1.0, 32),
+    ("c" * 70, 0.29, 29),  # 0.29 · 100 is 28.999… in floats: still 29 tokens
+    ("c" * 70, 0.02, 2),
+])
+def test_lsp_keeps_floor_of_fraction(cot, lsp, kept):
+    tok = char_tokenizer()
+    record = ReasoningRecord(REC.prompt, cot, REC.answer)
+    full = encode_record(tok, record, EncodeConfig())
+    ex = encode_record(tok, record, EncodeConfig(truncation="lsp", lsp=lsp), index=0)
+    assert len(full.input_ids) == ex.full_length == (32 if cot == "cd" else 100)
+    assert len(ex.input_ids) == kept
+    assert ex.input_ids == full.input_ids[:kept]
+
+
+def test_a_lead_span_is_never_empty():
+    from cotdistill.data.encode import truncate_span
+
+    assert truncate_span(100, EncodeConfig(truncation="lsp", lsp=0.001), None) == (0, 1)
+    assert truncate_span(100, EncodeConfig(truncation="window", lsp=0.001, window="right"), None) == (99, 100)
+
+
+@pytest.mark.parametrize("cot, window, start, end", [
+    ("cd", "left", 0, 16), ("cd", "middle", 8, 24), ("cd", "right", 16, 32),  # n = 32, keep 16
+    ("cde", "left", 0, 16), ("cde", "middle", 8, 24), ("cde", "right", 17, 33),  # n = 33, keep 16
+])
+def test_window_keeps_the_right_tokens(cot, window, start, end):
+    tok = char_tokenizer()
+    record = ReasoningRecord(REC.prompt, cot, REC.answer)
+    full = encode_record(tok, record, EncodeConfig())
+    ex = encode_record(tok, record, EncodeConfig(truncation="window", lsp=0.5, window=window))
+    assert ex.input_ids == full.input_ids[start:end]
+    assert ex.segments == full.segments[start:end]
+
+
+@pytest.mark.parametrize("lsp, cap, kept", [(1.0, 10, 10), (0.5, 10, 10), (0.5, 20, 16), (0.25, 20, 8)])
+def test_max_seq_len_caps_after_the_lead_span(lsp, cap, kept):
     tok = char_tokenizer()
     full = encode_record(tok, REC, EncodeConfig())
-    ex = encode_record(tok, REC, EncodeConfig(truncation="lsp", lsp=lsp), index=0)
-    n = len(full.input_ids)
-    import math
-
-    assert len(ex.input_ids) == max(1, math.floor(lsp * n + 1e-9))
-    assert ex.input_ids == full.input_ids[:len(ex.input_ids)]
-    assert ex.full_length == n
+    truncation = "lsp" if lsp < 1 else "none"
+    ex = encode_record(tok, REC, EncodeConfig(truncation=truncation, lsp=lsp, max_seq_len=cap))
+    assert ex.input_ids == full.input_ids[:kept]
 
 
-@pytest.mark.parametrize("window", ["left", "middle", "right"])
-def test_window_keeps_the_right_tokens(window):
-    tok = char_tokenizer()
-    full = encode_record(tok, REC, EncodeConfig())
-    n = len(full.input_ids)
-    ex = encode_record(tok, REC, EncodeConfig(truncation="window", lsp=0.5, window=window))
-    keep = n // 2
-    start = {"left": 0, "middle": (n - keep) // 2, "right": n - keep}[window]
-    assert ex.input_ids == full.input_ids[start:start + keep]
-    assert ex.segments == full.segments[start:start + keep]
+def straddling_tokenizer():
+    """Tokens that cross segment boundaries, as SentencePiece's leading-space pieces and merged ``">\n"`` do:
+    ``"\n<think>\n"`` spans P and CoT, ``"\n</think>\n\ne"`` spans CoT and A."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.conftest import CHARS, SPECIALS
+
+    merged = ["\n<think>\n", "\n</think>\n\ne"]
+    vocab = {t: i for i, t in enumerate(SPECIALS + CHARS + merged + ["<unk>"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\n<think>\n|\n</think>\n\ne|[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token="<unk>", additional_special_tokens=SPECIALS[1:])
+    fast.chat_template = char_tokenizer().chat_template
+    return fast
+
+
+def test_a_token_across_a_boundary_belongs_to_the_segment_of_its_first_visible_character():
+    tok = straddling_tokenizer()
+    ex = encode_record(tok, REC, EncodeConfig(sections="cot"))
+    pieces = tok.convert_ids_to_tokens(ex.input_ids)
+    prompt = ["<|im_start|>", *"user\nab", "<|im_end|>", "\n", "<|im_start|>", *"assistant"]
+    assert pieces == [*prompt, "\n<think>\n", "c", "d", "\n</think>\n\ne", "<|im_end|>", "\n"]
+    # "\n<think>\n": its first visible character opens the CoT; "\n</think>\n\ne" closes it (and carries the
+    # answer's first character, which therefore is trained as CoT: the rule's stated cost)
+    assert ex.segments == [PROMPT] * len(prompt) + [COT] * 4 + [ANSWER] * 2
+    supervised = [p for p, label in zip(pieces, ex.labels) if label != IGNORE_INDEX]
+    assert supervised == ["\n<think>\n", "c", "d", "\n</think>\n\ne"]
+    cut = encode_record(tok, REC, EncodeConfig(truncation="cut_after_think"))
+    assert tok.convert_ids_to_tokens(cut.input_ids)[-1] == "\n</think>\n\ne"
 
 
 @pytest.mark.parametrize("think_special", [True, False])
