@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # module (under src/cotdistill) -> the test files that guard it
 TARGETS = {
-    "losses": ("losses.py", ["tests/test_losses.py"]),
-    "encode": ("data/encode.py", ["tests/data/test_masks.py", "tests/data/test_stats_cli.py"]),
+    "losses": ("losses.py", ["tests/test_losses.py", "tests/test_config.py"]),
+    "encode": ("data/encode.py", ["tests/data/test_masks.py", "tests/data/test_stats_cli.py", "tests/test_config.py"]),
     "batching": ("data/batching.py", ["tests/data/test_batching.py", "tests/data/test_masks.py"]),
     "classify": ("provenance/classify.py", ["tests/provenance/test_actions_classify.py"]),
     "actions": ("provenance/actions.py", ["tests/provenance/test_sentences.py",
@@ -115,8 +115,8 @@ def find_mutants(target: str, relative: str) -> list[Mutant]:
             continue
         if tok.string == "*" and _is_star_argument(lines[row - 1], col):
             continue
-        if tok.string == "+" and _is_unary(lines[row - 1], col):
-            continue
+        if tok.string in ("+", "-") and _is_unary(lines[row - 1], col):
+            continue  # a sign, not an operator: "dim=-1" -> "dim=+1" is the same axis of a 2-D tensor
         mutants.append(Mutant(target, relative, row, col, tok.string, replacement, lines[row - 1].strip()))
     return mutants
 
