@@ -18,8 +18,17 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
         assert r["compute"] == pytest.approx(r["flops"] / rows[0]["flops"])
         assert r["time_ratio"] == pytest.approx(r["wall_time_s"] / rows[0]["wall_time_s"])
     assert rows[0]["compute"] == 1.0 and 0.3 < rows[1]["compute"] < 0.6
-    for name in ("tradeoff.csv", "tradeoff.md", "tradeoff.png"):
-        assert (tmp_path / "sweep" / name).stat().st_size > 0
+    import csv
+
+    from PIL import Image
+
+    with open(tmp_path / "sweep" / "tradeoff.csv") as fh:
+        written = list(csv.DictReader(fh))
+    assert [(r["setting"], float(r["flops"])) for r in written] == [(r["setting"], r["flops"]) for r in rows]
+    table = (tmp_path / "sweep" / "tradeoff.md").read_text()
+    assert all(f"| {r['setting']} |" in table for r in rows)
+    with Image.open(tmp_path / "sweep" / "tradeoff.png") as image:
+        assert image.format == "PNG" and min(image.size) >= 200
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished point was run again")

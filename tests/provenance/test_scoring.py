@@ -67,15 +67,31 @@ def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
                         progress=False)
     rows = [json.loads(line) for line in open(tmp_path / "out" / "actions.jsonl")]
     assert summary["actions"] == len(rows) == sum(len(split_actions(r.assistant_text())) for r in recs)
-    assert all(0 < r["p_teacher"] <= 1 and 0 < r["p_student"] <= 1 for r in rows)
     teacher_scores = [json.loads(line) for line in open(tmp_path / "out" / "scores-teacher.jsonl")]
     student_scores = [json.loads(line) for line in open(tmp_path / "out" / "scores-student.jsonl")]
+    # each action's probability is its stored log-prob sum, length-normalised: exp(sum / n)
+    for role, stored in (("p_teacher", teacher_scores), ("p_student", student_scores)):
+        expected = [math.exp(lp / n) for row in stored for n, lp in row["scores"]]
+        assert [r[role] for r in rows] == pytest.approx(expected, rel=1e-9)
     # the same actions, tokenized two ways: token counts per action differ (their sums can coincide)
     n_bpe = [s[0] for row in teacher_scores for s in row["scores"]]
     n_char = [s[0] for row in student_scores for s in row["scores"]]
     assert len(n_bpe) == len(n_char) == len(rows) and n_bpe != n_char
-    for name in ("summary.md", "position_shares.png", "response_example.png", "trace.html"):
-        assert (tmp_path / "out" / name).stat().st_size > 0
+    from PIL import Image
+
+    for name in ("position_shares.png", "response_example.png"):
+        with Image.open(tmp_path / "out" / name) as image:
+            assert image.format == "PNG" and min(image.size) >= 200
+    page = (tmp_path / "out" / "trace.html").read_text()
+    import html
+
+    # every action is on the page, coloured and labelled with its category and three probabilities
+    labels = {"teacher": "teacher-originated", "student": "student-originated", "shared": "pre-existing, not enhanced",
+              "boosted": "pre-existing, boosted"}
+    for r in rows:
+        assert (f'title="{labels[r["category"]]}: p_T={r["p_teacher"]:.3f} p_S={r["p_student"]:.3f} '
+                f'p_D={r["p_distilled"]:.3f}">{html.escape(r["text"])}</span>') in page
+    assert f"{summary['actions']}" in (tmp_path / "out" / "summary.md").read_text()
     # resumable: a second run with the same models re-uses every stored score (no model is loaded)
     (tmp_path / "out" / "actions.jsonl").unlink()
     with monkeypatch.context() as patch:
