@@ -41,3 +41,33 @@ def test_memory_monitor_sees_allocation():
     peak = monitor.stop()
     assert peak > 32 * 1024 * 1024
     del block
+
+
+def _gpt2(vocab: int = 500):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=vocab, n_embd=64, n_layer=2, n_head=4, n_positions=256)
+    config._attn_implementation = "eager"
+    return GPT2LMHeadModel(config).eval()
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_qwen(500, hidden=64, layers=2), _gpt2])
+def test_layer_matmul_params_equal_the_models_own_weights(make):
+    """Counted from the weights themselves: every 2-D weight inside the decoder layers (GPT-2 has a plain two-matrix
+    MLP; its config has no intermediate_size, which made training a GPT-2 student fail)."""
+    model = make()
+    shape = ModelShape.from_config(model.config)
+    in_layers = sum(p.numel() for name, p in model.named_parameters()
+                    if p.ndim == 2 and (".layers." in name or ".h." in name))
+    assert shape.layers * shape.layer_matmul_params == in_layers
+
+
+@pytest.mark.parametrize("batch, seq", [(1, 16), (2, 100)])
+def test_gpt2_forward_flops_match_flop_counter(batch, seq):
+    model = _gpt2()
+    x = torch.randint(0, 500, (batch, seq))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(input_ids=x)
+    assert forward_flops(ModelShape.from_config(model.config), batch, seq) == pytest.approx(
+        counter.get_total_flops(), rel=0.10)

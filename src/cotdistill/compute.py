@@ -25,20 +25,25 @@ class ModelShape:
     head_dim: int
     intermediate: int
     vocab: int
+    mlp_matrices: int = 3  # gated MLP (Llama, Qwen, Mistral): gate, up, down; GPT-2's: up, down
 
     @classmethod
     def from_config(cls, config) -> ModelShape:
+        """From a transformers config: Llama-style names, and GPT-2's (``n_inner``, a plain two-matrix MLP)."""
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        gated = getattr(config, "intermediate_size", None) is not None
+        intermediate = (config.intermediate_size if gated
+                        else getattr(config, "n_inner", None) or 4 * config.hidden_size)
         return cls(config.hidden_size, config.num_hidden_layers, heads,
-                   getattr(config, "num_key_value_heads", None) or heads, head_dim, config.intermediate_size,
-                   config.vocab_size)
+                   getattr(config, "num_key_value_heads", None) or heads, head_dim, intermediate,
+                   config.vocab_size, mlp_matrices=3 if gated else 2)
 
     @property
     def layer_matmul_params(self) -> int:
         q_out, kv_out = self.heads * self.head_dim, self.kv_heads * self.head_dim
         attn = self.hidden * q_out + 2 * self.hidden * kv_out + q_out * self.hidden
-        mlp = 3 * self.hidden * self.intermediate  # gated MLP: gate, up, down
+        mlp = self.mlp_matrices * self.hidden * self.intermediate
         return attn + mlp
 
 

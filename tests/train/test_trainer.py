@@ -287,3 +287,22 @@ def test_skipped_rows_are_reported(tmp_path, capsys):
     path.write_text(path.read_text() + '{"prompt": "p"}\nnot json\n')
     train(tiny_config(tmp_path, **{"data.path": str(path), "data.on_error": "skip", "optim.max_steps": 1}))
     assert "skipped 2 bad rows of" in capsys.readouterr().err
+
+
+def test_a_gpt2_student_trains_with_kd_from_a_qwen_teacher(tmp_path):
+    """Any causal LM with the shared tokenizer: GPT-2 has learned positions and a two-matrix MLP."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tests.conftest import char_tokenizer
+
+    tok = char_tokenizer()
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=16, n_layer=1, n_head=2, n_positions=512)).save_pretrained(
+        tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    tiny_config(tmp_path)  # writes the Qwen teacher and the data
+    summary = train(tiny_config(tmp_path, student=str(tmp_path / "gpt2"), **{"optim.max_steps": 3}))
+    lines = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert summary["steps"] == 3 and all(line["kd"] > 0 for line in lines)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert type(reloaded).__name__ == "GPT2LMHeadModel"
