@@ -52,11 +52,29 @@ def _gpt2(vocab: int = 500):
     return GPT2LMHeadModel(config).eval()
 
 
-@pytest.mark.parametrize("make", [lambda: tiny_qwen(500, hidden=64, layers=2), _gpt2])
-def test_layer_matmul_params_equal_the_models_own_weights(make):
+def _from_config(name: str, **extra):
+    import transformers
+
+    config = getattr(transformers, f"{name}Config")(vocab_size=500, hidden_size=64, intermediate_size=96,
+                                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                   **extra)
+    return getattr(transformers, f"{name}ForCausalLM")(config)
+
+
+ARCHITECTURES = {
+    "qwen2": lambda: tiny_qwen(500, hidden=64, layers=2),
+    "llama": lambda: _from_config("Llama"),
+    "phi3": lambda: _from_config("Phi3", pad_token_id=0),  # fused qkv and gate_up projections
+    "gemma": lambda: _from_config("Gemma", head_dim=32),  # head_dim not hidden / heads
+    "gpt2": _gpt2,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_layer_matmul_params_equal_the_models_own_weights(name):
     """Counted from the weights themselves: every 2-D weight inside the decoder layers (GPT-2 has a plain two-matrix
     MLP; its config has no intermediate_size, which made training a GPT-2 student fail)."""
-    model = make()
+    model = ARCHITECTURES[name]()
     shape = ModelShape.from_config(model.config)
     in_layers = sum(p.numel() for name, p in model.named_parameters()
                     if p.ndim == 2 and (".layers." in name or ".h." in name))

@@ -129,3 +129,12 @@ def test_lsp_bounds_with_lead_span_truncation():
     for lsp in (0.0, 1.01):
         with pytest.raises(ConfigError, match="lsp must be in"):
             load_config(TrainConfig, None, ["encode.truncation=lsp", f"encode.lsp={lsp}"])
+
+
+def test_python_users_may_pass_nested_dicts_checked_like_yaml():
+    cfg = TrainConfig(optim={"lr": 1e-3, "batch_size": 2}, encode={"truncation": "lsp", "lsp": 0.5})
+    assert (cfg.optim.lr, cfg.optim.batch_size, cfg.encode.lsp) == (1e-3, 2, 0.5)
+    with pytest.raises(ConfigError, match="unknown config key in 'optim': lrr"):
+        TrainConfig(optim={"lrr": 1e-3})
+    with pytest.raises(ConfigError, match="optim must be a OptimConfig or a dict, got int"):
+        TrainConfig(optim=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cotdistill.config import ConfigError, from_dict
 from cotdistill.data.encode import EncodeConfig
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
@@ -94,6 +95,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # Python users write TrainConfig(optim={"lr": 1e-3}); a dict becomes its config here, checked as YAML is
+        for name, cls in (("data", DataConfig), ("encode", EncodeConfig), ("loss", LossConfig), ("optim", OptimConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, from_dict(cls, value, name))
+            elif not isinstance(value, cls):
+                raise ConfigError(f"{name} must be a {cls.__name__} or a dict, got {type(value).__name__}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.pack_length < 2:
