@@ -135,6 +135,10 @@ def _is_unary(line: str, col: int) -> bool:
 def apply(work: Path, mutant: Mutant) -> Path:
     path = work / "src" / "cotdistill" / mutant.file
     lines = path.read_text().splitlines(keepends=True)
+    if lines[mutant.line - 1].strip() != mutant.source_line:  # the file changed since: find the line again
+        moved = [i + 1 for i, line in enumerate(lines) if line.strip() == mutant.source_line]
+        assert moved, f"{mutant.file}: the line {mutant.source_line!r} is gone"
+        mutant.line = min(moved, key=lambda n: abs(n - mutant.line))
     line = lines[mutant.line - 1]
     assert line[mutant.col:mutant.col + len(mutant.original)] == mutant.original, mutant
     lines[mutant.line - 1] = line[:mutant.col] + mutant.mutated + line[mutant.col + len(mutant.original):]
@@ -163,6 +167,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--work", default="/tmp/cotdistill-mutate", help="copy of the tree the mutants go into")
     parser.add_argument("--out", default="runs/mutate")
+    parser.add_argument("--recheck", help="a mutants.json: run its survivors again (after adding tests), keep the "
+                                          "killed ones as they were")
     args = parser.parse_args()
 
     work, out = Path(args.work), ROOT / args.out
@@ -174,10 +180,15 @@ def main() -> int:
         print("the unmutated tests fail: fix them first", file=sys.stderr)
         return 1
     results: list[Mutant] = []
+    previous = [Mutant(**m) for m in json.loads(Path(args.recheck).read_text())] if args.recheck else []
     for name in args.only or TARGETS:
         relative, tests = TARGETS[name]
-        mutants = find_mutants(name, relative)
-        if args.limit and len(mutants) > args.limit:
+        if args.recheck:
+            results += [m for m in previous if m.target == name and m.killed]
+            mutants = [m for m in previous if m.target == name and not m.killed]
+        else:
+            mutants = find_mutants(name, relative)
+        if args.limit and len(mutants) > args.limit and not args.recheck:
             mutants = sorted(random.Random(args.seed).sample(mutants, args.limit), key=lambda m: (m.line, m.col))
         original = (work / "src" / "cotdistill" / relative).read_text()
         for mutant in mutants:

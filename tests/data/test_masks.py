@@ -232,3 +232,12 @@ def test_bad_sections_and_ranges_are_errors():
         parse_sections("everything")
     with pytest.raises(ValueError, match=r"lsp must be in \(0, 1\]"):
         EncodeConfig(lsp=1.5)
+
+
+def test_the_inference_prompt_ends_with_the_assistant_header():
+    from cotdistill.data.encode import render_prompt
+
+    tok = char_tokenizer()
+    assert render_prompt(tok, "ab") == "<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n"
+    assert render_prompt(tok, "ab", system="S") == ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nab<|im_end|>\n"
+                                                    "<|im_start|>assistant\n")
