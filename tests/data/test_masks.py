@@ -93,6 +93,8 @@ def test_a_lead_span_is_never_empty():
 
     assert truncate_span(100, EncodeConfig(truncation="lsp", lsp=0.001), None) == (0, 1)
     assert truncate_span(100, EncodeConfig(truncation="window", lsp=0.001, window="right"), None) == (99, 100)
+    assert truncate_span(100, EncodeConfig(truncation="cut_after_think", lsp=0.001), 50) == (0, 1)
+    assert truncate_span(100, EncodeConfig(truncation="cut_after_think", lsp=0.29), 100) == (0, 29)  # not 28
 
 
 @pytest.mark.parametrize("cot, window, start, end", [

@@ -71,3 +71,14 @@ def test_alpha_above_beta_is_refused():
         classify(0.5, 0.5, 0.5, alpha=0.2, beta=0.1)
     with pytest.raises(ValueError, match="alpha"):
         TraceConfig(alpha=0.2, beta=0.1)
+
+
+def test_the_default_thresholds_are_the_papers_beta_and_our_alpha():
+    assert classify_pair(0.6, 0.45) == "teacher"  # Δ = 0.15 > β = 0.1 (and < 0.2)
+    assert classify_pair(0.6, 0.52) == "common"  # Δ = 0.08 ≤ 0.1
+    assert classify(0.5, 0.5, 0.57) == "boosted"  # the distilled model moved by 0.07 > α = 0.05 (and < 0.1)
+    assert classify(0.5, 0.5, 0.54) == "shared"
+
+
+def test_alpha_equal_to_beta_is_allowed():
+    assert classify(0.5, 0.5, 0.5, alpha=0.125, beta=0.125) == "shared"

@@ -19,6 +19,11 @@ CASES = [
     ("She has $12.50 left. He has $3.", ["She has $12.50 left.", "He has $3."]),
     ("A pen is $2 and a book is $10. Together $12.", ["A pen is $2 and a book is $10.", "Together $12."]),
     ("He earns $ 5. She earns more.", ["He earns $ 5.", "She earns more."]),
+    ("It costs $ 5. Then $x$ is 2.", ["It costs $ 5.", "Then $x$ is 2."]),  # "$ " never opens math
+    ("It costs $5-$10. Then stop.", ["It costs $5-$10.", "Then stop."]),  # a "$" before a digit never closes it
+    ("Pay \\$5. Then $x$ is 1.", ["Pay \\$5.", "Then $x$ is 1."]),  # an escaped dollar is a sign
+    ("Let $a = \\$5$. Next.", ["Let $a = \\$5$.", "Next."]),  # ... also inside math, where it cannot close
+    ("Pay in $", ["Pay in $"]),
     # inline math
     ("Then $x = 2.5. y$ holds. Next.", ["Then $x = 2.5. y$ holds.", "Next."]),
     ("Let $a=1$. Then $b=2$.", ["Let $a=1$.", "Then $b=2$."]),

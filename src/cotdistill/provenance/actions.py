@@ -45,7 +45,7 @@ def _trimmed(text: str, start: int, end: int) -> Action | None:
 
 def _closing_dollar(text: str, i: int) -> int | None:
     """The ``$`` that closes inline math opened at ``i``, or ``None`` if the ``$`` at ``i`` is a currency sign."""
-    if i + 1 >= len(text) or text[i + 1].isspace() or text[i + 1] == "$":
+    if i + 1 >= len(text) or text[i + 1].isspace():
         return None
     line_end = text.find("\n", i)
     line_end = len(text) if line_end < 0 else line_end
@@ -107,6 +107,9 @@ def _sentence_ends(text: str) -> list[int]:
     ends, depth, i = [], 0, 0
     while i < len(text):
         c = text[i]
+        if text.startswith("\\$", i):  # an escaped dollar is a literal sign, never math
+            i += 2
+            continue
         protected = _protected_end(text, i) if c in "$\\`" else None
         if protected is not None:
             i = protected
