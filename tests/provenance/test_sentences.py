@@ -72,6 +72,8 @@ CASES = [
     ("Code:\n```python\nx = 1. + 2.\nprint(x)\n```\nDone.",
      ["Code:", "```python\nx = 1. + 2.\nprint(x)\n```", "Done."]),
     ("So 2 + 2 = 4.\nThe answer is 4.", ["So 2 + 2 = 4.", "The answer is 4."]),
+    ("```\n```\nDone.", ["```\n```", "Done."]),  # an empty code block
+    ("Inline ```x. y``` here. Next.", ["Inline ```x.", "y``` here.", "Next."]),  # a fence only opens a line
 ]
 
 
