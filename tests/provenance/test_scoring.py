@@ -210,3 +210,23 @@ def test_action_scores_are_the_sums_over_their_own_tokens():
         assert score.n_tokens == len(positions) == len(action.text)  # one character per token
         expected = sum(_hand_logprob(table, ids[t - 1], ids[t]) for t in positions)
         assert score.logprob_sum == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_tokenizer_that_adds_bos_gets_no_second_one_inside_the_rendered_text():
+    """Chat templates render their own BOS; tokenizing the rendered text must add nothing (a Llama-style tokenizer
+    would otherwise put a BOS before the template's)."""
+    from tokenizers.processors import TemplateProcessing
+
+    from cotdistill.data.encode import render_prompt
+    from cotdistill.provenance.scoring import tokenize_with_actions
+
+    tok = char_tokenizer()
+    bos = tok.convert_tokens_to_ids("<|endoftext|>")
+    tok._tokenizer.post_processor = TemplateProcessing(single="<|endoftext|> $A", special_tokens=[("<|endoftext|>",
+                                                                                                   bos)])
+    assert tok("a")["input_ids"][0] == bos  # the tokenizer does add one when asked
+    response = "Add. Done."
+    tokenized = tokenize_with_actions(tok, "q", response, split_actions(response))
+    context = render_prompt(tok, "q")
+    assert len(tokenized.ids) == len(context) - len("<|im_start|>") * 2 - len("<|im_end|>") + 3 + len(response)
+    assert tokenized.ids[0] == tok.convert_tokens_to_ids("<|im_start|>")
