@@ -53,7 +53,16 @@ def load_tokenizer(name_or_path: str, *, chat: bool = True):
     return tok
 
 
+def quiet_library_progress_bars() -> None:
+    """transformers' own "Loading weights" / "Writing model shards" bars: each save and load drew one across our
+    training and evaluation bars. Ours say where a run is; theirs are off."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_model(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    quiet_library_progress_bars()
     try:
         model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=dtype)
     except OSError as err:

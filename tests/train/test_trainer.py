@@ -306,3 +306,11 @@ def test_a_gpt2_student_trains_with_kd_from_a_qwen_teacher(tmp_path):
     assert summary["steps"] == 3 and all(line["kd"] > 0 for line in lines)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
     assert type(reloaded).__name__ == "GPT2LMHeadModel"
+
+
+def test_library_progress_bars_stay_off_the_console(tmp_path, capfd):
+    cfg = tiny_config(tmp_path, **{"optim.max_steps": 2}, save_every=1)  # writes the models: their bars
+    capfd.readouterr()
+    train(cfg)
+    err = capfd.readouterr().err
+    assert "Writing model shards" not in err and "Loading weights" not in err
