@@ -84,3 +84,31 @@ def test_ci95_is_wilson_for_right_wrong_scores():
     assert ci95([0.0] * 10) == pytest.approx((0.0, 0.277540), abs=1e-6)
     low, high = ci95([1.0] * 5 + [0.0] * 5)  # p = 0.5, n = 10: 0.5 ± 1.96·sqrt(0.25/10 + 0.0096)/1.384
     assert (low, high) == pytest.approx((0.23659, 0.76341), abs=1e-4)
+
+
+def test_the_last_gsm8k_line_and_the_last_answer_is_phrase_win():
+    from cotdistill.evaluate.extract import extract_answer_is, extract_gsm8k
+
+    assert extract_gsm8k("#### 3\nwait, no\n#### 1,234.") == "1234"
+    assert extract_answer_is("First the answer is 4. Checking again, the answer is $7$.") == "7"
+
+
+def test_a_grader_that_does_not_finish_in_time_grades_wrong(monkeypatch):
+    import importlib
+    import time
+
+    grade_module = importlib.import_module("cotdistill.evaluate.grade")  # the package exports a function `grade`
+
+    grade_module._warm_up()
+    monkeypatch.setattr(grade_module, "_verify", lambda gold, answer: time.sleep(1.0) or True)
+    assert grade_module.answers_match("1", "1", timeout=0.05) is False
+    assert grade_module.run_with_timeout(lambda: time.sleep(1.0), timeout=0.05, default="late") == "late"
+    assert grade_module.run_with_timeout(lambda: 1 / 0, timeout=1.0, default="crashed") == "crashed"
+    assert grade_module.run_with_timeout(lambda: "done", timeout=1.0, default="late") == "done"
+
+
+def test_text_answers_that_math_verify_cannot_parse_are_compared_as_text():
+    from cotdistill.evaluate.grade import answers_match
+
+    assert answers_match("no solution", " no solution ") is True
+    assert answers_match("no solution", "all reals") is False

@@ -114,3 +114,15 @@ def test_a_shared_score_cache_never_serves_other_models(tmp_path):
     ba = score_candidates(records, b, a, tmp_path / "cache", device="cpu", progress=False)
     fresh = score_candidates(records, b, a, tmp_path / "fresh", device="cpu", progress=False)
     assert ba == fresh and [s.student_logprob_mean for s in ba] != [s.student_logprob_mean for s in ab]
+
+
+def test_keep_count_rounds_down_keeps_at_least_one_and_refuses_zero():
+    from cotdistill.select.methods import keep_count
+
+    assert keep_count(10, 0.25) == 2 and keep_count(10, 0.01) == 1 and keep_count(10, 1.0) == 10
+    assert keep_count(10, 3) == 3
+    for bad in (0, -0.5):
+        with pytest.raises(ValueError, match="keep must be > 0"):
+            keep_count(10, bad)
+    with pytest.raises(ValueError, match="asks for 11"):
+        keep_count(10, 11)

@@ -28,3 +28,8 @@ def test_no_warmup_starts_at_the_peak_and_one_step_runs_at_it():
     assert lr_factor(0, warmup_steps=0, total_steps=10, min_lr_ratio=0.0) == 1.0
     assert lr_factor(5, warmup_steps=0, total_steps=10, min_lr_ratio=0.0) == pytest.approx(0.5)
     assert lr_factor(0, warmup_steps=0, total_steps=1, min_lr_ratio=0.3) == 1.0
+
+
+def test_a_run_that_is_all_warmup_ends_at_the_peak():
+    assert lr_factor(5, warmup_steps=5, total_steps=5, min_lr_ratio=0.1) == 1.0
+    assert lr_factor(0, warmup_steps=1, total_steps=3, min_lr_ratio=0.0) == 1.0

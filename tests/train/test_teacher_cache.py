@@ -69,3 +69,32 @@ def test_a_cache_of_another_teacher_is_refused_and_a_copied_teacher_is_the_same(
                       output_dir=str(tmp_path / "copy"), **one_step))
     train(tiny_config(tmp_path, teacher_cache=str(cache), teacher=None, output_dir=str(tmp_path / "alone"),
                       **one_step))
+
+
+def test_many_small_shards_hold_the_same_rows_as_one_and_k_equal_to_the_vocab_is_exact(tmp_path):
+    import torch
+
+    from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.models import load_model, load_tokenizer
+    from cotdistill.teacher.cache import build_cache
+    from cotdistill.train.loop import load_split_records
+
+    cfg = tiny_config(tmp_path)
+    tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)
+    records, _ = load_split_records(cfg.data.path, "auto", "raise", None)
+    encode = EncodeConfig(sections="ans")
+    examples = encode_records(tok, records, encode).examples
+    common = {"encode_config": encode, "data_path": cfg.data.path, "teacher_name": cfg.teacher, "progress": False}
+    common["batch_size"] = 2  # the same batches (and padding) for both: equal to the last bit
+    one = build_cache(teacher, tok, examples, tmp_path / "one", top_k=len(tok), logp_dtype="float32", **common)
+    many = build_cache(teacher, tok, examples, tmp_path / "many", top_k=len(tok), logp_dtype="float32",
+                       shard_rows=5, **common)
+    # a shard is closed after the batch that passes 5 rows: here after every batch of two records
+    assert (one["shards"], many["shards"]) == (1, -(-len(examples) // 2)) and many["rows"] == one["rows"]
+    assert one["top_k"] == len(tok) and one["mean_kl_dense_vs_reconstructed"] == pytest.approx(0.0, abs=1e-6)
+    a, b = TeacherCache.open(tmp_path / "one"), TeacherCache.open(tmp_path / "many")
+    indices = [e.index for e in examples]
+    for got, want in zip(b.rows(indices), a.rows(indices)):
+        assert torch.equal(got, want)
+    asked_more = build_cache(teacher, tok, examples[:2], tmp_path / "more", top_k=10_000, **common)
+    assert asked_more["top_k"] == len(tok)  # the manifest records what was kept, not what was asked
