@@ -132,12 +132,13 @@ def _is_unary(line: str, col: int) -> bool:
     return not before or before[-1] in "(,[{=:" or before.endswith(("return", "in", "else"))
 
 
-def apply(work: Path, mutant: Mutant) -> Path:
+def apply(work: Path, mutant: Mutant) -> Path | None:
     path = work / "src" / "cotdistill" / mutant.file
     lines = path.read_text().splitlines(keepends=True)
     if lines[mutant.line - 1].strip() != mutant.source_line:  # the file changed since: find the line again
         moved = [i + 1 for i, line in enumerate(lines) if line.strip() == mutant.source_line]
-        assert moved, f"{mutant.file}: the line {mutant.source_line!r} is gone"
+        if not moved:
+            return None  # the line was rewritten since: this mutant no longer exists
         mutant.line = min(moved, key=lambda n: abs(n - mutant.line))
     line = lines[mutant.line - 1]
     assert line[mutant.col:mutant.col + len(mutant.original)] == mutant.original, mutant
@@ -193,6 +194,9 @@ def main() -> int:
         original = (work / "src" / "cotdistill" / relative).read_text()
         for mutant in mutants:
             path = apply(work, mutant)
+            if path is None:
+                print(f"GONE     {relative}: {mutant.source_line}", flush=True)
+                continue
             start = time.perf_counter()
             mutant.killed = run_tests(work, tests, args.timeout)
             mutant.seconds = time.perf_counter() - start
