@@ -24,6 +24,9 @@ CASES = [
     ("Pay \\$5. Then $x$ is 1.", ["Pay \\$5.", "Then $x$ is 1."]),  # an escaped dollar is a sign
     ("Let $a = \\$5$. Next.", ["Let $a = \\$5$.", "Next."]),  # ... also inside math, where it cannot close
     ("Pay in $", ["Pay in $"]),
+    ("It costs $5. Then $x. Done.", ["It costs $5.", "Then $x.", "Done."]),  # a "$" after a space never closes
+    ("Let $a = \\$b. c$ hold. Next.", ["Let $a = \\$b. c$ hold.", "Next."]),  # nor does an escaped one
+    ("It was $5. Now it is $5-$7. Done.", ["It was $5.", "Now it is $5-$7.", "Done."]),  # every rule must hold
     # inline math
     ("Then $x = 2.5. y$ holds. Next.", ["Then $x = 2.5. y$ holds.", "Next."]),
     ("Let $a=1$. Then $b=2$.", ["Let $a=1$.", "Then $b=2$."]),
