@@ -45,6 +45,9 @@ TARGETS = {
     "methods": ("select/methods.py", ["tests/select/test_select.py"]),
     "schedule": ("train/schedule.py", ["tests/train/test_schedule.py"]),
     "cache": ("teacher/cache.py", ["tests/train/test_teacher_cache.py"]),
+    # the trainer's tests take about a minute a run: sample these with --limit
+    "loop": ("train/loop.py", ["tests/train/test_trainer.py"]),
+    "checkpoint": ("train/checkpoint.py", ["tests/train/test_checkpoint_safety.py", "tests/train/test_trainer.py"]),
 }
 
 SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "//": "/", "<": "<=", "<=": "<", ">": ">=", ">=": ">",
