@@ -79,6 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(TrainConfig, *_config_and_overrides(args))
     summary = train(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+    print(f"trained model: {summary['final_model']}")
     return 0
 
 
@@ -385,7 +386,17 @@ def one_line(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import logging
+
     from cotdistill.errors import UserError
+
+    # the library logs to "cotdistill.*"; the command line shows those messages, one per line, on stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_logger = logging.getLogger("cotdistill")
+    if not package_logger.handlers:
+        package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
 
     try:
         code = args.func(args)

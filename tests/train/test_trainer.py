@@ -314,3 +314,20 @@ def test_library_progress_bars_stay_off_the_console(tmp_path, capfd):
     train(cfg)
     err = capfd.readouterr().err
     assert "Writing model shards" not in err and "Loading weights" not in err
+
+
+def test_without_progress_bars_the_console_gets_a_line_every_log_every_steps(tmp_path, capsys):
+    from cotdistill.cli import main
+
+    cfg = tiny_config(tmp_path)  # writes models and data
+    args = [f"student={cfg.student}", f"teacher={cfg.teacher}", f"data.path={cfg.data.path}",
+            f"output_dir={tmp_path / 'cli'}", "progress=false", "log_every=2", "optim.max_steps=5", "eval_every=0",
+            "save_every=0", "device=cpu", "data.val_fraction=0.25"]
+    capsys.readouterr()
+    assert main(["train", *args]) == 0
+    out = capsys.readouterr()
+    lines = [line for line in out.err.splitlines() if line.startswith("step ")]
+    # steps 2 and 4, the last step, and the validation pass at the end
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5", "5/5"]
+    assert "validation: loss" in lines[2] and "tokens/s" in lines[3]
+    assert f"trained model: {tmp_path / 'cli' / 'final'}" in out.out

@@ -86,7 +86,7 @@ class TrainConfig:
     pack_length: int = 2048  # tokens per packed row
     eval_every: int = 50  # steps; 0 = only at the end
     save_every: int = 50  # steps; 0 = only the final model
-    log_every: int = 1
+    log_every: int = 1  # steps between console lines when progress is off (metrics.jsonl has every step)
     keep_best: bool = True  # keep the checkpoint with the best validation loss as well as the last
     resume: bool = True  # continue from output_dir's last checkpoint when there is one
     allow_config_change: bool = False  # resume although the config differs from the checkpoint's (new values apply)
@@ -108,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"pack_length must be >= 2, got {self.pack_length}")
         if self.teacher_sharding not in ("replicate", "shard"):
             raise ValueError(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
 

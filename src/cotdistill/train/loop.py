@@ -13,6 +13,7 @@ one. The position in the data is therefore the step number, which is what a chec
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -48,6 +49,8 @@ from cotdistill.train.config import TrainConfig
 from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.train.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.train.schedule import lr_factor
+
+logger = logging.getLogger("cotdistill.train")
 
 
 class TrainingError(UserError, RuntimeError):
@@ -419,11 +422,18 @@ class Trainer:
                 if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or done:
                     last_val = self.evaluate()
                     log.update(last_val)
+                    if last_val and is_main:
+                        logger.info("step %d/%d  validation: loss %.4f  ce %.4f  kd %.4f", state["step"],
+                                    self.total_steps, last_val["val_loss"], last_val["val_ce"], last_val["val_kd"])
                     if cfg.keep_best and last_val and last_val["val_loss"] < state["best_val"]:
                         state["best_val"] = last_val["val_loss"]
                         weights = self._full_state_dict()
                         if is_main:
                             ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best", weights)
+                if is_main and not cfg.progress and (state["step"] % cfg.log_every == 0 or done):
+                    # without a progress bar, a line every log_every steps says the run is alive and where it is
+                    logger.info("step %d/%d  loss %.4f  ce %.4f  kd %.4f  lr %.2e  %.0f tokens/s", state["step"],
+                                self.total_steps, log["loss"], log["ce"], log["kd"], log["lr"], log["tokens_per_s"])
                 if is_main:
                     metrics_file.write(json.dumps(log) + "\n")
                     metrics_file.flush()
@@ -594,6 +604,7 @@ class Trainer:
             "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
             "config_changes": self.config_changes, **self.data_notes, **last_val,
+            "final_model": str(self.out / "final"),
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }
         if self.cfg.save_every:
