@@ -85,6 +85,8 @@ def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
     page = (tmp_path / "out" / "trace.html").read_text()
     import html
 
+    assert "every pairwise difference of p_T, p_S, p_D is at most α = 0.05" in page and "β = 0.1" in page
+    assert f"All {len(rows)} actions of {len(recs)} responses" in page and "position_shares.png" in page
     # every action is on the page, coloured and labelled with its category and three probabilities
     labels = {"teacher": "teacher-originated", "student": "student-originated", "shared": "pre-existing, not enhanced",
               "boosted": "pre-existing, boosted"}

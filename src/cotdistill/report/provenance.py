@@ -75,15 +75,41 @@ def response_plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def trace_html(samples: list[dict], rows: list[dict], limit: int = 50) -> str:
+def _definitions(alpha: float, beta: float) -> str:
+    """What each colour means, with the thresholds of this trace (the rules are tried in this order)."""
+    rules = {
+        "shared": f"all three models agree: every pairwise difference of p_T, p_S, p_D is at most α = {alpha:g}",
+        "teacher": f"the teacher prefers it: p_T − p_S > β = {beta:g}",
+        "student": f"the original student prefers it: p_S − p_T > β = {beta:g}",
+        "boosted": "teacher and student agree within β, but the three do not all agree within α (distillation "
+                   "moved it)",
+    }
+    items = "".join(f'<li><span class="a" style="background:{COLOURS[c]}55">{LABELS[c]}</span>: {rules[c]}</li>'
+                    for c in ("shared", "teacher", "student", "boosted"))
+    return ("<p>Each sentence (<em>action</em>) of a response is scored by the teacher (p_T), the original student "
+            "(p_S) and the distilled student (p_D) in the same context: the geometric-mean probability of its "
+            f"tokens. The first rule that holds names it:</p><ol>{items}</ol>")
+
+
+def _shares_line(rows: list[dict]) -> str:
+    n = max(len(rows), 1)
+    return " · ".join(f"{LABELS[c]} {sum(r['category'] == c for r in rows) / n:.2f}" for c in CATEGORIES)
+
+
+def trace_html(samples: list[dict], rows: list[dict], limit: int = 50, summary: dict | None = None) -> str:
     by_sample: dict[int, list[dict]] = {}
     for r in rows:
         by_sample.setdefault(r["sample"], []).append(r)
-    legend = " ".join(f'<span class="a" style="background:{COLOURS[c]}55">{LABELS[c]}</span>' for c in CATEGORIES)
+    summary = summary or {}
     parts = ["<!doctype html><meta charset='utf-8'><title>cotdistill provenance</title><style>"
-             "body{font-family:sans-serif;max-width:60em;margin:auto}.a{padding:1px 2px;border-radius:3px}"
-             ".r{white-space:pre-wrap;border:1px solid #ddd;padding:.6em;margin:.6em 0}</style>",
-             f"<h1>Provenance of generated actions</h1><p>{legend}</p>"]
+             "body{font-family:sans-serif;max-width:60em;margin:auto;line-height:1.45}"
+             ".a{padding:1px 2px;border-radius:3px}.p{font-size:.7em;color:#555;margin-left:.3em}"
+             ".r{white-space:pre-wrap;border:1px solid #ddd;padding:.6em;margin:.6em 0}img{max-width:100%}</style>",
+             "<h1>Provenance of generated actions</h1>",
+             _definitions(summary.get("alpha", 0.05), summary.get("beta", 0.1)),
+             f"<p><b>All {len(rows)} actions of {len(by_sample)} responses:</b> {_shares_line(rows)}."
+             + (f" Context: {html.escape(str(summary['context']))}." if "context" in summary else "") + "</p>",
+             "<p><img src='position_shares.png' alt='category shares by position in the response'></p>"]
     for i in sorted(by_sample)[:limit]:
         sample, response, pos, out = samples[i], samples[i]["response"], 0, []
         for r in sorted(by_sample[i], key=lambda r: r["span"][0]):
@@ -92,12 +118,15 @@ def trace_html(samples: list[dict], rows: list[dict], limit: int = 50) -> str:
                    f"p_D={r['p_distilled']:.3f}")
             out.append(html.escape(response[pos:s]))
             out.append(f'<span class="a" style="background:{COLOURS[r["category"]]}55" title="{tip}">'
-                       f"{html.escape(response[s:e])}</span>")
+                       f"{html.escape(response[s:e])}</span>"
+                       f'<span class="p">{r["p_teacher"]:.2f}/{r["p_student"]:.2f}/{r["p_distilled"]:.2f}</span>')
             pos = e
         out.append(html.escape(response[pos:]))
         verdict = "correct" if sample.get("correct") else "wrong"
         parts.append(f"<h3>#{i} ({verdict}, gold {html.escape(str(sample.get('gold')))})</h3>"
-                     f"<p>{html.escape(sample['prompt'])}</p><div class='r'>{''.join(out)}</div>")
+                     f"<p>{html.escape(sample['prompt'])}</p><p class='p'>{_shares_line(by_sample[i])} "
+                     "(small numbers after each action: p_T / p_S / p_D)</p>"
+                     f"<div class='r'>{''.join(out)}</div>")
     return "\n".join(parts)
 
 
@@ -111,4 +140,4 @@ def write_trace_report(out: Path, samples: list[dict], rows: list[dict], summary
         # the example: the response with the most teacher-originated actions, a vivid case
         best = max(by_sample, key=lambda i: sum(r["category"] == "teacher" for r in by_sample[i]))
         response_plot(by_sample[best], out / "response_example.png", f"response #{best}")
-    (out / "trace.html").write_text(trace_html(samples, rows))
+    (out / "trace.html").write_text(trace_html(samples, rows, summary=summary))
