@@ -97,8 +97,9 @@ def _skipped_lines(source: str) -> set[int]:
     return skipped
 
 
-def find_mutants(target: str, relative: str) -> list[Mutant]:
-    path = ROOT / "src" / "cotdistill" / relative
+def find_mutants(target: str, relative: str, root: Path = ROOT) -> list[Mutant]:
+    """The mutants of one module, as it is in ``root`` (the work copy: the checkout may change during a run)."""
+    path = root / "src" / "cotdistill" / relative
     source = path.read_text()
     lines = source.splitlines()
     skipped = _skipped_lines(source)
@@ -191,7 +192,7 @@ def main() -> int:
             results += [m for m in previous if m.target == name and m.killed]
             mutants = [m for m in previous if m.target == name and not m.killed]
         else:
-            mutants = find_mutants(name, relative)
+            mutants = find_mutants(name, relative, work)
         if args.limit and len(mutants) > args.limit and not args.recheck:
             mutants = sorted(random.Random(args.seed).sample(mutants, args.limit), key=lambda m: (m.line, m.col))
         original = (work / "src" / "cotdistill" / relative).read_text()
