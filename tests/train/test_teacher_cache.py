@@ -98,3 +98,23 @@ def test_many_small_shards_hold_the_same_rows_as_one_and_k_equal_to_the_vocab_is
         assert torch.equal(got, want)
     asked_more = build_cache(teacher, tok, examples[:2], tmp_path / "more", top_k=10_000, **common)
     assert asked_more["top_k"] == len(tok)  # the manifest records what was kept, not what was asked
+
+
+def test_records_without_rows_are_marked_and_never_read(tmp_path):
+    import numpy as np
+
+    from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.models import load_model, load_tokenizer
+    from cotdistill.teacher.cache import build_cache
+    from cotdistill.train.loop import load_split_records
+
+    cfg = tiny_config(tmp_path)
+    tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)
+    records, _ = load_split_records(cfg.data.path, "auto", "raise", None)
+    encode = EncodeConfig(sections="ans")
+    kept = [e for e in encode_records(tok, records, encode).examples if e.index % 2 == 0]  # odd ones "dropped"
+    build_cache(teacher, tok, kept, tmp_path / "c", top_k=4, encode_config=encode, data_path=cfg.data.path,
+                teacher_name=cfg.teacher, progress=False)
+    index = np.load(tmp_path / "c" / "index.npy")
+    assert [int(s) for s in index[:, 0]] == [0 if i % 2 == 0 else -1 for i in range(len(index))]
+    assert [int(n) for n in index[1::2, 2]] == [0] * len(index[1::2])  # and no rows
