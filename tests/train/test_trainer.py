@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -81,6 +82,9 @@ def test_training_lowers_validation_loss_and_saves_loadable_student(tmp_path):
     assert summary["processed_tokens"] == lines[-1]["tokens"]
     assert summary["supervised_tokens"] == lines[-1]["supervised_tokens"]
     assert summary["tokens_per_s"] == pytest.approx(summary["processed_tokens"] / summary["wall_time_s"])
+    # a step's tokens/s is its tokens over its own time, which is within the time between two log lines
+    for before, line in itertools.pairwise(lines):
+        assert line["tokens_per_s"] >= 0.99 * line["step_tokens"] / (line["elapsed"] - before["elapsed"])
     assert all(line["kd"] == 0.0 and line["loss"] == pytest.approx(line["ce"]) for line in lines)  # pure SFT
 
 
