@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -378,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
+class _StderrHandler(logging.Handler):
+    """Writes each message to whatever ``sys.stderr`` is at that moment (a handler holding the stream it was made
+    with keeps writing to a stream that was since replaced, as by a test's capture or a redirecting caller)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
 def one_line(err: BaseException) -> str:
     """The error as one line: a multi-line message (a list of failures) is joined, not cut."""
     return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
@@ -386,16 +395,12 @@ def one_line(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import logging
-
     from cotdistill.errors import UserError
 
     # the library logs to "cotdistill.*"; the command line shows those messages, one per line, on stderr
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
     package_logger = logging.getLogger("cotdistill")
-    if not package_logger.handlers:
-        package_logger.addHandler(handler)
+    if not any(isinstance(h, _StderrHandler) for h in package_logger.handlers):
+        package_logger.addHandler(_StderrHandler())
     package_logger.setLevel(logging.INFO)
 
     try:
