@@ -335,3 +335,25 @@ def test_without_progress_bars_the_console_gets_a_line_every_log_every_steps(tmp
     assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5", "5/5"]
     assert "validation: loss" in lines[2] and "tokens/s" in lines[3]
     assert f"trained model: {tmp_path / 'cli' / 'final'}" in out.out
+
+
+def test_a_run_says_what_it_trains_on_and_warns_when_much_is_dropped(tmp_path, caplog, capsys):
+    import logging
+
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.data.records import ReasoningRecord
+
+    caplog.set_level(logging.INFO, logger="cotdistill")
+    cot = "first add the numbers, then check the sum once more"
+    short = [ReasoningRecord(f"What is {i} + 1?", cot, f"{i + 1}") for i in range(5)]
+    long = [ReasoningRecord(f"What is {i} + 2?", cot, f"So the sum is {i + 2}, and that is all. " * 3)
+            for i in range(5)]
+    write_jsonl(short + long, tmp_path / "mixed.jsonl", "cot")
+    # the last 40% of each row is cut: a short answer loses every token, a long one keeps some
+    cfg = tiny_config(tmp_path, **{"data.path": str(tmp_path / "mixed.jsonl"), "data.val_fraction": 0.0,
+                                   "encode.sections": "ans", "encode.truncation": "lsp", "encode.lsp": 0.6})
+    trainer = Trainer(cfg)
+    trainer.close()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
+    assert line.startswith("data: 10 training records (cot), 5 kept: 5 left no supervised token, 0 longer")
+    assert "warning: 5 of 10 training records (50%) were dropped" in capsys.readouterr().err
