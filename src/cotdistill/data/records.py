@@ -80,7 +80,7 @@ def check_record(record: ReasoningRecord, source: str, index: int | None) -> Rea
     return record
 
 
-def record_key(record: ReasoningRecord) -> tuple[str | None, str, str, str]:
+def record_identity(record: ReasoningRecord) -> tuple[str | None, str, str, str]:
     """What makes two records the same training example."""
     return record.system, record.prompt, record.cot, record.answer
 
@@ -90,7 +90,7 @@ def repeated_positions(records: list[ReasoningRecord], seen: set | None = None) 
     seen = set() if seen is None else seen
     repeated = set()
     for i, record in enumerate(records):
-        key = record_key(record)
+        key = record_identity(record)
         if key in seen:
             repeated.add(i)
         seen.add(key)

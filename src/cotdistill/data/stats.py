@@ -54,6 +54,8 @@ def system_token_share(tokenizer, records: list[ReasoningRecord], config: Encode
     adds to P and to ``n`` compared with ``drop``."""
     from cotdistill.data.records import apply_system_policy
 
+    if not any(r.system for r in records):  # nothing to drop: skip two tokenizing passes over the data
+        return 0.0
     full = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0, max_seq_len=None)
     kept = token_stats(tokenizer, records, full)["tokens"]
     dropped = token_stats(tokenizer, apply_system_policy(records, "drop"), full)["tokens"]

@@ -179,10 +179,10 @@ class Trainer:
         # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
         self._load_tokenizers()
         self._load_data()
-        self._load_models()
-        if self.cache is not None:
+        if self.cache is not None:  # a cache that does not fit this run is refused before any weights load too
             self.cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
                                         config.loss.temperature, teacher=config.teacher)
+        self._load_models()
         self._build_optimizer()
         self.resume_notes: list[str] = []
         self.config_changes: list[str] = []
