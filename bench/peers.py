@@ -76,8 +76,8 @@ def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
 
 def run_ours(kind: str, records: int, batch_size: int, out: Path) -> dict:
     from cotdistill.config import from_dict
-    from cotdistill.train.config import TrainConfig
-    from cotdistill.train.loop import train
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import train
 
     cfg = {"student": "world:student", "teacher": None, "output_dir": str(out),
            "data": {"path": f"world:train:teacher:{records}", "val_fraction": 0.0},

@@ -40,14 +40,14 @@ TARGETS = {
     "actions": ("provenance/actions.py", ["tests/provenance/test_sentences.py",
                                           "tests/provenance/test_actions_classify.py"]),
     "scoring": ("provenance/scoring.py", ["tests/provenance/test_scoring.py"]),
-    "extract": ("evaluate/extract.py", ["tests/evaluate/test_extract_grade.py"]),
-    "grade": ("evaluate/grade.py", ["tests/evaluate/test_extract_grade.py"]),
+    "extract": ("evaluation/extract.py", ["tests/evaluation/test_extract_grade.py"]),
+    "grade": ("evaluation/grade.py", ["tests/evaluation/test_extract_grade.py"]),
     "methods": ("select/methods.py", ["tests/select/test_select.py"]),
-    "schedule": ("train/schedule.py", ["tests/train/test_schedule.py"]),
-    "cache": ("teacher/cache.py", ["tests/train/test_teacher_cache.py"]),
+    "schedule": ("training/schedule.py", ["tests/training/test_schedule.py"]),
+    "cache": ("teacher/cache.py", ["tests/training/test_teacher_cache.py"]),
     # the trainer's tests take about a minute a run: sample these with --limit
-    "loop": ("train/loop.py", ["tests/train/test_trainer.py"]),
-    "checkpoint": ("train/checkpoint.py", ["tests/train/test_checkpoint_safety.py", "tests/train/test_trainer.py"]),
+    "loop": ("training/loop.py", ["tests/training/test_trainer.py"]),
+    "checkpoint": ("training/checkpoint.py", ["tests/training/test_checkpoint_safety.py", "tests/training/test_trainer.py"]),
 }
 
 SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "//": "/", "<": "<=", "<=": "<", ">": ">=", ">=": ">",

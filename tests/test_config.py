@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cotdistill.config import ConfigError, from_dict, load_config, save_config
-from cotdistill.train.config import TrainConfig
+from cotdistill.training.config import TrainConfig
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -84,7 +84,7 @@ def test_zero_or_negative_counts_are_refused_on_the_command_line(argv, capsys):
 
 
 def test_zero_limits_are_refused_in_the_library():
-    from cotdistill.evaluate.benchmarks import load_benchmark
+    from cotdistill.evaluation.benchmarks import load_benchmark
 
     with pytest.raises(ValueError, match="limit must be >= 1"):
         load_benchmark("world", limit=0)

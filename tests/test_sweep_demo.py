@@ -6,7 +6,7 @@ import pytest
 
 from cotdistill import sweep as sweep_module
 from cotdistill.cli import main
-from tests.train.helpers import tiny_config
+from tests.training.helpers import tiny_config
 
 
 def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
         raise AssertionError("a finished point was run again")
 
     monkeypatch.setattr(sweep_module, "train_in_subprocess", fail)
-    monkeypatch.setattr("cotdistill.evaluate.benchmarks.evaluate_model", fail)
+    monkeypatch.setattr("cotdistill.evaluation.benchmarks.evaluate_model", fail)
     again = sweep_module.run_sweep(base, tmp_path / "sweep", lsps=[1.0, 0.5], eval_limit=2, progress=False)
     assert [r["flops"] for r in again] == [r["flops"] for r in rows]
 

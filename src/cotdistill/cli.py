@@ -74,8 +74,8 @@ def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[st
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from cotdistill.config import load_config
-    from cotdistill.train.config import TrainConfig
-    from cotdistill.train.loop import train
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import train
 
     config = load_config(TrainConfig, *_config_and_overrides(args))
     summary = train(config)
@@ -85,7 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from cotdistill.evaluate.benchmarks import evaluate_model
+    from cotdistill.evaluation.benchmarks import evaluate_model
 
     results = evaluate_model(args.model, args.bench, data_path=args.data, limit=args.limit, out_dir=args.out,
                              max_new_tokens=args.max_new_tokens, samples=args.samples,
@@ -102,7 +102,7 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
     from cotdistill.data.records import parse_system_policy
     from cotdistill.models import load_model, load_tokenizer, pick_device
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.train.loop import load_split_records
+    from cotdistill.training.loop import load_split_records
 
     if not args.data.startswith("world:") and Path(args.out).resolve() == Path(args.data).resolve():
         raise ConfigError(f"--out would overwrite the input {args.data}: write the cache to a new folder")
@@ -169,7 +169,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from cotdistill.config import load_config
     from cotdistill.report.tables import markdown_table
     from cotdistill.sweep import TABLE_COLUMNS, run_sweep
-    from cotdistill.train.config import TrainConfig
+    from cotdistill.training.config import TrainConfig
 
     base = load_config(TrainConfig, *_config_and_overrides(args))
     rows = run_sweep(base, args.out, lsps=args.lsp, windows=args.window, sections=args.sections,
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from cotdistill.train.distributed import exit_launched_process
+        from cotdistill.training.distributed import exit_launched_process
 
         exit_launched_process(int(code or 0))
     return code

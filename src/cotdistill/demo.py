@@ -49,7 +49,7 @@ def _log(message: str) -> None:
 
 
 def distill_config(cfg: DemoConfig):
-    from cotdistill.train.config import TrainConfig
+    from cotdistill.training.config import TrainConfig
 
     return from_dict(TrainConfig, {
         "student": "world:student", "teacher": "world:teacher",
@@ -62,7 +62,7 @@ def distill_config(cfg: DemoConfig):
 
 
 def run_demo(cfg: DemoConfig) -> Path:
-    from cotdistill.evaluate.benchmarks import evaluate_model
+    from cotdistill.evaluation.benchmarks import evaluate_model
     from cotdistill.provenance.trace import TraceConfig, run_trace
     from cotdistill.select.experiment import SelectExperimentConfig, run_experiment
     from cotdistill.sweep import run_sweep

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cotdistill.config import from_dict, merge, save_config, to_dict
 from cotdistill.outputs import output_lock
-from cotdistill.train.config import TrainConfig
+from cotdistill.training.config import TrainConfig
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
@@ -57,7 +57,7 @@ def train_in_subprocess(config: TrainConfig, config_file: Path) -> None:
 
 def run_point(base: TrainConfig, point: SweepPoint, out: Path, eval_limit: int | None, max_new_tokens: int,
               progress: bool) -> dict:
-    from cotdistill.evaluate.benchmarks import evaluate_model
+    from cotdistill.evaluation.benchmarks import evaluate_model
 
     point_dir = out / point.name
     summary_file, results_file = point_dir / "train" / "run_summary.json", point_dir / "eval" / "results.json"
@@ -102,7 +102,7 @@ def write_tradeoff(rows: list[dict], out: Path) -> None:
 def run_sweep(base: TrainConfig, out: str | Path, *, lsps: list[float], windows: list[str] = (),
               sections: list[str] = (), eval_limit: int | None = None, max_new_tokens: int = WORLD_MAX_NEW_TOKENS,
               progress: bool = True) -> list[dict]:
-    from cotdistill.train.loop import check_inputs
+    from cotdistill.training.loop import check_inputs
 
     check_inputs(base)  # a bad base config fails once, now, not once per setting after minutes of training
     out = Path(out)

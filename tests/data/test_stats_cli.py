@@ -55,7 +55,7 @@ def test_data_stats_counts_duplicates_and_rows_past_the_models_positions(tmp_pat
 
 
 def test_system_turns_are_dropped_by_default_kept_or_replaced_on_request(tmp_path, capsys):
-    from cotdistill.train.loop import load_split_records
+    from cotdistill.training.loop import load_split_records
 
     path = tmp_path / "stratos.jsonl"
     _stratos_file(path, n=3)
@@ -76,7 +76,7 @@ def test_system_turns_are_dropped_by_default_kept_or_replaced_on_request(tmp_pat
 
 
 def test_eval_uses_the_system_prompt_it_is_given(tmp_path, monkeypatch):
-    import cotdistill.evaluate.benchmarks as benchmarks
+    import cotdistill.evaluation.benchmarks as benchmarks
 
     seen = []
 

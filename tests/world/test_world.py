@@ -74,7 +74,7 @@ def test_export_writes_messages_records(tmp_path):
 
 def test_candidates_from_two_sources_share_question_ids_and_are_graded(tmp_path):
     from cotdistill.data.formats import load_records
-    from cotdistill.evaluate.grade import grade
+    from cotdistill.evaluation.grade import grade
     from cotdistill.world.candidates import sample_candidates
 
     info = sample_candidates(["world:teacher", "world:student"], tmp_path / "c.jsonl", questions=2, samples=1,
@@ -161,7 +161,7 @@ def test_original_student_continues_half_a_teacher_trace_to_an_answer(world_mode
 def test_original_student_keeps_its_own_terse_habit(world_models):
     """With an empty assistant turn the student opens in its own style (provenance's ground truth). Threshold:
     0.9 of 30 responses (the build measured it on 300: properties.habit)."""
-    from cotdistill.evaluate.benchmarks import evaluate, load_benchmark
+    from cotdistill.evaluation.benchmarks import evaluate, load_benchmark
     from cotdistill.generate import GenerationConfig
     from cotdistill.world.properties import first_style
 

@@ -174,7 +174,7 @@ def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: s
               config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
     """Score, classify and report; returns the summary (also written to ``out``)."""
     from cotdistill.models import pick_device, resolve
-    from cotdistill.train.distributed import init_distributed
+    from cotdistill.training.distributed import init_distributed
 
     config = config or TraceConfig()
     if config.context not in CONTEXTS:

@@ -53,9 +53,9 @@ class SelectExperimentConfig:
 
 
 def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, seed: int) -> dict:
-    from cotdistill.evaluate.benchmarks import evaluate_model
-    from cotdistill.train.config import TrainConfig
-    from cotdistill.train.loop import train
+    from cotdistill.evaluation.benchmarks import evaluate_model
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import train
 
     base = {"student": cfg.student, "teacher": None, "output_dir": str(cell / "train"),
             "data": {"path": str(data_file), "val_fraction": 0.05}, "loss": {"distill_ratio": 0.0},

@@ -53,7 +53,7 @@ def select_records(data: str, teacher: str, student: str, method: str, out: str 
                    seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True,
                    context: str = "own_template") -> dict:
     from cotdistill.models import pick_device
-    from cotdistill.train.distributed import init_distributed
+    from cotdistill.training.distributed import init_distributed
 
     out = Path(out)
     check_select_arguments(data, method, out, keep)

@@ -123,8 +123,8 @@ def chat_phase(init: Path, style: str, phase: PhaseSpec, work: Path, name: str, 
     """SFT with the project's trainer on ``phase.documents`` chat records of ``style`` (the assistant turn
     supervised, one conversation per row); returns the final weights' folder and the run's figures."""
     from cotdistill.data.formats import write_jsonl
-    from cotdistill.train.config import TrainConfig
-    from cotdistill.train.loop import train
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import train
 
     data_file = work / f"{name}.jsonl"
     write_jsonl(world_records("train", style, phase.documents), data_file, "cot")
@@ -149,7 +149,7 @@ def build_teacher(spec: BuildSpec, tok, out: Path, work: Path, seed: int, progre
     conversations into 1,024-token rows of plain next-token prediction: 850 steps of 8 rows reached only 0.08 on the
     test split, with 94% of its equations right; world v1's teacher, SFT for 1,800 steps of 16 records, reached 0.68.
     The number of optimizer steps, not tokens, was what the packed teacher lacked.)"""
-    from cotdistill.train.checkpoint import save_pretrained_atomic
+    from cotdistill.training.checkpoint import save_pretrained_atomic
 
     model = init_model(spec.teacher, tok, spec.max_positions, seed)
     save_pretrained_atomic(model, tok, work / "teacher-init")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cotdistill.data.formats import write_jsonl
 from cotdistill.data.records import DataError, ReasoningRecord, check_record, split_think
-from cotdistill.evaluate.grade import grade
+from cotdistill.evaluation.grade import grade
 from cotdistill.generate import GenerationConfig, generate
 from cotdistill.world import WORLD_MAX_NEW_TOKENS, world_records
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 import torch
 from tqdm.auto import tqdm
 
-from cotdistill.train.checkpoint import save_pretrained_atomic
-from cotdistill.train.schedule import lr_factor
+from cotdistill.training.checkpoint import save_pretrained_atomic
+from cotdistill.training.schedule import lr_factor
 
 
 def pack_documents(tokenizer, documents: Iterable[str], block: int) -> torch.Tensor:

@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 from cotdistill.data.encode import render_prompt
-from cotdistill.evaluate.benchmarks import ci95, evaluate, load_benchmark
-from cotdistill.evaluate.extract import extract_answer
-from cotdistill.evaluate.grade import answers_match
+from cotdistill.evaluation.benchmarks import ci95, evaluate, load_benchmark
+from cotdistill.evaluation.extract import extract_answer
+from cotdistill.evaluation.grade import answers_match
 from cotdistill.generate import GenerationConfig, generate_hf
 from cotdistill.world import world_records
 from cotdistill.world.generator import style_of

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cotdistill.train.schedule import lr_factor
+from cotdistill.training.schedule import lr_factor
 
 
 @pytest.mark.parametrize("step, expected", [

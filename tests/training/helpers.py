@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cotdistill.config import from_dict
 from cotdistill.data.formats import write_jsonl
-from cotdistill.train.config import TrainConfig
+from cotdistill.training.config import TrainConfig
 from cotdistill.world import world_records
 from tests.conftest import char_tokenizer, tiny_qwen
 

@@ -13,7 +13,7 @@ import threading
 
 from math_verify import parse, verify
 
-from cotdistill.evaluate.extract import extract_answer
+from cotdistill.evaluation.extract import extract_answer
 
 GRADER = "math-verify"
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # it warns on every call with timeouts off

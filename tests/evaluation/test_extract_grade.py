@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from cotdistill.evaluate import extract_answer, grade
-from cotdistill.evaluate.benchmarks import load_benchmark
-from cotdistill.evaluate.extract import extract_boxed, extract_gsm8k
-from cotdistill.evaluate.grade import run_with_timeout
+from cotdistill.evaluation import extract_answer, grade
+from cotdistill.evaluation.benchmarks import load_benchmark
+from cotdistill.evaluation.extract import extract_boxed, extract_gsm8k
+from cotdistill.evaluation.grade import run_with_timeout
 
 
 @pytest.mark.parametrize("text, answer, method", [
@@ -78,7 +78,7 @@ def test_grading_is_strict_unless_asked_otherwise():
 
 
 def test_ci95_is_wilson_for_right_wrong_scores():
-    from cotdistill.evaluate.benchmarks import ci95
+    from cotdistill.evaluation.benchmarks import ci95
 
     # 0 of 10 right: Wilson's upper bound z²/(n+z²) = 3.8416/13.8416, where the normal interval gives [0, 0]
     assert ci95([0.0] * 10) == pytest.approx((0.0, 0.277540), abs=1e-6)
@@ -87,7 +87,7 @@ def test_ci95_is_wilson_for_right_wrong_scores():
 
 
 def test_the_last_gsm8k_line_and_the_last_answer_is_phrase_win():
-    from cotdistill.evaluate.extract import extract_answer_is, extract_gsm8k
+    from cotdistill.evaluation.extract import extract_answer_is, extract_gsm8k
 
     assert extract_gsm8k("#### 3\nwait, no\n#### 1,234.") == "1234"
     assert extract_answer_is("First the answer is 4. Checking again, the answer is $7$.") == "7"
@@ -97,7 +97,7 @@ def test_a_grader_that_does_not_finish_in_time_grades_wrong(monkeypatch):
     import importlib
     import time
 
-    grade_module = importlib.import_module("cotdistill.evaluate.grade")  # the package exports a function `grade`
+    grade_module = importlib.import_module("cotdistill.evaluation.grade")  # the package exports a function `grade`
 
     grade_module._warm_up()
     monkeypatch.setattr(grade_module, "_verify", lambda gold, answer: time.sleep(1.0) or True)
@@ -108,7 +108,7 @@ def test_a_grader_that_does_not_finish_in_time_grades_wrong(monkeypatch):
 
 
 def test_text_answers_that_math_verify_cannot_parse_are_compared_as_text():
-    from cotdistill.evaluate.grade import answers_match
+    from cotdistill.evaluation.grade import answers_match
 
     assert answers_match("no solution", " no solution ") is True
     assert answers_match("no solution", "all reals") is False

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cotdistill.train import checkpoint as ckpt
+from cotdistill.training import checkpoint as ckpt
 
 
 class _RunsCode:

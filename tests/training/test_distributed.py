@@ -14,8 +14,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from cotdistill.config import save_config
-from cotdistill.train.loop import TrainingError, train
-from tests.train.helpers import tiny_config
+from cotdistill.training.loop import TrainingError, train
+from tests.training.helpers import tiny_config
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -23,7 +23,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 CRASHING_LAUNCHER = """
 import os, sys
 from cotdistill.cli import main
-from cotdistill.train.loop import Trainer
+from cotdistill.training.loop import Trainer
 
 original = Trainer._optimizer_step
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from cotdistill.train.loop import Trainer, TrainingError, train
-from tests.train.helpers import tiny_config
+from cotdistill.training.loop import Trainer, TrainingError, train
+from tests.training.helpers import tiny_config
 
 
 def _weights(path):

@@ -44,13 +44,13 @@ from cotdistill.models import (
     shared_vocab_size,
 )
 from cotdistill.outputs import output_lock
-from cotdistill.train import checkpoint as ckpt
-from cotdistill.train.config import TrainConfig
-from cotdistill.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from cotdistill.train.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
-from cotdistill.train.schedule import lr_factor
+from cotdistill.training import checkpoint as ckpt
+from cotdistill.training.config import TrainConfig
+from cotdistill.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from cotdistill.training.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
+from cotdistill.training.schedule import lr_factor
 
-logger = logging.getLogger("cotdistill.train")
+logger = logging.getLogger("cotdistill.training")
 
 
 class TrainingError(UserError, RuntimeError):

@@ -16,8 +16,8 @@ from typing import Any
 from cotdistill.config import ConfigError
 from cotdistill.data.formats import iter_rows
 from cotdistill.data.records import DataError
-from cotdistill.evaluate.extract import extract_answer, extract_gsm8k
-from cotdistill.evaluate.grade import GRADER, answers_match
+from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
+from cotdistill.evaluation.grade import GRADER, answers_match
 from cotdistill.generate import GenerationConfig, generate
 
 
