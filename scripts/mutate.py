@@ -47,7 +47,8 @@ TARGETS = {
     "cache": ("teacher/cache.py", ["tests/training/test_teacher_cache.py"]),
     # the trainer's tests take about a minute a run: sample these with --limit
     "loop": ("training/loop.py", ["tests/training/test_trainer.py"]),
-    "checkpoint": ("training/checkpoint.py", ["tests/training/test_checkpoint_safety.py", "tests/training/test_trainer.py"]),
+    "checkpoint": ("training/checkpoint.py",
+                   ["tests/training/test_checkpoint_safety.py", "tests/training/test_trainer.py"]),
 }
 
 SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "//": "/", "<": "<=", "<=": "<", ">": ">=", ">=": ">",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 from cotdistill.world.tokenizer import CHAT_TEMPLATE
+
+# no test may reach a hub (CI has no network): a hub id that is not cached fails at once instead of retrying
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

@@ -26,16 +26,17 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     lsp = args.lsp if args.lsp is not None else (0.5 if truncation == "window" else 1.0)
     config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": truncation, "lsp": lsp,
                                       "window": args.window or "left"})
-    result = load_records(args.file, args.format, on_error=args.on_error)
+    result = load_records(args.file, args.format, on_error=args.on_error, fields=args.fields, split=args.split,
+                          subset=args.subset)
     tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
     as_given = result.records
     result.records = apply_system_policy(result.records, args.system)
     # a model folder given as --tokenizer tells its positions; the world tokenizer's models have 1024
     max_length = args.max_length or model_max_positions(args.tokenizer or "world:student")
-    stats = before_after(tokenizer, result.records, config, max_length)
+    stats = before_after(tokenizer, result.records, config, max_length, str(args.file))
     stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer",
                  duplicate_records=len(repeated_positions(result.records)), max_length=max_length,
-                 system=args.system, system_token_share=system_token_share(tokenizer, as_given, config))
+                 system=args.system, system_token_share=system_token_share(tokenizer, as_given, config, str(args.file)))
     if args.json:
         print(json.dumps(stats))
     else:
@@ -89,7 +90,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     results = evaluate_model(args.model, args.bench, data_path=args.data, limit=args.limit, out_dir=args.out,
                              max_new_tokens=args.max_new_tokens, samples=args.samples,
-                             temperature=args.temperature, batch_size=args.batch_size, system=args.system)
+                             temperature=args.temperature, batch_size=args.batch_size, system=args.system,
+                             chat_template=args.chat_template)
     keys = ("bench", "n", "accuracy", "ci95", f"pass@{args.samples}", "truncated_responses", "tokens_per_s")
     print(json.dumps({k: results[k] for k in keys}, indent=2))
     print(f"results in {args.out}")
@@ -110,7 +112,7 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
                                       "window": args.window})
     parse_system_policy(args.system)
     records, _ = load_split_records(args.data, args.format, "raise", None, args.system)
-    tokenizer = load_tokenizer(args.teacher)
+    tokenizer = load_tokenizer(args.teacher, chat_template=args.chat_template)
     examples = encode_records(tokenizer, records, config, args.data).examples
     teacher = load_model(args.teacher, pick_device(args.device))
     manifest = build_cache(teacher, tokenizer, examples, args.out, top_k=args.top_k, encode_config=config,
@@ -120,6 +122,14 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))
     print(f"cache written to {args.out}")
     return 0
+
+
+def _field_mapping(text: str) -> dict[str, str]:
+    """argparse type for ``prompt=problem,cot=steps``: our names to the dataset's columns."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected ours=theirs pairs joined by commas, found {text!r}")
+    return {ours.strip(): theirs.strip() for ours, theirs in pairs}
 
 
 def _split_floats(text: str) -> list[float]:
@@ -245,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
     stats = data.add_parser("stats", help="token statistics before and after truncation")
     stats.add_argument("file")
-    stats.add_argument("--format", default="auto", choices=["auto", "cot", "messages", "sharegpt"])
+    stats.add_argument("--format", default="auto", choices=["auto", "cot", "messages", "sharegpt", "gsm8k"])
+    stats.add_argument("--fields", type=_field_mapping, help="our=theirs column names, e.g. prompt=problem,cot=steps")
+    stats.add_argument("--split", default="train", help="split of a hub dataset or DatasetDict folder")
+    stats.add_argument("--subset", help="a hub dataset's configuration, e.g. main for openai/gsm8k")
     stats.add_argument("--tokenizer", help="tokenizer path or hub id (default: the embedded world's)")
     stats.add_argument("--lsp", type=float, help="lead-span proportion in (0, 1]")
     stats.add_argument("--truncation", choices=["none", "lsp", "window", "cut_after_think"])
@@ -286,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--top-k", type=int, default=128)
     cache.add_argument("--out", required=True)
     cache.add_argument("--format", default="auto")
+    cache.add_argument("--chat-template", help="a Jinja file or text: the one the training run renders with")
     cache.add_argument("--sections", default="promptcotAns")
     cache.add_argument("--truncation", default="none", choices=["none", "lsp", "window", "cut_after_think"])
     cache.add_argument("--lsp", type=float, default=1.0)
@@ -309,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--system", help="system prompt for every question: the one the model was trained with "
                                      "(data.system: replace:TEXT); none by default, as data.system: drop")
+    ev.add_argument("--chat-template", help="a Jinja file or text replacing the model's chat template")
     ev.add_argument("--out", default="runs/eval")
     ev.set_defaults(func=_cmd_eval)
 

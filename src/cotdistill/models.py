@@ -38,12 +38,15 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_tokenizer(name_or_path: str, *, chat: bool = True):
-    """The tokenizer of a model. ``chat``: it must have a chat template (every stage renders records with it)."""
+def load_tokenizer(name_or_path: str, *, chat: bool = True, chat_template: str | None = None):
+    """The tokenizer of a model. ``chat``: it must have a chat template (every stage renders records with it).
+    ``chat_template`` replaces the model's own: a file holding a Jinja template, or the template text itself."""
     try:
         tok = AutoTokenizer.from_pretrained(resolve(name_or_path))
     except OSError as err:  # a hub id that is not cached while offline, a folder without tokenizer files
         raise ModelError(f"{name_or_path}: could not load a tokenizer: {_first_line(err)}") from None
+    if chat_template is not None:
+        tok.chat_template = read_chat_template(chat_template)
     if chat and not tok.chat_template:
         raise ModelError(f"{name_or_path}: the tokenizer has no chat template; cotdistill renders every record "
                          "with it (set one in tokenizer_config.json, e.g. ChatML with <think> in assistant turns)")
@@ -51,6 +54,21 @@ def load_tokenizer(name_or_path: str, *, chat: bool = True):
         # pad == EOS is safe here: labels and attention masks are built from lengths, never from pad ids
         tok.pad_token = tok.eos_token
     return tok
+
+
+def read_chat_template(value: str) -> str:
+    """A chat template given as a file path or as Jinja text. Distilled-reasoning models (the DeepSeek-R1-distill
+    family) ship templates that strip ``<think>…</think>`` from assistant turns; training on their traces needs a
+    template that keeps them."""
+    if "{%" in value or "{{" in value:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ModelError(f"chat_template {value!r}: neither a file nor a Jinja template (no '{{%' or '{{{{' in it)")
+    text = path.read_text(encoding="utf-8")
+    if "{%" not in text and "{{" not in text:
+        raise ModelError(f"chat_template {value}: the file holds no Jinja template (no '{{%' or '{{{{' in it)")
+    return text
 
 
 def quiet_library_progress_bars() -> None:
@@ -98,6 +116,10 @@ def model_max_positions(name_or_path: str) -> int | None:
         config = AutoConfig.from_pretrained(resolve(name_or_path))
     except (OSError, ValueError):
         return None
+    return config_max_positions(config)
+
+
+def config_max_positions(config) -> int | None:
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:

@@ -83,7 +83,7 @@ def test_many_small_shards_hold_the_same_rows_as_one_and_k_equal_to_the_vocab_is
     tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)
     records, _ = load_split_records(cfg.data.path, "auto", "raise", None)
     encode = EncodeConfig(sections="ans")
-    examples = encode_records(tok, records, encode).examples
+    examples = encode_records(tok, records, encode, "records").examples
     common = {"encode_config": encode, "data_path": cfg.data.path, "teacher_name": cfg.teacher, "progress": False}
     common["batch_size"] = 2  # the same batches (and padding) for both: equal to the last bit
     one = build_cache(teacher, tok, examples, tmp_path / "one", top_k=len(tok), logp_dtype="float32", **common)
@@ -112,7 +112,8 @@ def test_records_without_rows_are_marked_and_never_read(tmp_path):
     tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)
     records, _ = load_split_records(cfg.data.path, "auto", "raise", None)
     encode = EncodeConfig(sections="ans")
-    kept = [e for e in encode_records(tok, records, encode).examples if e.index % 2 == 0]  # odd ones "dropped"
+    # the odd ones "dropped"
+    kept = [e for e in encode_records(tok, records, encode, "records").examples if e.index % 2 == 0]
     build_cache(teacher, tok, kept, tmp_path / "c", top_k=4, encode_config=encode, data_path=cfg.data.path,
                 teacher_name=cfg.teacher, progress=False)
     index = np.load(tmp_path / "c" / "index.npy")

@@ -130,8 +130,8 @@ def segment_char_spans(text: str, record: ReasoningRecord, source: str, index: i
     close_at = text.rfind(THINK_CLOSE)
     open_at = text.rfind(THINK_OPEN, 0, max(close_at, 0))
     if close_at < 0 or open_at < 0:
-        raise DataError(source, index, f"the chat template to keep {THINK_OPEN}…{THINK_CLOSE} in the assistant turn",
-                        "the markers missing from the rendered text")
+        raise DataError(source, index, f"the chat template to keep {THINK_OPEN}…{THINK_CLOSE} in the assistant turn "
+                        "(set chat_template to one that does)", "the markers missing from the rendered text")
     answer_start = close_at + len(THINK_CLOSE)
     if record.cot not in text[open_at:close_at] or record.answer not in text[answer_start:]:
         raise DataError(source, index, "the chat template to render the CoT and answer unchanged",
@@ -181,7 +181,7 @@ def random_mask(labels: list[int], share: float, rng: random.Random) -> list[int
 
 
 def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, index: int = 0,
-                  source: str = "<records>") -> EncodedExample | None:
+                  source: str = "records") -> EncodedExample | None:
     """Token ids, aligned labels and segments for one record; ``None`` if truncation left nothing to learn."""
     text = render_conversation(tokenizer, record)
     cot_start, answer_start = segment_char_spans(text, record, source, index)
@@ -213,8 +213,8 @@ class EncodeResult:
     dropped: list[int]  # record indices left with zero supervised tokens
 
 
-def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
-                   source: str = "<records>", index_offset: int = 0) -> EncodeResult:
+def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig, source: str,
+                   index_offset: int = 0) -> EncodeResult:
     """Encode all records; ``index_offset`` numbers them from there (a validation tail keeps its file indices)."""
     examples, dropped = [], []
     for i, record in enumerate(records, start=index_offset):

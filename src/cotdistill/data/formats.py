@@ -6,10 +6,17 @@ Formats (auto-detected from the first row's keys, or named):
 * ``messages`` — ``{"messages": [{"role", "content"}, …]}`` with the assistant content ``<think>…</think>answer``;
 * ``sharegpt`` — ``{"conversations": [{"from", "value"}, …], "system"?}`` with Bespoke-Stratos / OpenThoughts
   markers ``<|begin_of_thought|>…<|end_of_thought|>`` and ``<|begin_of_solution|>…<|end_of_solution|>``
-  (``<think>`` markers are accepted too).
+  (``<think>`` markers are accepted too);
+* ``gsm8k``    — ``{"question", "answer"}`` with the answer ``rationale #### final`` (GSM8K as published): the
+  rationale is the chain of thought, the final number the answer.
 
-Sources: a ``.jsonl``/``.json`` file, a ``.parquet``/``.arrow`` file, or a local HF ``datasets`` directory
-(``save_to_disk`` output; a ``DatasetDict`` uses its ``train`` split).
+Columns named otherwise are mapped with ``fields`` (``{"prompt": "problem", "cot": "reasoning", …}``: our name →
+the dataset's column), before the format is detected.
+
+Sources: a ``.jsonl``/``.json`` file, a ``.parquet``/``.arrow`` file, a local HF ``datasets`` directory
+(``save_to_disk`` output, or a folder of data files / a loading script for ``datasets.load_dataset``), a hub
+dataset id (``openai/gsm8k`` with ``subset="main"``; ``split`` picks the split, ``train`` by default), or rows
+already in memory (a ``datasets.Dataset`` or a list of dicts).
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cotdistill.config import ConfigError
 from cotdistill.data.records import DataError, ReasoningRecord, check_record, split_think
 
-FORMATS = ("cot", "messages", "sharegpt")
+FORMATS = ("cot", "messages", "sharegpt", "gsm8k")
+# the names a field mapping may give columns to: each format's keys
+FIELD_NAMES = ("prompt", "cot", "answer", "messages", "conversations", "system", "question")
 BEGIN_THOUGHT, END_THOUGHT = "<|begin_of_thought|>", "<|end_of_thought|>"
 BEGIN_SOLUTION, END_SOLUTION = "<|begin_of_solution|>", "<|end_of_solution|>"
 
@@ -41,8 +51,31 @@ def detect_format(row: dict[str, Any], source: str, index: int) -> str:
         return "sharegpt"
     if {"prompt", "cot", "answer"} <= set(row):
         return "cot"
-    raise DataError(source, index, f"keys of one format: {FORMATS} (messages | conversations | prompt+cot+answer)",
+    if {"question", "answer"} <= set(row) and GSM8K_MARK in str(row["answer"]):
+        return "gsm8k"
+    raise DataError(source, index, f"keys of one format: {FORMATS} (messages | conversations | prompt+cot+answer | "
+                    "question+answer with '####'); map other column names with data.fields",
                     f"keys {sorted(row)}")
+
+
+def rename_fields(row: dict[str, Any], fields: dict[str, str] | None, source: str, index: int) -> dict[str, Any]:
+    """The row with each mapped column under our name (``fields``: our name → the dataset's column)."""
+    if not fields:
+        return row
+    missing = [theirs for theirs in fields.values() if theirs not in row]
+    if missing:
+        raise DataError(source, index, f"the columns data.fields names ({', '.join(fields.values())})",
+                        f"no {missing} among {sorted(row)}")
+    renamed = {k: v for k, v in row.items() if k not in fields.values()}
+    renamed.update({ours: row[theirs] for ours, theirs in fields.items()})
+    return renamed
+
+
+def check_fields(fields: dict[str, str] | None) -> None:
+    unknown = sorted(set(fields or {}) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError(f"fields maps our names to the dataset's columns; our names are {', '.join(FIELD_NAMES)}, "
+                         f"got {unknown}")
 
 
 def _from_cot(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
@@ -66,6 +99,20 @@ def _from_messages(row: dict[str, Any], source: str, index: int) -> ReasoningRec
     cot, answer = split_think(assistants[-1], source, index)
     meta = {k: v for k, v in row.items() if k != "messages"}
     return ReasoningRecord(users[-1], cot, answer, meta, system=system)
+
+
+GSM8K_MARK = "####"
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv")  # a missing file, not a hub id
+
+
+def _from_gsm8k(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
+    solution = str(row["answer"])
+    if GSM8K_MARK not in solution:
+        raise DataError(source, index, f"an answer 'rationale {GSM8K_MARK} final'", f"no {GSM8K_MARK} in "
+                        f"{solution[:60]!r}")
+    rationale, final = solution.rsplit(GSM8K_MARK, 1)  # the last mark: a rationale may quote one
+    meta = {k: v for k, v in row.items() if k not in ("question", "answer")}
+    return ReasoningRecord(row["question"], rationale.strip(), final.strip(), meta)
 
 
 def _split_sharegpt_value(text: str, source: str, index: int) -> tuple[str, str]:
@@ -94,29 +141,41 @@ def _from_sharegpt(row: dict[str, Any], source: str, index: int) -> ReasoningRec
     return ReasoningRecord(users[-1], cot, answer, meta, system=system)
 
 
-_PARSERS = {"cot": _from_cot, "messages": _from_messages, "sharegpt": _from_sharegpt}
+_PARSERS = {"cot": _from_cot, "messages": _from_messages, "sharegpt": _from_sharegpt, "gsm8k": _from_gsm8k}
 
 
-def iter_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_rows(path, **where) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (index, row). For JSONL the index is the 1-based file line; otherwise the 0-based row number."""
-    for index, row in iter_rows_or_errors(path):
+    for index, row in iter_rows_or_errors(path, **where):
         if isinstance(row, DataError):
             raise row
         if row:  # blank lines are {}
             yield index, row
 
 
-def iter_rows_or_errors(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
+def iter_rows_or_errors(path, *, split: str = "train",
+                        subset: str | None = None) -> Iterator[tuple[int, dict[str, Any] | DataError]]:
     """Like :func:`iter_rows`, but a bad line is yielded as its ``DataError`` so reading can go on past it."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(str(path), None, "an existing file or dataset directory", "nothing at that path")
-    if path.is_dir() or path.suffix in (".parquet", ".arrow"):
-        yield from enumerate(_load_hf(path))
+    if not isinstance(path, (str, Path)):  # rows in memory: a datasets.Dataset or a list of dicts
+        for index, row in enumerate(path):
+            yield index, row if isinstance(row, dict) else DataError(source_name(path), index, "a dict per row",
+                                                                     type(row).__name__)
         return
-    with open(path, "rb") as fh:
+    local = Path(path)
+    if not local.exists():
+        yield from enumerate(_load_hub(str(path), split, subset))
+        return
+    if local.is_dir() or local.suffix in (".parquet", ".arrow"):
+        yield from enumerate(_load_hf(local, split, subset))
+        return
+    with open(local, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            yield lineno, _parse_line(raw, str(path), lineno)
+            yield lineno, _parse_line(raw, str(local), lineno)
+
+
+def source_name(source) -> str:
+    """How messages name a source: its path or hub id, or ``<in-memory rows>`` for a Dataset or a list."""
+    return str(source) if isinstance(source, (str, Path)) else f"<in-memory {type(source).__name__}>"
 
 
 def _parse_line(raw: bytes, source: str, lineno: int) -> dict[str, Any] | DataError:
@@ -135,19 +194,49 @@ def _parse_line(raw: bytes, source: str, lineno: int) -> dict[str, Any] | DataEr
     return row
 
 
-def _load_hf(path: Path):
+def _load_hf(path: Path, split: str, subset: str | None):
     import datasets
 
+    if path.is_dir() and not _saved_to_disk(path):  # a folder of data files or a loading script
+        return _load_dataset(str(path), split, subset, str(path))
     if path.is_dir():
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
-            if "train" not in ds:
-                raise DataError(str(path), None, "a DatasetDict with a 'train' split", f"splits {list(ds)}")
-            ds = ds["train"]
+            if split not in ds:
+                raise DataError(str(path), None, f"a DatasetDict with a {split!r} split (data.split)",
+                                f"splits {list(ds)}")
+            ds = ds[split]
         return ds
     if path.suffix == ".parquet":
         return datasets.Dataset.from_parquet(str(path))
     return datasets.Dataset.from_file(str(path))
+
+
+def _saved_to_disk(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()
+
+
+def _load_hub(name: str, split: str, subset: str | None):
+    from cotdistill.models import HUB_ID
+
+    if name.startswith((".", "/", "~")) or Path(name).suffix in DATA_SUFFIXES or not HUB_ID.fullmatch(name):
+        raise DataError(name, None, "an existing file or dataset directory, or a hub dataset id",
+                        "nothing at that path")
+    return _load_dataset(name, split, subset, name)
+
+
+def _load_dataset(name: str, split: str, subset: str | None, source: str):
+    """``datasets.load_dataset`` with its many failure types turned into one located error (offline, an unknown
+    id, a wrong split or subset all raise different exceptions)."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, subset, split=split)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        where = "" if Path(name).exists() else " (not a file or folder here)"
+        raise DataError(source, None, f"a dataset datasets.load_dataset can read{where}, split {split!r}"
+                        + (f", subset {subset!r}" if subset else ""), f"{type(err).__name__}: {first[:200]}") from None
 
 
 def parse_row(row: dict[str, Any], fmt: str, source: str, index: int) -> ReasoningRecord:
@@ -158,21 +247,25 @@ def parse_row(row: dict[str, Any], fmt: str, source: str, index: int) -> Reasoni
     return check_record(record, source, index)
 
 
-def load_records(path: str | Path, fmt: str = "auto", *, on_error: str = "raise",
-                 limit: int | None = None) -> LoadResult:
-    """Load every record of ``path``. ``on_error='skip'`` skips bad rows and lists them in ``skipped``."""
+def load_records(path, fmt: str = "auto", *, on_error: str = "raise", limit: int | None = None,
+                 fields: dict[str, str] | None = None, split: str = "train",
+                 subset: str | None = None) -> LoadResult:
+    """Load every record of ``path`` (a file, folder, hub id, or rows in memory). ``on_error='skip'`` skips bad
+    rows and lists them in ``skipped``."""
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {fmt!r}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    source, records, skipped = str(path), [], []
+    check_fields(fields)
+    source, records, skipped = source_name(path), [], []
     detected = None if fmt == "auto" else fmt
-    for index, row in iter_rows_or_errors(path):
+    for index, row in iter_rows_or_errors(path, split=split, subset=subset):
         try:
             if isinstance(row, DataError):
                 raise row
             if not row:  # a blank line
                 continue
+            row = rename_fields(row, fields, source, index)
             detected = detected or detect_format(row, source, index)
             records.append(parse_row(row, detected, source, index))
         except DataError as err:
@@ -199,6 +292,8 @@ def record_to_row(record: ReasoningRecord, fmt: str) -> dict[str, Any]:
         if record.system:
             row["system"] = record.system
         return {**row, **record.metadata}
+    if fmt == "gsm8k":
+        return {"question": record.prompt, "answer": f"{record.cot}\n{GSM8K_MARK} {record.answer}", **record.metadata}
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 

@@ -23,10 +23,10 @@ def _summary(values: list[int]) -> dict[str, float]:
 
 
 def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
-                max_length: int | None = None) -> dict:
+                max_length: int | None = None, source: str = "records") -> dict:
     """Records, tokens per segment, supervised tokens and dropped records under ``config``; with ``max_length``,
     how many rows are longer (``train`` drops those: the model has no positions for them)."""
-    result = encode_records(tokenizer, records, config)
+    result = encode_records(tokenizer, records, config, source)
     examples = result.examples
     per_segment = {name: _summary([ex.segments.count(seg) for ex in examples]) for name, seg in SEGMENTS.items()}
     return {
@@ -41,15 +41,16 @@ def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
 
 
 def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
-                 max_length: int | None = None) -> dict:
+                 max_length: int | None = None, source: str = "records") -> dict:
     """Stats with no truncation (same sections) and with ``config``'s truncation."""
     untruncated = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0,
                                       max_seq_len=None)
-    return {"before": token_stats(tokenizer, records, untruncated, max_length),
-            "after": token_stats(tokenizer, records, config, max_length)}
+    return {"before": token_stats(tokenizer, records, untruncated, max_length, source),
+            "after": token_stats(tokenizer, records, config, max_length, source)}
 
 
-def system_token_share(tokenizer, records: list[ReasoningRecord], config: EncodeConfig) -> float:
+def system_token_share(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
+                       source: str = "records") -> float:
     """The share of all (untruncated) tokens that the records' own system turns take: what ``data.system: keep``
     adds to P and to ``n`` compared with ``drop``."""
     from cotdistill.data.records import apply_system_policy
@@ -57,8 +58,8 @@ def system_token_share(tokenizer, records: list[ReasoningRecord], config: Encode
     if not any(r.system for r in records):  # nothing to drop: skip two tokenizing passes over the data
         return 0.0
     full = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0, max_seq_len=None)
-    kept = token_stats(tokenizer, records, full)["tokens"]
-    dropped = token_stats(tokenizer, apply_system_policy(records, "drop"), full)["tokens"]
+    kept = token_stats(tokenizer, records, full, source=source)["tokens"]
+    dropped = token_stats(tokenizer, apply_system_policy(records, "drop"), full, source=source)["tokens"]
     return (kept - dropped) / kept if kept else 0.0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cotdistill.config import ConfigError
-from cotdistill.data.formats import iter_rows
+from cotdistill.data.formats import iter_rows, source_name
 from cotdistill.data.records import DataError
 from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
 from cotdistill.evaluation.grade import GRADER, answers_match
@@ -71,23 +71,23 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
     bench = BENCHMARKS[name]
     prompts = (prompt_field,) if prompt_field else bench.prompt_fields
     answers = (answer_field,) if answer_field else bench.answer_fields
-    items = []
+    items, source = [], source_name(data_path)
     for index, row in iter_rows(data_path):
-        prompt = _pick(row, prompts, data_path, index, "prompt")
-        raw_gold = _pick(row, answers, data_path, index, "answer")
+        prompt = _pick(row, prompts, source, index, "prompt")
+        raw_gold = _pick(row, answers, source, index, "answer")
         if raw_gold is None or not str(raw_gold).strip():  # was graded against the string "None"
-            raise DataError(data_path, index, "a reference answer", f"{raw_gold!r}")
+            raise DataError(source, index, "a reference answer", f"{raw_gold!r}")
         gold = str(raw_gold)
         if bench.gold_from_solution:
             gold = extract_gsm8k(gold)
             if gold is None:
-                raise DataError(data_path, index, "an answer ending in '#### <number>'", "no #### line")
+                raise DataError(source, index, "an answer ending in '#### <number>'", "no #### line")
         meta = {k: v for k, v in row.items() if isinstance(v, (int, float, str)) and k not in prompts + answers}
         items.append(BenchItem(prompt, gold, meta))
         if limit is not None and len(items) >= limit:
             break
     if not items:
-        raise DataError(data_path, None, f"at least one {name} problem", "no rows")
+        raise DataError(source, None, f"at least one {name} problem", "no rows")
     return items
 
 
@@ -169,11 +169,11 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
 def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | None = None, limit: int | None = None,
                    out_dir: str | Path | None = None, progress: bool = True, max_new_tokens: int = 512,
                    samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto",
-                   system: str | None = None) -> dict:
+                   system: str | None = None, chat_template: str | None = None) -> dict:
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
 
     items = load_benchmark(bench, data_path, limit=limit)  # a bad bench or file is found before the model loads
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, chat_template=chat_template)
     model = load_model(model_path, pick_device(device))
     gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
                            batch_size=batch_size)

@@ -6,14 +6,18 @@ from dataclasses import dataclass, field
 
 from cotdistill.config import ConfigError, from_dict
 from cotdistill.data.encode import EncodeConfig
+from cotdistill.data.formats import check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
 
 
 @dataclass
 class DataConfig:
-    path: str = ""  # JSONL / HF dataset dir / parquet; "world:train" = the embedded world's training split
-    format: str = "auto"
+    path: str = ""  # JSONL / parquet / HF dataset dir / hub dataset id; "world:train" = the embedded world's split
+    format: str = "auto"  # auto | cot | messages | sharegpt | gsm8k
+    fields: dict[str, str] | None = None  # our name -> the dataset's column, e.g. {prompt: problem, cot: reasoning}
+    split: str = "train"  # the split of a hub dataset or a DatasetDict folder
+    subset: str | None = None  # a hub dataset's configuration ("main" for openai/gsm8k)
     on_error: str = "raise"  # raise | skip
     val_path: str | None = None
     val_fraction: float = 0.05  # used when val_path is empty
@@ -27,6 +31,7 @@ class DataConfig:
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         parse_system_policy(self.system)
+        check_fields(self.fields)
         if self.max_records is not None and self.max_records < 1:  # 0 silently trained on one record
             raise ValueError(f"max_records must be >= 1 or null, got {self.max_records}")
 
@@ -72,6 +77,7 @@ class TrainConfig:
     teacher: str | None = "world:teacher"  # online teacher; unused when loss.distill_ratio == 0
     teacher_cache: str | None = None  # offline top-k cache dir (replaces the online teacher)
     tokenizer: str | None = None  # defaults to the student's
+    chat_template: str | None = None  # a Jinja file or text replacing the tokenizer's (saved with the trained model)
     output_dir: str = "runs/train"
     data: DataConfig = field(default_factory=DataConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)

@@ -29,23 +29,25 @@ from cotdistill.compute import MemoryMonitor, ModelShape, training_flops
 from cotdistill.config import save_config, to_dict
 from cotdistill.data.batching import collate, length_grouped_batches
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
-from cotdistill.data.formats import load_records
+from cotdistill.data.formats import load_records, source_name
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
 from cotdistill.errors import UserError
 from cotdistill.losses import chunked_distill_sums, combine
 from cotdistill.models import (
     check_same_tokenizer,
+    config_max_positions,
     load_model,
     load_tokenizer,
     model_max_positions,
     pick_device,
+    read_chat_template,
     resolve,
     shared_vocab_size,
 )
 from cotdistill.outputs import output_lock
 from cotdistill.training import checkpoint as ckpt
-from cotdistill.training.config import TrainConfig
+from cotdistill.training.config import DataConfig, TrainConfig
 from cotdistill.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.training.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.training.schedule import lr_factor
@@ -77,19 +79,27 @@ class StudentLoss(nn.Module):
         return torch.stack([ce, kd])
 
 
-def load_split_records(path: str, fmt: str, on_error: str, limit: int | None,
-                       system: str = "drop") -> tuple[list[ReasoningRecord], str]:
-    if path.startswith("world:"):
+def load_split_records(path, fmt: str = "auto", on_error: str = "raise", limit: int | None = None,
+                       system: str = "drop", *, fields: dict[str, str] | None = None, split: str = "train",
+                       subset: str | None = None) -> tuple[list[ReasoningRecord], str]:
+    """Records of a ``world:`` spec, a file, folder or hub id, or rows in memory, with the system policy applied."""
+    if isinstance(path, str) and path.startswith("world:"):
         from cotdistill.world import parse_world_spec, world_records
 
-        split, style, n = parse_world_spec(path)
-        return apply_system_policy(world_records(split, style, n if n is not None else limit), system), "world"
-    result = load_records(path, fmt, on_error=on_error, limit=limit)
+        split_name, style, n = parse_world_spec(path)
+        return apply_system_policy(world_records(split_name, style, n if n is not None else limit), system), "world"
+    result = load_records(path, fmt, on_error=on_error, limit=limit, fields=fields, split=split, subset=subset)
     result.records = apply_system_policy(result.records, system)
     if result.skipped:  # on_error: skip is a choice, but never a silent one
-        _warn(f"skipped {len(result.skipped)} bad rows of {path} (data.on_error: skip); first: {result.skipped[0]}",
-              os.environ.get("RANK", "0") == "0")
+        _warn(f"skipped {len(result.skipped)} bad rows of {source_name(path)} (data.on_error: skip); first: "
+              f"{result.skipped[0]}", os.environ.get("RANK", "0") == "0")
     return result.records, result.format
+
+
+def load_config_records(data: DataConfig, path=None, limit: int | None = None) -> tuple[list[ReasoningRecord], str]:
+    """``load_split_records`` with every reading option taken from the run's ``data`` config."""
+    return load_split_records(data.path if path is None else path, data.format, data.on_error, limit, data.system,
+                              fields=data.fields, split=data.split, subset=data.subset)
 
 
 # keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
@@ -135,21 +145,46 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def load_tokenizers(cfg: TrainConfig):
+@dataclass
+class GivenObjects:
+    """What a Python caller passed already loaded instead of by name: models, tokenizer, data rows. ``None`` means
+    "load what the config names"."""
+
+    student: nn.Module | None = None
+    teacher: nn.Module | None = None
+    tokenizer: object | None = None
+    data: object | None = None  # a datasets.Dataset or a list of row dicts
+    val_data: object | None = None
+
+
+def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
     """The student's tokenizer and the teacher cache (or ``None``), with the pairing checked: the model paths exist,
     KD has a teacher, teacher and student share one vocabulary. Cheap: no weights are loaded."""
-    resolve(cfg.student)
-    tokenizer = load_tokenizer(cfg.tokenizer or cfg.student)
+    given = given or GivenObjects()
+    if given.tokenizer is not None:
+        tokenizer = given.tokenizer
+        if cfg.chat_template is not None:
+            tokenizer.chat_template = read_chat_template(cfg.chat_template)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+    else:
+        if given.student is None:
+            resolve(cfg.student)
+        elif cfg.tokenizer is None:
+            raise TrainingError("a student passed as a model object needs its tokenizer: pass tokenizer=… or set "
+                                "the config's tokenizer to a path or hub id")
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.student, chat_template=cfg.chat_template)
     cache = None
     if cfg.needs_teacher and cfg.teacher_cache:
         from cotdistill.teacher.cache import TeacherCache
 
         cache = TeacherCache.open(cfg.teacher_cache)
-    elif cfg.needs_teacher:
+    elif cfg.needs_teacher and given.teacher is None:
         if not cfg.teacher:
             raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
                                 "loss.distill_ratio: 0 for plain SFT)")
-        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher))
+        # only the vocabulary is compared: the student's tokenizer renders every record for both models
+        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher, chat=False))
     return tokenizer, cache
 
 
@@ -157,7 +192,7 @@ def check_inputs(cfg: TrainConfig) -> None:
     """Every check a run makes before loading weights (models, pairing, data), for stages that start runs later:
     a sweep refuses a bad base config at once instead of failing each of its settings."""
     load_tokenizers(cfg)
-    load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error, cfg.data.max_records, cfg.data.system)
+    load_config_records(cfg.data, limit=cfg.data.max_records)
 
 
 @dataclass
@@ -168,8 +203,9 @@ class Batch:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, given: GivenObjects | None = None) -> None:
         self.cfg = config
+        self.given = given or GivenObjects()
         self.device = pick_device(config.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.device.type == "cuda" and self.dist.enabled:
@@ -189,18 +225,22 @@ class Trainer:
 
     # --- set-up ------------------------------------------------------------------------------------------------
     def _load_tokenizers(self) -> None:
-        self.tokenizer, self.cache = load_tokenizers(self.cfg)
+        self.tokenizer, self.cache = load_tokenizers(self.cfg, self.given)
 
     def _load_models(self) -> None:
         cfg = self.cfg
-        self.student = load_model(cfg.student, self.device)
+        given = self.given
+        self.student = given.student.to(self.device) if given.student is not None else load_model(cfg.student,
+                                                                                                  self.device)
         self.student.config.use_cache = False
         if cfg.gradient_checkpointing and self.device.type == "cuda":
             self.student.gradient_checkpointing_enable()
         self.teacher = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
         if cfg.needs_teacher and not cfg.teacher_cache:
-            self.teacher = load_model(cfg.teacher, self.device).eval()
+            teacher = given.teacher.to(self.device) if given.teacher is not None else load_model(cfg.teacher,
+                                                                                                 self.device)
+            self.teacher = teacher.eval()
             self.teacher.requires_grad_(False)
             teacher_vocab = self.teacher.config.vocab_size
             self.teacher_forward = TeacherForward(self.teacher)
@@ -217,15 +257,16 @@ class Trainer:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        records, self.data_format = load_split_records(cfg.data.path, cfg.data.format, cfg.data.on_error,
-                                                       cfg.data.max_records, cfg.data.system)
-        if cfg.data.val_path:
-            val_records, _ = load_split_records(cfg.data.val_path, cfg.data.format, cfg.data.on_error, None,
-                                                cfg.data.system)
+        given = self.given
+        records, self.data_format = load_config_records(cfg.data, given.data, cfg.data.max_records)
+        if given.val_data is not None or cfg.data.val_path:
+            val_records, _ = load_config_records(cfg.data, given.val_data if given.val_data is not None
+                                                 else cfg.data.val_path)
         else:
             n_val = int(len(records) * cfg.data.val_fraction)
             val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
-        encoded = encode_records(self.tokenizer, records, cfg.encode, cfg.data.path)
+        source = source_name(given.data if given.data is not None else cfg.data.path)
+        encoded = encode_records(self.tokenizer, records, cfg.encode, source)
         self.examples, self.dropped = encoded.examples, encoded.dropped
         # duplicates are counted always and removed on request; examples keep their file index either way, so a
         # teacher cache built on the whole file still fits
@@ -238,8 +279,11 @@ class Trainer:
             _warn(f"{len(repeated)} training records repeat an earlier one (set data.dedup: true to drop them)",
                   self.dist.is_main)
         # a validation tail split off the training file keeps its file indices, so a teacher cache covers it too
-        offset = 0 if cfg.data.val_path else len(records)
-        val_examples = encode_records(self.tokenizer, val_records, cfg.encode, "validation", offset).examples
+        separate_val = cfg.data.val_path or given.val_data is not None
+        offset = 0 if separate_val else len(records)
+        val_source = source_name(given.val_data) if given.val_data is not None else (
+            cfg.data.val_path or f"{source} (validation tail)")
+        val_examples = encode_records(self.tokenizer, val_records, cfg.encode, val_source, offset).examples
         in_train = repeated_positions(val_records, train_keys)  # never validate on a record trained on
         self.val_examples = [e for e in val_examples if e.index - offset not in in_train]
         self.data_notes["validation_records_in_training"] = len(in_train)
@@ -247,7 +291,7 @@ class Trainer:
         if not self.examples:
             raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped, "
                                 f"{self.data_notes['overlong_records']} longer than the model's positions)")
-        self.val_in_cache = not cfg.data.val_path
+        self.val_in_cache = not separate_val
         self.num_records = len(records)
         self._report_data()
         self._epochs = {0: self._epoch_batches(0)}
@@ -280,8 +324,7 @@ class Trainer:
         """Rows longer than the models' positions are dropped, counted and reported: trained past its positions a
         model silently misbehaves (a 307k-token record tried to allocate 94.7 GB). ``encode.max_seq_len``
         truncates them instead."""
-        names = [self.cfg.student] + ([self.cfg.teacher] if self.cfg.needs_teacher and not self.cache else [])
-        limits = [n for n in (model_max_positions(name) for name in names) if n]
+        limits = [n for n in self._max_positions() if n]
         limit = min(limits) if limits else None
         self.data_notes["max_positions"] = limit
         if limit is None:
@@ -294,6 +337,16 @@ class Trainer:
         if overlong:
             _warn(f"dropped {len(overlong)} training records longer than the model's {limit} positions (first: "
                   f"record {overlong[0]}); set encode.max_seq_len to truncate them instead", self.dist.is_main)
+
+    def _max_positions(self) -> list[int | None]:
+        """The positions of the student and the online teacher, read from their configs (no weights loaded)."""
+        cfg, given = self.cfg, self.given
+        found = [config_max_positions(given.student.config) if given.student is not None
+                 else model_max_positions(cfg.student)]
+        if cfg.needs_teacher and not self.cache:
+            found.append(config_max_positions(given.teacher.config) if given.teacher is not None
+                         else model_max_positions(cfg.teacher))
+        return found
 
     def _build_optimizer(self) -> None:
         o = self.cfg.optim
@@ -641,9 +694,9 @@ class Trainer:
         cleanup(self.dist)
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig, given: GivenObjects | None = None) -> dict:
     """Run a training job end to end and return its run summary."""
-    trainer = Trainer(config)
+    trainer = Trainer(config, given)
     try:
         return trainer.train()
     finally:

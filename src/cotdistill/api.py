@@ -1,0 +1,136 @@
+"""The Python entry points: ``cotdistill.train`` and ``cotdistill.evaluate``.
+
+Each takes what a notebook has at hand — a config as a dataclass, a dict or a YAML path; models, tokenizers and
+datasets already loaded or named by path / hub id — and checks the types at once, before anything runs (a dict
+where a config belongs used to fail deep in the trainer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cotdistill.config import ConfigError, from_dict, load_config
+
+
+def _check(name: str, value: Any, allowed: tuple[type, ...], wanted: str) -> None:
+    if value is not None and not isinstance(value, allowed):
+        raise ConfigError(f"{name} must be {wanted}, got {type(value).__name__}")
+
+
+def _model_types() -> tuple[type, ...]:
+    from transformers import PreTrainedModel
+
+    return (str, PreTrainedModel)
+
+
+def _tokenizer_types() -> tuple[type, ...]:
+    from transformers import PreTrainedTokenizerBase
+
+    return (str, PreTrainedTokenizerBase)
+
+
+def _data_types() -> tuple[type, ...]:
+    import datasets
+
+    return (str, Path, datasets.Dataset, list)
+
+
+def _name_of(model) -> str:
+    """What config.yaml records for a model passed as an object: where it was loaded from, if anywhere."""
+    return getattr(model, "name_or_path", "") or f"<in-memory {type(model).__name__}>"
+
+
+def train_config(config=None, overrides: list[str] | None = None):
+    """A ``TrainConfig`` from a ``TrainConfig``, a dict, a YAML path or ``None`` (the defaults), then overrides."""
+    from cotdistill.config import merge, parse_overrides, to_dict
+    from cotdistill.training.config import TrainConfig
+
+    if config is None or isinstance(config, (str, Path)):
+        return load_config(TrainConfig, config, overrides)
+    if isinstance(config, TrainConfig):
+        config = to_dict(config)
+    if not isinstance(config, dict):
+        raise ConfigError(f"config must be a TrainConfig, a dict or a YAML path, got {type(config).__name__}")
+    return from_dict(TrainConfig, merge(config, parse_overrides(overrides or [])))
+
+
+def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None, val_data=None,
+          overrides: list[str] | None = None) -> dict:
+    """Train a student and return the run summary (``final_model`` is where the weights are).
+
+    ``config``: a ``TrainConfig``, a dict of the YAML's shape, or a YAML path. ``student`` / ``teacher``: a path,
+    hub id or a loaded ``PreTrainedModel``; ``tokenizer``: a path or a loaded tokenizer (needed with a student
+    object); ``data`` / ``val_data``: a path, hub id, ``datasets.Dataset`` or list of rows. Objects take the
+    place of the config's names.
+    """
+    from cotdistill.training.loop import GivenObjects
+    from cotdistill.training.loop import train as run_training
+
+    _check("student", student, _model_types(), "a path, hub id or transformers PreTrainedModel")
+    _check("teacher", teacher, _model_types(), "a path, hub id or transformers PreTrainedModel")
+    _check("tokenizer", tokenizer, _tokenizer_types(), "a path, hub id or transformers tokenizer")
+    _check("data", data, _data_types(), "a path, hub id, datasets.Dataset or list of rows")
+    _check("val_data", val_data, _data_types(), "a path, hub id, datasets.Dataset or list of rows")
+    cfg = train_config(config, overrides)
+    given = GivenObjects()
+    for name, value in (("student", student), ("teacher", teacher), ("tokenizer", tokenizer)):
+        if isinstance(value, str):
+            setattr(cfg, name, value)
+        elif value is not None:
+            setattr(given, name, value)
+            if name != "tokenizer":
+                setattr(cfg, name, _name_of(value))
+    for name, value in (("path", data), ("val_path", val_data)):
+        if isinstance(value, (str, Path)):
+            setattr(cfg.data, name, str(value))
+        elif value is not None:
+            setattr(given, "data" if name == "path" else "val_data", value)
+            setattr(cfg.data, name, f"<in-memory {type(value).__name__}>")
+    return run_training(cfg, given)
+
+
+def evaluate(model, tokenizer=None, *, bench: str = "world", data=None, limit: int | None = None,
+             max_new_tokens: int = 512, samples: int = 1, temperature: float = 0.0, batch_size: int = 32,
+             system: str | None = None, chat_template: str | None = None, out_dir: str | Path | None = None,
+             device: str = "auto", progress: bool = True) -> dict:
+    """Generate, extract and grade ``model`` on a benchmark; returns the results dict (``accuracy``, ``ci95``,
+    ``pass@k`` …) and writes ``results.json`` + ``samples.jsonl`` to ``out_dir`` when given.
+
+    ``model``: a path, hub id or loaded ``PreTrainedModel`` (then ``tokenizer`` is needed: a path or object);
+    ``data``: a file, dataset folder, hub id, ``datasets.Dataset`` or list of rows for benchmarks read from data.
+    """
+    from cotdistill.evaluation.benchmarks import evaluate as run_evaluation
+    from cotdistill.evaluation.benchmarks import evaluate_model, load_benchmark, write_eval
+    from cotdistill.generate import GenerationConfig
+    from cotdistill.models import load_tokenizer, read_chat_template
+
+    _check("model", model, _model_types(), "a path, hub id or transformers PreTrainedModel")
+    _check("tokenizer", tokenizer, _tokenizer_types(), "a path, hub id or transformers tokenizer")
+    _check("data", data, _data_types(), "a path, hub id, datasets.Dataset or list of rows")
+    if model is None:
+        raise ConfigError("model must be a path, hub id or transformers PreTrainedModel, got None")
+    if isinstance(model, str) and tokenizer is None:
+        return evaluate_model(model, bench, data_path=data, limit=limit, out_dir=out_dir, progress=progress,
+                              max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
+                              batch_size=batch_size, device=device, system=system, chat_template=chat_template)
+    if tokenizer is None:
+        raise ConfigError("a model passed as an object needs its tokenizer: evaluate(model, tokenizer, …)")
+    items = load_benchmark(bench, data, limit=limit)
+    if isinstance(tokenizer, str):
+        tokenizer = load_tokenizer(tokenizer, chat_template=chat_template)
+    elif chat_template is not None:
+        tokenizer.chat_template = read_chat_template(chat_template)
+    if isinstance(model, str):
+        from cotdistill.models import load_model, pick_device
+
+        model = load_model(model, pick_device(device))
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
+                           batch_size=batch_size)
+    # model_path=None: an object is generated with directly (a path would let vLLM reload it from disk)
+    results, rows = run_evaluation(model, tokenizer, items, gen, bench=bench, model_path=None, progress=progress,
+                                   system=system)
+    results["model"], results["system"] = _name_of(model), system
+    if out_dir is not None:
+        write_eval(out_dir, results, rows)
+    return results
