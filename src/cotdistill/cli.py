@@ -79,6 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from cotdistill.training.loop import train
 
     config = load_config(TrainConfig, *_config_and_overrides(args))
+    config.allow_config_change = config.allow_config_change or args.allow_config_change
     summary = train(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
     print(f"trained model: {summary['final_model']}")
@@ -250,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Exit codes: 0 done; 2 an error in the input or config (one line on "
                                             "stderr, nothing written over); 1 a bug (with its traceback).")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
+    parser.add_argument("--threads", type=_positive_int, help="CPU threads (default: OMP_NUM_THREADS if set, else "
+                        "the cores this process may use; a train config's threads: wins)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
@@ -290,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="distil a student (SFT and/or KD) from a YAML config")
     tr.add_argument("config", nargs="?", help="YAML config (defaults apply without one)")
     tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. encode.lsp=0.5")
+    tr.add_argument("--allow-config-change", action="store_true",
+                    help="resume although the config differs (e.g. a new optim.max_steps re-stretches the schedule)")
     tr.set_defaults(func=_cmd_train)
 
     teacher = sub.add_parser("teacher", help="offline teacher").add_subparsers(dest="teacher_command", required=True)
@@ -407,6 +412,10 @@ def one_line(err: BaseException) -> str:
     return "; ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
+# the commands that run models: they set torch's threads and warn on a busy machine
+THREADED_COMMANDS = {"train", "eval", "teacher", "sweep", "trace", "select", "select-experiment", "demo", "world"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -419,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     package_logger.setLevel(logging.INFO)
 
     try:
+        if args.threads is not None or args.command in THREADED_COMMANDS:
+            from cotdistill.threads import configure_threads
+
+            configure_threads(args.threads)
         code = args.func(args)
     except (UserError, *USER_OS_ERRORS) as err:
         if args.debug:

@@ -214,6 +214,31 @@ def test_resuming_with_a_changed_config_is_refused_unless_allowed_and_then_the_n
     assert "lr: 0.001" in (tmp_path / "run" / "config.yaml").read_text()
 
 
+def test_a_longer_run_on_resume_is_refused_as_a_schedule_change_unless_allowed(tmp_path, monkeypatch):
+    """A new max_steps used to re-stretch the cosine schedule of a resumed run without a word."""
+    cfg = {"optim.max_steps": 4, "save_every": 2, "optim.warmup_steps": 0}
+    _killed_at(tmp_path, monkeypatch, "run", 3, **cfg)
+    longer = {**cfg, "optim.max_steps": 8}
+    with pytest.raises(TrainingError, match=r"optim.max_steps: 4 -> 8\). The learning-rate schedule would be "
+                                            r"recomputed for the new length from step 2 on"):
+        train(tiny_config(tmp_path, output_dir=str(tmp_path / "run"), **longer))
+    from cotdistill.cli import main
+
+    assert main(["train", str(_yaml(tmp_path, longer)), "--allow-config-change"]) == 0
+    assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["config_changes"] == [
+        "optim.max_steps: 4 -> 8"]
+
+
+def _yaml(tmp_path, overrides: dict):
+    import yaml
+
+    from cotdistill.config import to_dict
+
+    path = tmp_path / "longer.yaml"
+    path.write_text(yaml.safe_dump(to_dict(tiny_config(tmp_path, output_dir=str(tmp_path / "run"), **overrides))))
+    return path
+
+
 def test_a_watch_only_change_is_not_a_config_change(tmp_path, monkeypatch):
     cfg = {"optim.max_steps": 4, "save_every": 2}
     _killed_at(tmp_path, monkeypatch, "run", 3, **cfg)
@@ -258,7 +283,11 @@ def test_a_second_run_on_a_busy_output_dir_is_refused(tmp_path):
     train(cfg)  # the lock goes with its holder
 
 
-def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_handled(tmp_path, capsys):
+def _warnings(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_handled(tmp_path, caplog):
     from cotdistill.data.formats import write_jsonl
     from cotdistill.data.records import ReasoningRecord
 
@@ -274,7 +303,7 @@ def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_hand
     kept = train(tiny_config(tmp_path, **common, teacher=None, output_dir=str(tmp_path / "kept")))
     assert (kept["duplicate_records"], kept["overlong_records"], kept["max_positions"]) == (3, 1, 512)
     assert kept["validation_records_in_training"] == 1
-    err = capsys.readouterr().err
+    err = _warnings(caplog)
     assert "3 training records repeat an earlier one" in err and "longer than the model's 512 positions" in err
     trainer = Trainer(tiny_config(tmp_path, **common, teacher=None, **{"data.dedup": True}))
     assert sorted(e.index for e in trainer.examples) == [0, 1, 2, 3, 4, 5]  # file positions kept: cache rows fit
@@ -282,7 +311,7 @@ def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_hand
     trainer.close()
 
 
-def test_skipped_rows_are_reported(tmp_path, capsys):
+def test_skipped_rows_are_reported(tmp_path, caplog):
     path = tmp_path / "train.jsonl"
     from cotdistill.data.formats import write_jsonl
     from cotdistill.world import world_records
@@ -290,7 +319,7 @@ def test_skipped_rows_are_reported(tmp_path, capsys):
     write_jsonl(world_records("train", "student", 6, min_steps=2, max_steps=2), path, "cot")
     path.write_text(path.read_text() + '{"prompt": "p"}\nnot json\n')
     train(tiny_config(tmp_path, **{"data.path": str(path), "data.on_error": "skip", "optim.max_steps": 1}))
-    assert "skipped 2 bad rows of" in capsys.readouterr().err
+    assert "skipped 2 bad rows of" in _warnings(caplog)
 
 
 def test_a_gpt2_student_trains_with_kd_from_a_qwen_teacher(tmp_path):
@@ -337,7 +366,7 @@ def test_without_progress_bars_the_console_gets_a_line_every_log_every_steps(tmp
     assert f"trained model: {tmp_path / 'cli' / 'final'}" in out.out
 
 
-def test_a_run_says_what_it_trains_on_and_warns_when_much_is_dropped(tmp_path, caplog, capsys):
+def test_a_run_says_what_it_trains_on_and_warns_when_much_is_dropped(tmp_path, caplog):
     import logging
 
     from cotdistill.data.formats import write_jsonl
@@ -356,4 +385,4 @@ def test_a_run_says_what_it_trains_on_and_warns_when_much_is_dropped(tmp_path, c
     trainer.close()
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
     assert line.startswith("data: 10 training records (cot), 5 kept: 5 left no supervised token, 0 longer")
-    assert "warning: 5 of 10 training records (50%) were dropped" in capsys.readouterr().err
+    assert "warning: 5 of 10 training records (50%) were dropped" in _warnings(caplog)

@@ -31,13 +31,40 @@ def tradeoff_plot(rows: list[dict], path: Path, title: str = "retention vs compu
     plt.close(fig)
 
 
-def bar_plot(labels: list[str], values: list[float], errors: list[float], path: Path, *, ylabel: str,
-             title: str) -> None:
+def bar_plot(labels: list[str], values: list[float], intervals: list[tuple[float, float]], path: Path, *,
+             ylabel: str, title: str, ylim: tuple[float, float] = (0.0, 1.0)) -> None:
+    """Bars with 95% intervals drawn on the full axis (accuracy from 0 to 1): a zoomed axis (0–0.007 once) makes
+    noise look like a difference."""
     fig, ax = plt.subplots(figsize=(max(4, 0.9 * len(labels)), 3.5))
-    ax.bar(labels, values, yerr=errors, color="#29335c", alpha=0.85, capsize=4)
+    below = [max(v - low, 0.0) for v, (low, _) in zip(values, intervals)]
+    above = [max(high - v, 0.0) for v, (_, high) in zip(values, intervals)]
+    ax.bar(labels, values, yerr=[below, above], color="#29335c", alpha=0.85, capsize=4)
+    ax.set_ylim(*ylim)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def loss_curve_plot(metrics: list[dict], path: Path) -> None:
+    """Training objective, CE and KD per step, and the validation objective where it was measured."""
+    if not metrics:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [m["step"] for m in metrics]
+    for key, style in (("loss", "-"), ("ce", ":"), ("kd", "--")):
+        if any(m.get(key) for m in metrics):
+            ax.plot(steps, [m.get(key) for m in metrics], style, label=f"train {key}", linewidth=1.2)
+    val = [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+    if val:
+        ax.plot(*zip(*val), "o-", color="#e4572e", label="validation loss", markersize=4)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss per supervised token")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.set_title("training curve", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

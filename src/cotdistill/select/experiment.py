@@ -149,5 +149,6 @@ def write_experiment_report(out: Path, cells: list[dict], table: list[dict]) -> 
     (out / "selection.md").write_text("# Teacher-guided selection vs baselines\n\n" + markdown_table(table)
                                       + "\nPer seed:\n\n" + markdown_table(cells, ["method", "seed", "selected",
                                                                                    "accuracy", "supervised_tokens"]))
-    bar_plot([r["method"] for r in table], [r["accuracy"] for r in table], [r["std"] for r in table],
-             out / "selection.png", ylabel="test accuracy", title="student accuracy by selection method")
+    bar_plot([r["method"] for r in table], [r["accuracy"] for r in table],
+             [(r["ci95_low"], r["ci95_high"]) for r in table], out / "selection.png",
+             ylabel="test accuracy (95% interval over seeds)", title="student accuracy by selection method")

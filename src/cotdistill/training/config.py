@@ -99,6 +99,9 @@ class TrainConfig:
     fsdp: bool = False  # under torchrun: shard the student with FSDP2 fully_shard instead of DDP
     teacher_sharding: str = "replicate"  # under torchrun: replicate | shard (FSDP2, forward only)
     progress: bool = True
+    report_to: list[str] = field(default_factory=list)  # tensorboard | wandb | none (extras: cotdistill[logging])
+    wandb_project: str = "cotdistill"
+    threads: int | None = None  # CPU threads; null: OMP_NUM_THREADS if set, else the cores this process may use
 
     def __post_init__(self) -> None:
         # Python users write TrainConfig(optim={"lr": 1e-3}); a dict becomes its config here, checked as YAML is
@@ -116,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
 

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +45,12 @@ from cotdistill.models import (
     shared_vocab_size,
 )
 from cotdistill.outputs import output_lock
+from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import DataConfig, TrainConfig
 from cotdistill.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.training.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
+from cotdistill.training.reporting import Reporters, check_report_to
 from cotdistill.training.schedule import lr_factor
 
 logger = logging.getLogger("cotdistill.training")
@@ -104,7 +105,11 @@ def load_config_records(data: DataConfig, path=None, limit: int | None = None) -
 
 # keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
 WATCH_ONLY_KEYS = {"progress", "resume", "allow_config_change", "log_every", "eval_every", "save_every", "keep_best",
-                   "output_dir", "device"}
+                   "output_dir", "device", "report_to", "wandb_project", "threads"}
+
+
+# a change to one of these re-stretches the learning-rate schedule of a resumed run
+SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim.min_lr_ratio", "optim.lr")
 
 
 def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
@@ -124,8 +129,21 @@ def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[
 
 
 def _warn(message: str, is_main: bool) -> None:
+    """A warning through ``logging`` (the CLI prints it to stderr; with no logging set up Python prints warnings
+    to stderr as well). Only the main process speaks."""
     if is_main:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        logger.warning("warning: %s", message)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (a line cut by a kill is skipped)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -211,6 +229,11 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(config.output_dir)
+        self.report_targets = check_report_to(config.report_to)
+        if config.threads is not None:
+            configure_threads(config.threads)
+        else:  # the command line (or the caller) has set the threads already: only say if the cores are busy
+            warn_if_oversubscribed(torch.get_num_threads())
         torch.manual_seed(config.seed)
         # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
         self._load_tokenizers()
@@ -475,6 +498,7 @@ class Trainer:
         self._warm_up()
         monitor = MemoryMonitor(self.device).start()
         metrics_file = open(self.out / "metrics.jsonl", "a") if is_main else None
+        reporters = Reporters(self.report_targets if is_main else [], self.out, to_dict(cfg), cfg.wandb_project)
         bar = tqdm(total=self.total_steps, initial=state["step"], desc="train", disable=not (is_main and cfg.progress))
         last_val: dict[str, float] = {}
         t_start = time.perf_counter() - state["elapsed"]
@@ -511,6 +535,7 @@ class Trainer:
                 if is_main:
                     metrics_file.write(json.dumps(log) + "\n")
                     metrics_file.flush()
+                    reporters.log(state["step"], log)
                     bar.set_postfix(loss=f"{log['loss']:.3f}", ce=f"{log['ce']:.3f}", kd=f"{log['kd']:.3f}")
                     bar.update(1)
                 if cfg.save_every and state["step"] % cfg.save_every == 0 and not done:
@@ -518,6 +543,7 @@ class Trainer:
         finally:
             self.loss_module.eval()
             bar.close()
+            reporters.close()
             if metrics_file is not None:
                 metrics_file.close()
         peak = monitor.stop()
@@ -626,9 +652,12 @@ class Trainer:
                                 "resume: false / a new output_dir")
         self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg))
         if self.config_changes and not self.cfg.allow_config_change:
-            raise TrainingError(f"{self.out} holds a run with another config ({'; '.join(self.config_changes)}). "
-                                "Resume with the same config, set allow_config_change: true to continue with the "
-                                "new values, or use a new output_dir")
+            schedule = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
+            stretched = (" The learning-rate schedule would be recomputed for the new length from step "
+                         f"{saved['state']['step']} on." if schedule else "")
+            raise TrainingError(f"{self.out} holds a run with another config ({'; '.join(self.config_changes)})."
+                                f"{stretched} Resume with the same config, set allow_config_change: true "
+                                "(--allow-config-change) to continue with the new values, or use a new output_dir")
         for change in self.config_changes:
             _warn(f"resuming with a changed config: {change}", self.dist.is_main)
         weights = ckpt.read_weights(path)
@@ -687,6 +716,9 @@ class Trainer:
         if self.dist.is_main:
             ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "final", weights)
             (self.out / "run_summary.json").write_text(json.dumps(summary, indent=2))
+            from cotdistill.report.plots import loss_curve_plot  # matplotlib: imported only when a run ends
+
+            loss_curve_plot(read_metrics(self.out / "metrics.jsonl"), self.out / "loss_curve.png")
         barrier(self.dist)
         return summary
 
