@@ -146,16 +146,22 @@ def sparse_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, teache
     return torch.cat([s_top, tail(s_top)], -1), torch.cat([t_top, tail(t_top)], -1)
 
 
+def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """Gemma 2/3's final logit soft-capping, ``cap·tanh(logits / cap)``, as their forward applies it; ``None``: none."""
+    return logits if cap is None else cap * torch.tanh(logits / cap)
+
+
 def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 teacher_hidden: torch.Tensor | None, teacher_weight: torch.Tensor | None,
                 topk_ids: torch.Tensor | None, topk_logp: torch.Tensor | None,
-                config: LossConfig, vocab: int) -> torch.Tensor:
+                config: LossConfig, vocab: int, cap: float | None = None,
+                teacher_cap: float | None = None) -> torch.Tensor:
     """CE and KD sums of one chunk, stacked ``[2]``; logits are computed here from hidden states."""
-    logits = (hidden @ weight.T)[:, :vocab]
+    logits = softcap((hidden @ weight.T)[:, :vocab], cap)
     ce = cross_entropy_sum(logits, targets)
     if teacher_hidden is not None:
         with torch.no_grad():
-            t_logits = (teacher_hidden @ teacher_weight.T)[:, :vocab]
+            t_logits = softcap((teacher_hidden @ teacher_weight.T)[:, :vocab], teacher_cap)
         kd = per_token_divergence(logits, t_logits, config.kind, beta=config.beta, alpha=config.alpha,
                                   temperature=config.temperature).sum()
     elif topk_ids is not None:
@@ -169,7 +175,8 @@ def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
 def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
                          vocab: int, teacher_hidden: torch.Tensor | None = None,
                          teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
-                         topk_logp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         topk_logp: torch.Tensor | None = None, cap: float | None = None,
+                         teacher_cap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(CE sum, KD sum) from final hidden states, walking the positions in chunks.
 
     ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher_hidden [N, H_t]`` with
@@ -192,9 +199,9 @@ def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
                 None if teacher_hidden is None else teacher_hidden[sl], teacher_weight,
                 None if topk_ids is None else topk_ids[sl], None if topk_logp is None else topk_logp[sl])
         if config.chunk_size and torch.is_grad_enabled():
-            total = total + checkpoint(_chunk_sums, *args, config, vocab, use_reentrant=False)
+            total = total + checkpoint(_chunk_sums, *args, config, vocab, cap, teacher_cap, use_reentrant=False)
         else:
-            total = total + _chunk_sums(*args, config, vocab)
+            total = total + _chunk_sums(*args, config, vocab, cap, teacher_cap)
     return total[0], total[1]
 
 

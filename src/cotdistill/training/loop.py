@@ -32,7 +32,7 @@ from cotdistill.data.formats import load_records, source_name
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
 from cotdistill.errors import UserError
-from cotdistill.losses import chunked_distill_sums, combine
+from cotdistill.losses import chunked_distill_sums, combine, softcap
 from cotdistill.models import (
     check_same_tokenizer,
     config_max_positions,
@@ -68,7 +68,7 @@ class StudentLoss(nn.Module):
         self.student, self.config, self.vocab = student, config, vocab
 
     def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, teacher_hidden=None,
-                teacher_weight=None, topk_ids=None, topk_logp=None) -> torch.Tensor:
+                teacher_weight=None, topk_ids=None, topk_logp=None, teacher_cap=None) -> torch.Tensor:
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
         # one-token shift: the hidden state at t predicts the label at t + 1
@@ -76,8 +76,35 @@ class StudentLoss(nn.Module):
         weight = self.student.get_output_embeddings().weight
         ce, kd = chunked_distill_sums(selected, weight, targets, self.config, vocab=self.vocab,
                                       teacher_hidden=teacher_hidden, teacher_weight=teacher_weight,
-                                      topk_ids=topk_ids, topk_logp=topk_logp)
+                                      topk_ids=topk_ids, topk_logp=topk_logp, cap=final_logit_cap(self.student),
+                                      teacher_cap=teacher_cap)
         return torch.stack([ce, kd])
+
+
+def final_logit_cap(model: nn.Module) -> float | None:
+    """Gemma 2/3 soft-cap their logits after the output matrix; the loss applies the matrix itself, so it must
+    apply the cap too."""
+    return getattr(model.config, "final_logit_softcapping", None)
+
+
+@torch.no_grad()
+def check_head_is_reproduced(model: nn.Module, role: str, vocab: int) -> None:
+    """The loss computes logits as ``softcap(last_hidden @ output_matrix.T)`` without calling the model's own
+    forward (so no chunk's logits outlive it). A family that does more to its logits (a head bias as in Phi-2,
+    Cohere's ``logit_scale``, Granite's ``logits_scaling``) would silently train another objective: compare the
+    two on a few tokens and refuse the model if they differ."""
+    was_training = model.training
+    model.eval()
+    ids = torch.arange(1, 9, device=model.device).remainder(vocab).unsqueeze(0)
+    own = model(input_ids=ids, use_cache=False).logits[0, :, :vocab].float()
+    hidden = model.base_model(input_ids=ids, use_cache=False).last_hidden_state[0]
+    ours = softcap((hidden @ model.get_output_embeddings().weight.T)[:, :vocab], final_logit_cap(model)).float()
+    model.train(was_training)
+    scale = own.abs().max().clamp_min(1.0)
+    if not torch.allclose(ours, own, atol=1e-3 * scale.item(), rtol=1e-3):
+        raise TrainingError(f"the {role} ({type(model).__name__}) computes its logits in a way cotdistill's loss "
+                            f"does not reproduce (largest difference {(ours - own).abs().max().item():.3g}: a head "
+                            "bias or a logit scale?); training it would optimise another objective")
 
 
 def load_split_records(path, fmt: str = "auto", on_error: str = "raise", limit: int | None = None,
@@ -266,10 +293,12 @@ class Trainer:
             self.teacher = teacher.eval()
             self.teacher.requires_grad_(False)
             teacher_vocab = self.teacher.config.vocab_size
+            check_head_is_reproduced(self.teacher, "teacher", len(self.tokenizer))  # before it is sharded
             self.teacher_forward = TeacherForward(self.teacher)
             if self.dist.enabled and cfg.teacher_sharding == "shard":
                 shard(self.teacher_forward, self.teacher)
         self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_vocab, len(self.tokenizer))
+        check_head_is_reproduced(self.student, "student", self.vocab)
         self.loss_module = StudentLoss(self.student, cfg.loss, self.vocab)
         self.model = self.loss_module
         if self.dist.enabled:
@@ -439,7 +468,8 @@ class Trainer:
                 with torch.no_grad():
                     hidden, weight = self.teacher_forward(t["input_ids"], t["attention_mask"], t["position_ids"],
                                                           mask)
-                extra = {"teacher_hidden": hidden, "teacher_weight": weight}
+                extra = {"teacher_hidden": hidden, "teacher_weight": weight,
+                         "teacher_cap": final_logit_cap(self.teacher)}
             elif self.cache is not None and use_cache:
                 ids, logp = self.cache.rows(batch.indices)
                 extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
