@@ -46,7 +46,9 @@ def position_plot(summary: dict, path: Path) -> None:
         ax.plot(xs, a, color=COLOURS[cat], label="correct")
         ax.plot(xs, b, color=COLOURS[cat], linestyle="--", label="wrong")
         ax.fill_between(xs, a, b, color=COLOURS[cat], alpha=0.2)
-        ax.set_title(f"{LABELS[cat]}\narea {summary['curve_area'][cat]:.3f}", fontsize=9)
+        area = summary["curve_area"][cat]  # nan when one group (e.g. correct answers) has no response
+        ax.set_title(f"{LABELS[cat]}\narea {area:.3f}" if area == area else f"{LABELS[cat]}\narea n/a (one group "
+                     "empty)", fontsize=9)
         ax.set_xlabel("relative action position")
     axes[0].set_ylabel("share of actions")
     axes[0].legend(fontsize=8)
