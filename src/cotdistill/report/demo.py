@@ -121,7 +121,8 @@ def markdown_page(title: str, text: str) -> str:
 
     body = MarkdownIt("commonmark").enable("table").render(text)
     style = ("body{font-family:system-ui,sans-serif;max-width:75em;margin:2em auto;padding:0 1em;line-height:1.45}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.25em"
+             "table{border-collapse:collapse;margin:1em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}"
+             "td,th{border:1px solid #ccc;padding:.25em"
              " .6em;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
             f"<body>{body}</body></html>")
