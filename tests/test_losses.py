@@ -15,7 +15,9 @@ from cotdistill.losses import (
     cross_entropy_sum,
     distill_sums,
     divergence_from_logprobs,
+    fused_objective_sums,
     per_token_divergence,
+    softcap,
     sparse_logprobs,
 )
 
@@ -125,6 +127,112 @@ def test_chunked_equals_unchunked_values_and_grads(kind, chunk):
     torch.testing.assert_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_h, hidden.grad, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(g_w, weight.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KD_KINDS)
+@pytest.mark.parametrize("chunk", [0, 1, 5, 64])
+def test_fused_objective_equals_the_unchunked_objective_values_and_grads(kind, chunk):
+    """The gradient computed inside the forward, scaled in the backward by what the caller multiplies the
+    objective with, equals autograd's through materialised logits (soft-capped too)."""
+    torch.manual_seed(3)
+    n, h, v, vpad = 23, 8, 30, 34
+    hidden = torch.randn(n, h, requires_grad=True)
+    weight = torch.randn(vpad, h, requires_grad=True)
+    t_hidden, t_weight = torch.randn(n, 12), torch.randn(vpad + 2, 12)
+    targets = torch.randint(0, v, (n,))
+    cfg = LossConfig(kind=kind, chunk_size=chunk, temperature=1.5, distill_ratio=0.3)
+    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, teacher_hidden=t_hidden,
+                                             teacher_weight=t_weight, cap=4.0, teacher_cap=5.0)
+    assert not ce.requires_grad and not kd.requires_grad
+    (objective * 0.37).backward()
+    g_h, g_w = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    s_logits = softcap((hidden @ weight.T)[:, :v], 4.0)
+    ce_ref, kd_ref = distill_sums(s_logits, softcap((t_hidden @ t_weight.T)[:, :v], 5.0), targets, cfg)
+    (combine(ce_ref, kd_ref, cfg) * 0.37).backward()
+    torch.testing.assert_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]).detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(objective, combine(ce_ref, kd_ref, cfg).detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_h, hidden.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g_w, weight.grad, atol=1e-5, rtol=1e-5)
+    assert g_w[v:].abs().sum() == 0  # padding rows beyond the shared vocabulary get no gradient
+
+
+@pytest.mark.parametrize(("kind", "beta"), [("forward_kl", 0.5), ("jsd", 0.0)])
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("with_teacher", [True, False])
+def test_closed_form_gradient_equals_autograd(kind, beta, tau, ratio, with_teacher):
+    """CE + forward KL without soft-capping takes the written-out gradient (fewer [chunk, V] buffers): it must
+    equal autograd's through materialised logits for every temperature, ratio, and without a teacher."""
+    from cotdistill.losses import _has_closed_form
+
+    torch.manual_seed(5)
+    n, h, v, vpad = 19, 8, 30, 33
+    hidden = torch.randn(n, h, requires_grad=True)
+    weight = (2 * torch.randn(vpad, h)).requires_grad_()
+    t_hidden, t_weight = torch.randn(n, 12), 2 * torch.randn(vpad, 12)
+    targets = torch.randint(0, v, (n,))
+    cfg = LossConfig(kind=kind, beta=beta, chunk_size=4, temperature=tau, distill_ratio=ratio)
+    assert _has_closed_form(cfg, None) and not _has_closed_form(cfg, 30.0)
+    teacher = {"teacher_hidden": t_hidden, "teacher_weight": t_weight} if with_teacher else {}
+    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, **teacher)
+    (objective * 1.7).backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    t_logits = (t_hidden @ t_weight.T)[:, :v] if with_teacher else None
+    ce_ref, kd_ref = distill_sums((hidden @ weight.T)[:, :v], t_logits, targets, cfg)
+    (combine(ce_ref, kd_ref, cfg) * 1.7).backward()
+    torch.testing.assert_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]).detach(), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(grads[0], hidden.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[1], weight.grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "tvd"])
+def test_a_cached_teacher_is_read_as_its_dense_reconstruction(kind):
+    """Top-k entries plus the tail mass spread evenly: fused (closed form or autograd) and chunked losses equal the
+    plain loss against that dense reconstruction, values and gradients."""
+    from cotdistill.losses import reconstruct_teacher_logp
+
+    torch.manual_seed(4)
+    n, h, v, k = 17, 8, 30, 6
+    hidden = torch.randn(n, h, requires_grad=True)
+    weight = torch.randn(v, h, requires_grad=True)
+    t_logp = torch.log_softmax(2 * torch.randn(n, v), -1)
+    top_logp, top_ids = t_logp.topk(k, -1)
+    tail = torch.log((1 - top_logp.exp().sum(-1)) / (v - k))
+    recon = reconstruct_teacher_logp(top_ids, top_logp, tail, v)
+    assert torch.allclose(recon.exp().sum(-1), torch.ones(n), atol=1e-5)
+    assert torch.equal(recon.gather(1, top_ids), top_logp)
+    targets = torch.randint(0, v, (n,))
+    cfg = LossConfig(kind=kind, chunk_size=4, temperature=1.5)
+    cached = {"topk_ids": top_ids, "topk_logp": top_logp, "topk_tail": tail}
+    results = []
+    for run in ("fused", "chunked", "plain"):
+        if run == "fused":
+            objective = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, **cached)[0]
+        elif run == "chunked":
+            objective = combine(*chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, **cached), cfg)
+        else:  # the reconstruction's log-probs, as logits at τ
+            objective = combine(*distill_sums(hidden @ weight.T, recon * cfg.temperature, targets, cfg), cfg)
+        objective.backward()
+        results.append((objective.detach(), hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    for got in results[:2]:
+        for a, b in zip(got, results[2]):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_objective_without_grad_and_with_no_positions():
+    weight = torch.randn(10, 4, requires_grad=True)
+    objective, ce, kd = fused_objective_sums(torch.zeros(0, 4), weight, torch.zeros(0, dtype=torch.long),
+                                             LossConfig(), vocab=10)
+    assert objective.item() == 0 and ce.item() == 0
+    objective.backward()
+    assert weight.grad is not None and weight.grad.abs().sum() == 0
+    with torch.no_grad():
+        objective, ce, kd = fused_objective_sums(torch.randn(5, 4), weight, torch.zeros(5, dtype=torch.long),
+                                                 LossConfig(distill_ratio=0.0), vocab=10)
+    assert not objective.requires_grad and objective.item() == pytest.approx(ce.item()) and kd.item() == 0
 
 
 def test_no_supervised_positions_gives_connected_zero():

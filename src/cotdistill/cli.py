@@ -118,7 +118,8 @@ def _cmd_teacher_cache(args: argparse.Namespace) -> int:
     teacher = load_model(args.teacher, pick_device(args.device))
     manifest = build_cache(teacher, tokenizer, examples, args.out, top_k=args.top_k, encode_config=config,
                            data_path=args.data, teacher_name=args.teacher, temperature=args.temperature,
-                           batch_size=args.batch_size, logp_dtype=args.dtype)
+                           batch_size=args.batch_size, logp_dtype=args.dtype,
+                           kl_target=None if args.kl_target < 0 else args.kl_target)
     keys = ("records", "rows", "top_k", "bytes", "bytes_per_supervised_token", "mean_kl_dense_vs_reconstructed")
     print(json.dumps({k: manifest[k] for k in keys}, indent=2))
     print(f"cache written to {args.out}")
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache = teacher.add_parser("cache", help="store the teacher's top-k log-probs for every supervised position")
     cache.add_argument("data", help="training data (file, dataset dir, or world:SPLIT)")
     cache.add_argument("--teacher", required=True)
-    cache.add_argument("--top-k", type=int, default=128)
+    cache.add_argument("--top-k", type=int, default=24, help="most entries kept at a position")
     cache.add_argument("--out", required=True)
     cache.add_argument("--format", default="auto")
     cache.add_argument("--chat-template", help="a Jinja file or text: the one the training run renders with")
@@ -311,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--window", default="left", choices=["left", "middle", "right"])
     cache.add_argument("--temperature", type=float, default=1.0)
     cache.add_argument("--batch-size", type=int, default=8)
-    cache.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="log-prob storage")
+    cache.add_argument("--dtype", default="uint8", choices=["float16", "float32", "uint8"],
+                       help="log-prob storage (uint8: steps below each position's maximum)")
+    cache.add_argument("--kl-target", type=float, default=1e-3,
+                       help="keep at each position the fewest entries (<= --top-k) whose even-tail reconstruction "
+                       "is within this many nats of the teacher; -1: always --top-k")
     cache.add_argument("--device", default="auto")
     cache.add_argument("--system", default="drop", help="keep | drop | replace:TEXT, as the training run's "
                                                         "data.system")

@@ -146,41 +146,55 @@ def sparse_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, teache
     return torch.cat([s_top, tail(s_top)], -1), torch.cat([t_top, tail(t_top)], -1)
 
 
+def reconstruct_teacher_logp(topk_ids: torch.Tensor, topk_logp: torch.Tensor, tail_logp: torch.Tensor,
+                             vocab: int) -> torch.Tensor:
+    """A cached teacher as a dense ``[N, V]`` log-prob table: the kept entries where they are, every other token
+    at the row's ``tail_logp`` (the remaining mass spread evenly). Repeated ids (rows padded to one width) write the
+    same value again."""
+    dense = tail_logp.float()[:, None].expand(topk_ids.shape[0], vocab).clone()
+    return dense.scatter_(1, topk_ids, topk_logp.float())
+
+
 def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     """Gemma 2/3's final logit soft-capping, ``cap·tanh(logits / cap)``, as their forward applies it; ``None``: none."""
     return logits if cap is None else cap * torch.tanh(logits / cap)
 
 
+def _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl: slice, vocab: int,
+                   temperature: float, teacher_cap: float | None) -> torch.Tensor | None:
+    """The teacher's float32 logits for one chunk: from its hidden states and head, or a cached teacher's
+    reconstruction times τ (so that ``log_softmax(logits / τ)`` gives back the cached log-probs)."""
+    if teacher_hidden is not None:
+        return softcap(teacher_hidden[sl] @ teacher_weight[:vocab].T, teacher_cap).float()
+    if topk_ids is not None:
+        return reconstruct_teacher_logp(topk_ids[sl], topk_logp[sl], topk_tail[sl], vocab).mul_(temperature)
+    return None
+
+
 def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                teacher_hidden: torch.Tensor | None, teacher_weight: torch.Tensor | None,
-                topk_ids: torch.Tensor | None, topk_logp: torch.Tensor | None,
-                config: LossConfig, vocab: int, cap: float | None = None,
-                teacher_cap: float | None = None) -> torch.Tensor:
-    """CE and KD sums of one chunk, stacked ``[2]``; logits are computed here from hidden states."""
+                teacher_logits: torch.Tensor | None, config: LossConfig, vocab: int,
+                cap: float | None = None) -> torch.Tensor:
+    """CE and KD sums of one chunk, stacked ``[2]``; the student's logits are computed here from hidden states."""
     logits = softcap((hidden @ weight.T)[:, :vocab], cap)
     ce = cross_entropy_sum(logits, targets)
-    if teacher_hidden is not None:
-        with torch.no_grad():
-            t_logits = softcap((teacher_hidden @ teacher_weight.T)[:, :vocab], teacher_cap)
-        kd = per_token_divergence(logits, t_logits, config.kind, beta=config.beta, alpha=config.alpha,
-                                  temperature=config.temperature).sum()
-    elif topk_ids is not None:
-        s_b, t_b = sparse_logprobs(logits, topk_ids, topk_logp, config.temperature)
-        kd = divergence_from_logprobs(s_b, t_b, config.kind, beta=config.beta, alpha=config.alpha).sum()
-    else:
-        kd = torch.zeros((), device=ce.device)
+    if teacher_logits is None:
+        return torch.stack([ce, torch.zeros((), device=ce.device)])
+    kd = per_token_divergence(logits, teacher_logits, config.kind, beta=config.beta, alpha=config.alpha,
+                              temperature=config.temperature).sum()
     return torch.stack([ce, kd])
 
 
 def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
                          vocab: int, teacher_hidden: torch.Tensor | None = None,
                          teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
-                         topk_logp: torch.Tensor | None = None, cap: float | None = None,
+                         topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
+                         cap: float | None = None,
                          teacher_cap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(CE sum, KD sum) from final hidden states, walking the positions in chunks.
 
     ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher_hidden [N, H_t]`` with
-    ``teacher_weight [V_t, H_t]`` (online teacher) or ``topk_ids``/``topk_logp [N, k]`` (cached teacher).
+    ``teacher_weight [V_t, H_t]`` (online teacher) or ``topk_ids``/``topk_logp [N, k]`` with ``topk_tail [N]``
+    (cached teacher, read as the dense reconstruction :func:`reconstruct_teacher_logp`).
     Logits are cut to the first ``vocab`` rows (the shared tokenizer), dropping any padding rows.
 
     Each chunk runs under activation checkpointing, so at most one chunk's ``[chunk, V]`` logits and
@@ -195,14 +209,146 @@ def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         return zero, zero.detach().clone()
     for start in range(0, n, step):
         sl = slice(start, start + step)
-        args = (hidden[sl], weight, targets[sl],
-                None if teacher_hidden is None else teacher_hidden[sl], teacher_weight,
-                None if topk_ids is None else topk_ids[sl], None if topk_logp is None else topk_logp[sl])
+        with torch.no_grad():
+            teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
+                                            vocab, config.temperature, teacher_cap)
+        args = (hidden[sl], weight, targets[sl], teacher_logits, config, vocab, cap)
         if config.chunk_size and torch.is_grad_enabled():
-            total = total + checkpoint(_chunk_sums, *args, config, vocab, cap, teacher_cap, use_reentrant=False)
+            total = total + checkpoint(_chunk_sums, *args, use_reentrant=False)
         else:
-            total = total + _chunk_sums(*args, config, vocab, cap, teacher_cap)
+            total = total + _chunk_sums(*args)
     return total[0], total[1]
+
+
+def _chunk_logit_sums(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
+                      config: LossConfig, cap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE sum, KD sum) of one chunk from its raw student logits (soft-capped here, so the gradient flows through
+    the cap) and the teacher's logits."""
+    logits = softcap(logits, cap)
+    ce = cross_entropy_sum(logits, targets)
+    if teacher_logits is None:
+        return ce, torch.zeros((), device=ce.device)
+    kd = per_token_divergence(logits, teacher_logits, config.kind, beta=config.beta, alpha=config.alpha,
+                              temperature=config.temperature).sum()
+    return ce, kd
+
+
+def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
+    """CE with forward KL (the default, and JSD at β = 0) against any teacher (online or cached) or none, without
+    soft-capping: the gradient is written out, at a third of autograd's ``[chunk, V]`` buffers."""
+    forward_kl = config.kind == "forward_kl" or (config.kind == "jsd" and config.beta == 0.0)
+    return cap is None and forward_kl
+
+
+def _closed_form_chunk(z: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None, tau: float,
+                       w_ce: float, w_kd: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CE sum, forward-KL sum, d(w_ce·CE + w_kd·KD)/dz) of one chunk; ``z`` and ``teacher_logits`` are float32
+    buffers this function owns and overwrites (no copies of them are made).
+
+    ``dCE/dz = softmax(z) − onehot(y)``; with ``p_S = softmax(z/τ)``, ``dKL(p_T‖p_S)/dz = (p_S − p_T)/τ``; and
+    ``KL = Σ p_T·log p_T − Σ p_T·z/τ + Σ_rows logsumexp(z/τ)`` (each row of ``p_T`` sums to 1), so no student
+    log-prob table is stored."""
+    rows = torch.arange(z.shape[0], device=z.device)
+    lse = torch.logsumexp(z, -1)
+    ce = lse.sum() - z[rows, targets].sum()
+    kd = torch.zeros((), device=z.device)
+    p_t = p_s = None
+    if teacher_logits is not None:
+        t_logp = teacher_logits.div_(tau)
+        t_logp.sub_(torch.logsumexp(t_logp, -1, keepdim=True))
+        p_t = t_logp.exp()
+        z_tau = z if tau == 1.0 else z / tau
+        lse_tau = lse if tau == 1.0 else torch.logsumexp(z_tau, -1)
+        kd = torch.dot(p_t.flatten(), t_logp.flatten()) - torch.dot(p_t.flatten(), z_tau.flatten()) + lse_tau.sum()
+        del t_logp
+        if tau != 1.0:
+            p_s = z_tau.sub_(lse_tau[:, None]).exp_()
+    grad = z.sub_(lse[:, None]).exp_()  # softmax(z), in z's buffer
+    if p_t is None:
+        grad.mul_(w_ce)
+    elif p_s is None:  # τ = 1: p_S is this same softmax
+        grad.mul_(w_ce + w_kd).add_(p_t, alpha=-w_kd)
+    else:
+        grad.mul_(w_ce).add_(p_s, alpha=w_kd / tau).add_(p_t, alpha=-w_kd / tau)
+    grad[rows, targets] -= w_ce
+    return ce, kd, grad
+
+
+class _FusedHeadObjective(torch.autograd.Function):
+    """``combine(CE, KD)`` from hidden states and the LM head, with each chunk's gradient computed inside the
+    forward (as fused linear-loss kernels do): a chunk's ``[chunk, V]`` logits are freed before the next chunk's
+    exist, and nothing is recomputed in the backward, which only scales the stored gradients."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail,
+                config, vocab, cap, teacher_cap, need_grad):
+        w_ce, w_kd = 1.0 - config.distill_ratio, config.distill_ratio * config.kd_scale
+        head = weight[:vocab]
+        grad_hidden = torch.zeros_like(hidden) if need_grad else None
+        # float32 whatever the weight's dtype: many small chunk products are summed into it
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+        sums = torch.zeros(2, dtype=torch.float32, device=hidden.device)
+        closed_form = _has_closed_form(config, cap)
+        step = config.chunk_size or max(hidden.shape[0], 1)
+        for start in range(0, hidden.shape[0], step):
+            sl = slice(start, start + step)
+            h = hidden[sl]
+            teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
+                                            vocab, config.temperature, teacher_cap)
+            if need_grad and closed_form:
+                ce, kd, d_logits = _closed_form_chunk((h @ head.T).float(), targets[sl], teacher_logits,
+                                                      config.temperature, w_ce, w_kd)
+                teacher_logits = None
+                sums += torch.stack([ce.float(), kd.float()])
+                grad_hidden[sl] = (d_logits.to(head.dtype) @ head).to(grad_hidden.dtype)
+                grad_weight[:vocab].addmm_(d_logits.T, h.float())
+                del d_logits
+                continue
+            with torch.enable_grad():
+                logits = (h @ head.T).detach().requires_grad_(need_grad)
+                ce, kd = _chunk_logit_sums(logits, targets[sl], teacher_logits, config, cap)
+                if need_grad:
+                    (d_logits,) = torch.autograd.grad(w_ce * ce + w_kd * kd, logits)
+            sums += torch.stack([ce.detach().float(), kd.detach().float()])
+            del teacher_logits
+            if need_grad:
+                grad_hidden[sl] = (d_logits.to(head.dtype) @ head).to(grad_hidden.dtype)
+                grad_weight[:vocab].addmm_(d_logits.float().T, h.float())
+                del d_logits, logits
+        if need_grad:
+            ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.weight_dtype = weight.dtype
+        objective = w_ce * sums[0] + w_kd * sums[1]
+        ce_sum, kd_sum = sums[0].clone(), sums[1].clone()
+        ctx.mark_non_differentiable(ce_sum, kd_sum)
+        return objective, ce_sum, kd_sum
+
+    @staticmethod
+    def backward(ctx, grad_objective, _grad_ce, _grad_kd):
+        grad_hidden, grad_weight = ctx.saved_tensors
+        # in place: the stored gradients are not needed again, and a second [V, H] copy is what this avoids
+        grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
+        grad_weight.mul_(grad_objective)
+        return (grad_hidden, grad_weight.to(ctx.weight_dtype), *[None] * 11)
+
+
+def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
+                         vocab: int, teacher_hidden: torch.Tensor | None = None,
+                         teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
+                         topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
+                         cap: float | None = None,
+                         teacher_cap: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(objective sum, CE sum, KD sum): the objective ``combine(CE, KD)`` carries the gradient, CE and KD are
+    detached figures for logging. Same inputs and values as :func:`chunked_distill_sums`, at less memory: the
+    backward needs no chunk's logits (they are not recomputed) — only ``[N, H]`` and ``[V, H]`` gradients, which
+    any method must produce. Call ``backward`` on the objective (times any scale) only."""
+    if hidden.shape[0] == 0:  # keep the graph connected for DDP: a zero that depends on the weights
+        zero = weight.sum() * 0.0 + hidden.sum() * 0.0
+        return zero, zero.detach().clone(), zero.detach().clone()
+    # parameters require grad under no_grad too: validation must not compute (and hold) [V, H] gradients
+    need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    return _FusedHeadObjective.apply(hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp,
+                                     topk_tail, config, vocab, cap, teacher_cap, need_grad)
 
 
 def combine(ce_sum: torch.Tensor, kd_sum: torch.Tensor, config: LossConfig) -> torch.Tensor:

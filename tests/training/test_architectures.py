@@ -199,7 +199,7 @@ def test_the_trainer_scores_the_models_own_logits(name, tokenizer, tmp_path):
         model.base_model.register_forward_hook(louder)  # the trainer's path and the model's own forward both
     with torch.no_grad():
         batch = trainer._make_batch(trainer.examples[:2])
-        got = trainer._loss_sums(batch, trainer.loss_module)
+        got = trainer._loss_sums(batch, trainer.loss_module)[1:]  # [objective, CE, KD]
         ids, attention, labels = batch.tensors["input_ids"], batch.tensors["attention_mask"], batch.tensors["labels"]
         mask = labels[:, 1:] != -100
         logits = [model(input_ids=ids, attention_mask=attention).logits[:, :-1][mask]

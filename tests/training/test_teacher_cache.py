@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cotdistill.cli import main
 from cotdistill.teacher.cache import CacheMismatchError, TeacherCache
@@ -17,7 +18,7 @@ def _build(tmp_path, k, *extra):
     cfg = tiny_config(tmp_path)  # writes models and data
     out = tmp_path / f"cache-{k}"
     assert main(["teacher", "cache", cfg.data.path, "--teacher", cfg.teacher, "--top-k", str(k), "--out", str(out),
-                 "--device", "cpu", *extra]) == 0
+                 "--device", "cpu", "--kl-target", "-1", "--dtype", "float16", *extra]) == 0  # fixed k
     return cfg, out
 
 
@@ -47,7 +48,7 @@ def test_small_k_cache_size_and_quality(tmp_path):
     kl32 = json.loads((cache32 / "manifest.json").read_text())["mean_kl_dense_vs_reconstructed"]
     assert kl8 > kl32 > 0
     c = TeacherCache.open(cache)
-    ids, logp = c.rows([0, 1])
+    ids, logp, _ = c.rows([0, 1])
     assert ids.shape[1] == 8 and np.all(np.diff(logp.numpy(), axis=1) <= 1e-3)  # sorted, best first
 
 
@@ -119,3 +120,59 @@ def test_records_without_rows_are_marked_and_never_read(tmp_path):
     index = np.load(tmp_path / "c" / "index.npy")
     assert [int(s) for s in index[:, 0]] == [0 if i % 2 == 0 else -1 for i in range(len(index))]
     assert [int(n) for n in index[1::2, 2]] == [0] * len(index[1::2])  # and no rows
+
+
+def test_compact_cache_keeps_few_entries_where_the_teacher_is_sure_and_reads_back_what_it_stored(tmp_path):
+    """kl_target: per position the fewest entries whose even-tail reconstruction is within the target; uint8
+    log-probs relative to each row's maximum; the loss reads the reconstruction."""
+    from cotdistill.losses import reconstruct_teacher_logp
+    from cotdistill.teacher.cache import build_cache
+    from cotdistill.training.loop import Trainer
+
+    cfg = tiny_config(tmp_path)
+    trainer = Trainer(cfg)
+    common = {"encode_config": cfg.encode, "data_path": cfg.data.path, "teacher_name": cfg.teacher,
+              "progress": False}
+    full = build_cache(trainer.teacher, trainer.tokenizer, trainer.examples, tmp_path / "full", top_k=10_000,
+                       logp_dtype="float32", **common)
+    compact = build_cache(trainer.teacher, trainer.tokenizer, trainer.examples, tmp_path / "compact", top_k=64,
+                          kl_target=1e-3, logp_dtype="uint8", **common)
+    # 3 bytes an entry (uint16 id, uint8 step) and 5 a row (count, float16 maximum and step)
+    entries = compact["mean_entries_per_token"]
+    assert entries < 64 and compact["bytes_per_supervised_token"] == pytest.approx(3 * entries + 5, rel=0.01)
+    assert compact["bytes_per_supervised_token"] < 0.3 * full["bytes_per_supervised_token"]
+    # every position within the target, so the mean is too (the quantisation adds its part)
+    assert compact["mean_kl_dense_vs_reconstructed"] < 2e-3
+    a, b = TeacherCache.open(tmp_path / "full"), TeacherCache.open(tmp_path / "compact")
+    ids, logp, tail = b.rows([0, 1])
+    f_ids, f_logp, _ = a.rows([0, 1])
+    dense = f_logp.new_full((len(ids), len(trainer.tokenizer)), 0.0).scatter_(1, f_ids, f_logp)
+    # what was stored is what the dense teacher says, to the uint8 step, at each kept id
+    assert (dense.gather(1, ids) - logp).abs().max() < 0.05
+    recon = reconstruct_teacher_logp(ids, logp, tail, len(trainer.tokenizer))  # what the loss reads
+    assert torch.allclose(recon.exp().sum(-1), torch.ones(len(ids)), atol=1e-4)
+    kl = (dense.exp() * (dense - recon)).sum(-1)
+    assert kl.mean().item() < 2e-3 and kl.max().item() < 1e-2
+    trainer.close()
+
+
+def test_ids_past_65536_are_packed_in_three_bytes():
+    from cotdistill.teacher.cache import _id_dtype, _pack_ids, _unpack_ids
+
+    ids = np.array([0, 1, 65_535, 65_536, 151_935, (1 << 24) - 1])
+    assert _id_dtype(151_936) == "uint24" and _id_dtype(581) == "uint16" and _id_dtype(1 << 25) == "int32"
+    packed = _pack_ids(ids, "uint24")
+    assert packed.dtype == np.uint8 and packed.shape == (6, 3)
+    assert _unpack_ids(packed, "uint24").tolist() == ids.tolist()
+
+
+def test_a_cache_of_the_old_format_is_refused_with_what_to_do(tmp_path):
+    from cotdistill.teacher.cache import CacheMismatchError
+
+    _, cache = _build(tmp_path, 8)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    manifest["version"] = 1
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    cfg = tiny_config(tmp_path)
+    with pytest.raises(CacheMismatchError, match="format version 1; this cotdistill reads version 2: rebuild"):
+        train(tiny_config(tmp_path, teacher_cache=str(cache), output_dir=str(tmp_path / "o"), teacher=cfg.teacher))

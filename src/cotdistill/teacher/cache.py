@@ -1,11 +1,22 @@
-"""Offline teacher: the top-k log-probs of the teacher at every supervised position, stored in shards.
+"""Offline teacher: at every supervised position, the teacher's most likely tokens, their log-probs, and the rest
+of the mass spread evenly over the other tokens.
 
 Layout of a cache directory::
 
-    manifest.json            settings, fingerprints, sizes, quality (KL of dense vs reconstructed teacher)
-    shard-00000/ids.npy      [rows, k] token ids (uint16 when the vocab fits, else int32)
-    shard-00000/logp.npy     [rows, k] log-probs at the cache temperature (float16 by default, or float32)
-    index.npy                per record: shard, first row, row count, fingerprint (int64)
+    manifest.json             settings (how many entries, which dtypes), fingerprints, sizes, quality
+    shard-00000/counts.npy    [rows] entries kept at each position (uint8, or uint16 past 255)
+    shard-00000/ids.npy       [entries] token ids, row after row (uint16; [entries, 3] uint8 bytes for vocabularies
+                              up to 2^24, as Qwen's 151,936; int32 past that)
+    shard-00000/logp.npy      [entries] log-probs at the cache temperature: float16 / float32, or uint8 steps below
+                              the row's maximum (``logp_dtype: uint8``)
+    shard-00000/scale.npy     [rows, 2] float16 row maximum and step (uint8 only)
+    index.npy                 per record: shard, first row, row count, fingerprint (int64)
+
+How many entries a position keeps: ``top_k`` always, or with ``kl_target`` the fewest (at most ``top_k``) whose
+reconstruction — the kept log-probs, the remaining mass spread evenly over the other tokens — is within
+``kl_target`` nats (KL(dense ‖ reconstructed)) of the teacher's distribution there. A peaked position keeps a few
+tokens, a flat one almost none (the even spread *is* its distribution). The loss reads the reconstruction as a
+dense teacher.
 
 Rows of a record are its supervised positions in order (position t predicts label t + 1). A record's
 fingerprint hashes its token ids and labels, so a cache built for other data, another tokenizer or other
@@ -29,7 +40,9 @@ from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
 from cotdistill.models import weights_fingerprint
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+LOGP_DTYPES = ("float16", "float32", "uint8")
+TAIL_FLOOR = -69.0  # log(1e-30): an empty tail stays finite
 
 
 class CacheMismatchError(UserError, ValueError):
@@ -59,65 +72,151 @@ def reconstruction_kl(t_logp: torch.Tensor, topk_ids: torch.Tensor, topk_logp: t
     return (p * (t_logp - recon_logp)).sum(-1)
 
 
+def kept_reconstruction_kl(t_logp: torch.Tensor, sorted_ids: torch.Tensor, sorted_logp: torch.Tensor,
+                           keep: torch.Tensor) -> torch.Tensor:
+    """KL(dense ‖ reconstructed) per row when row r keeps the entries where ``keep[r]`` is true (a prefix of the
+    descending ``sorted_*``): what the loss will read, as :func:`losses.reconstruct_teacher_logp` builds it."""
+    from cotdistill.losses import reconstruct_teacher_logp
+
+    vocab = t_logp.shape[-1]
+    ids = torch.where(keep, sorted_ids, sorted_ids[:, :1])
+    logp = torch.where(keep, sorted_logp, sorted_logp[:, :1])
+    mass = (sorted_logp.double().exp() * keep).sum(-1)
+    rest, others = (1.0 - mass).clamp_min(0.0), vocab - keep.sum(-1)
+    tail = torch.where((rest > 0) & (others > 0), (rest / others.clamp_min(1)).log(), torch.full_like(rest, TAIL_FLOOR))
+    recon = reconstruct_teacher_logp(ids, logp, tail.clamp_min(TAIL_FLOOR).float(), vocab)
+    return (t_logp.exp() * (t_logp - recon)).sum(-1)
+
+
+def entries_needed(sorted_logp: torch.Tensor, top_k: int, kl_target: float | None) -> torch.Tensor:
+    """Per row of descending log-probs ``[n, V]``: the fewest entries k in [1, top_k] whose even-tail
+    reconstruction is within ``kl_target`` nats. With the first k kept and tail mass m_k spread over V − k tokens,
+    ``KL_k = Σ_{i>k} p_i·log p_i − m_k·log(m_k / (V − k))``, for every k at once from two cumulative sums."""
+    n, vocab = sorted_logp.shape
+    k_max = min(top_k, vocab)
+    if kl_target is None or k_max >= vocab:
+        return torch.full((n,), k_max, dtype=torch.long)
+    p = sorted_logp.double().exp()
+    cum_p = p.cumsum(-1)[:, :k_max]
+    plogp = p * sorted_logp.double()
+    tail_plogp = plogp.sum(-1, keepdim=True) - plogp.cumsum(-1)[:, :k_max]
+    mass = (1.0 - cum_p).clamp_min(0.0)
+    ks = torch.arange(1, k_max + 1, dtype=torch.float64)
+    spread = torch.where(mass > 0, mass * torch.log(mass.clamp_min(1e-300) / (vocab - ks)), torch.zeros_like(mass))
+    kl = (tail_plogp - spread).clamp_min(0.0)
+    ok = kl <= kl_target
+    first = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full((n,), k_max - 1))
+    return first + 1
+
+
+def _id_dtype(vocab: int) -> str:
+    return "uint16" if vocab <= 1 << 16 else "uint24" if vocab <= 1 << 24 else "int32"
+
+
+def _pack_ids(ids: np.ndarray, id_dtype: str) -> np.ndarray:
+    if id_dtype == "uint24":  # three little-endian bytes per id: 3 B instead of int32's 4 at Qwen's 151,936
+        return ids.astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3].copy()
+    return ids.astype(id_dtype)
+
+
+def _unpack_ids(stored: np.ndarray, id_dtype: str) -> np.ndarray:
+    if id_dtype == "uint24":
+        b = stored.astype(np.int64)
+        return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+    return stored.astype(np.int64)
+
+
+def _quantise(logp: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 steps below each row's maximum, the step spanning the row's kept range; ``[rows, 2]`` float16 (max,
+    step). The maximum is rounded to float16 first, so the stored one is the one the steps count from."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    row_max = np.maximum.reduceat(logp, starts).astype(np.float16)
+    row_min = np.minimum.reduceat(logp, starts)
+    step = np.maximum((row_max.astype(np.float32) - row_min) / 255.0, 1e-4).astype(np.float16)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    steps = (row_max[owner].astype(np.float32) - logp) / step[owner].astype(np.float32)
+    return np.clip(np.rint(steps), 0, 255).astype(np.uint8), np.stack([row_max, step], -1)
+
+
+def _dequantise(q: np.ndarray, scale: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return scale[owner, 0].astype(np.float32) - q.astype(np.float32) * scale[owner, 1].astype(np.float32)
+
+
 @torch.no_grad()
 def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | Path, *, top_k: int,
                 encode_config: EncodeConfig, data_path: str, teacher_name: str, temperature: float = 1.0,
                 batch_size: int = 8, shard_rows: int = 1 << 18, logp_dtype: str = "float16",
-                progress: bool = True) -> dict:
+                kl_target: float | None = None, progress: bool = True) -> dict:
     """Run the teacher over ``examples`` and write the cache; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = teacher.config.vocab_size
-    if logp_dtype not in ("float16", "float32"):
-        raise ValueError(f"logp_dtype must be float16 or float32, got {logp_dtype!r}")
-    id_dtype = np.uint16 if vocab <= np.iinfo(np.uint16).max else np.int32
+    vocab = len(tokenizer)
+    if logp_dtype not in LOGP_DTYPES:
+        raise ValueError(f"logp_dtype must be one of {LOGP_DTYPES}, got {logp_dtype!r}")
+    if kl_target is not None and kl_target < 0:
+        raise ValueError(f"kl_target must be >= 0 or None, got {kl_target}")
+    k_max = min(top_k, vocab)
+    id_dtype, count_dtype = _id_dtype(vocab), "uint8" if k_max <= 255 else "uint16"
     teacher.eval()
     device = next(teacher.parameters()).device
     index = np.zeros((max(e.index for e in examples) + 1, 4), dtype=np.int64)
     index[:, 0] = -1  # records without rows (dropped by truncation) have shard -1
-    shard, shard_ids, shard_logp, rows_in_shard, total_rows, kl_sum = 0, [], [], 0, 0, 0.0
+    shard, pending, rows_in_shard, total_rows, total_entries, kl_sum = 0, [], 0, 0, 0, 0.0
 
     def flush() -> None:
-        nonlocal shard, shard_ids, shard_logp, rows_in_shard
-        if not shard_ids:
+        nonlocal shard, pending, rows_in_shard
+        if not pending:
             return
         d = out / f"shard-{shard:05d}"
         d.mkdir(exist_ok=True)
-        np.save(d / "ids.npy", np.concatenate(shard_ids).astype(id_dtype))
-        np.save(d / "logp.npy", np.concatenate(shard_logp).astype(logp_dtype))
-        shard, shard_ids, shard_logp, rows_in_shard = shard + 1, [], [], 0
+        counts = np.concatenate([c for c, _, _ in pending])
+        ids = np.concatenate([i for _, i, _ in pending])
+        logp = np.concatenate([lp for _, _, lp in pending])
+        np.save(d / "counts.npy", counts.astype(count_dtype))
+        np.save(d / "ids.npy", _pack_ids(ids, id_dtype))
+        if logp_dtype == "uint8":
+            q, scale = _quantise(logp, counts)
+            np.save(d / "logp.npy", q)
+            np.save(d / "scale.npy", scale)
+        else:
+            np.save(d / "logp.npy", logp.astype(logp_dtype))
+        shard, pending, rows_in_shard = shard + 1, [], 0
 
     for b in tqdm(range(0, len(examples), batch_size), desc="teacher cache", disable=not progress):
         batch_examples = examples[b:b + batch_size]
         batch = collate(batch_examples, tokenizer.pad_token_id)
         logits = teacher(input_ids=batch["input_ids"].to(device),
                          attention_mask=batch["attention_mask"].to(device),
-                         use_cache=False).logits[:, :-1, :len(tokenizer)]
+                         use_cache=False).logits[:, :-1, :vocab]
         mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         for row, ex in enumerate(batch_examples):
-            t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1)
-            top_logp, top_ids = t_logp.topk(min(top_k, t_logp.shape[-1]), -1)
-            kl_sum += reconstruction_kl(t_logp, top_ids, top_logp).sum().item()
-            n = top_ids.shape[0]
+            t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1).cpu()
+            sorted_logp, sorted_ids = t_logp.topk(k_max, -1)
+            counts = entries_needed(t_logp.sort(-1, descending=True).values if kl_target is not None else
+                                    sorted_logp, top_k, kl_target).numpy()
+            keep = np.arange(k_max)[None, :] < counts[:, None]
+            kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, sorted_logp, torch.from_numpy(keep)).sum().item()
+            n = len(counts)
             index[ex.index] = (shard, rows_in_shard, n, example_fingerprint(ex))
-            shard_ids.append(top_ids.cpu().numpy())
-            shard_logp.append(top_logp.cpu().numpy())
+            pending.append((counts, sorted_ids.numpy()[keep], sorted_logp.numpy()[keep]))
             rows_in_shard += n
             total_rows += n
+            total_entries += int(counts.sum())
         if rows_in_shard >= shard_rows:
             flush()
     flush()
     np.save(out / "index.npy", index)
-    k = min(top_k, len(tokenizer))
     bytes_total = sum(p.stat().st_size for p in out.glob("shard-*/*.npy"))
     manifest = {
         "version": CACHE_VERSION, "teacher": teacher_name, "teacher_weights": weights_fingerprint(teacher_name),
-        "data_path": data_path, "top_k": k,
+        "data_path": data_path, "top_k": k_max, "kl_target": kl_target,
         "temperature": temperature, "vocab_size": vocab, "tokenizer": tokenizer_fingerprint(tokenizer),
         "encode": asdict(encode_config), "records": len(examples), "rows": total_rows, "shards": shard,
+        "entries": total_entries, "mean_entries_per_token": total_entries / max(total_rows, 1),
         "bytes": bytes_total, "bytes_per_supervised_token": bytes_total / max(total_rows, 1),
         "mean_kl_dense_vs_reconstructed": kl_sum / max(total_rows, 1),
-        "id_dtype": np.dtype(id_dtype).name, "logp_dtype": logp_dtype,
+        "id_dtype": id_dtype, "logp_dtype": logp_dtype, "count_dtype": count_dtype,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -142,6 +241,10 @@ class TeacherCache:
         """Refuse a cache whose content this run would not have computed: another tokenizer, truncation,
         temperature, record content, or (when the run names a teacher) another teacher's weights."""
         m = self.manifest
+        if m.get("version") != CACHE_VERSION:
+            raise CacheMismatchError(f"teacher cache {self.root} has format version {m.get('version')}; this "
+                                     f"cotdistill reads version {CACHE_VERSION}: rebuild it with `cotdistill teacher "
+                                     "cache`")
         problems = []
         if teacher and m.get("teacher_weights") and m["teacher_weights"] != weights_fingerprint(teacher):
             problems.append(f"it holds the distributions of {m['teacher']}, and the run names the teacher {teacher} "
@@ -163,18 +266,40 @@ class TeacherCache:
         if problems:
             raise CacheMismatchError(f"teacher cache {self.root} does not fit this run: " + "; ".join(problems))
 
-    def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(row offsets, counts, ids, log-probs) of shard ``i``, decoded once and kept."""
         if i not in self._shards:
-            d = self.root / f"shard-{i:05d}"
-            self._shards[i] = (np.load(d / "ids.npy", mmap_mode="r"), np.load(d / "logp.npy", mmap_mode="r"))
+            d, m = self.root / f"shard-{i:05d}", self.manifest
+            counts = np.load(d / "counts.npy").astype(np.int64)
+            ids = _unpack_ids(np.load(d / "ids.npy"), m["id_dtype"])
+            logp = np.load(d / "logp.npy")
+            logp = (_dequantise(logp, np.load(d / "scale.npy"), counts) if m["logp_dtype"] == "uint8"
+                    else logp.astype(np.float32))
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            self._shards[i] = (offsets, counts, ids, logp)
         return self._shards[i]
 
-    def rows(self, record_indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k ids (long) and log-probs (float32) of these records' supervised positions, concatenated."""
-        ids, logp = [], []
+    def rows(self, record_indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The records' supervised positions, concatenated: ids ``[N, K]`` (long) and log-probs ``[N, K]``
+        (float32) of the kept entries, ``K`` the most any of them kept (shorter rows repeat their first entry,
+        which writes the same value again), and ``[N]`` the log-prob of each token outside them (tail mass spread
+        evenly; floored at log 1e-30)."""
+        vocab, picked = self.manifest["vocab_size"], []
         for r in record_indices:
-            shard, start, n, _ = self.index[r]
-            shard_ids, shard_logp = self._shard(int(shard))
-            ids.append(np.asarray(shard_ids[start:start + n], dtype=np.int64))
-            logp.append(np.asarray(shard_logp[start:start + n], dtype=np.float32))
-        return torch.from_numpy(np.concatenate(ids)), torch.from_numpy(np.concatenate(logp))
+            shard, start, n, _ = (int(x) for x in self.index[r])
+            offsets, counts, ids, logp = self._shard(shard)
+            picked += [(ids[offsets[j]:offsets[j + 1]], logp[offsets[j]:offsets[j + 1]])
+                       for j in range(start, start + n)]
+        width = max(len(i) for i, _ in picked)
+        out_ids = np.empty((len(picked), width), dtype=np.int64)
+        out_logp = np.empty((len(picked), width), dtype=np.float32)
+        tail = np.empty(len(picked), dtype=np.float32)
+        for j, (i, lp) in enumerate(picked):
+            out_ids[j, :len(i)], out_ids[j, len(i):] = i, i[0]
+            out_logp[j, :len(lp)], out_logp[j, len(lp):] = lp, lp[0]
+            mass = float(np.exp(lp.astype(np.float64)).sum())
+            if mass > 1.0:  # rounding of stored log-probs: renormalise the kept ones, leave no tail
+                out_logp[j] -= np.log(mass)
+            rest = 1.0 - min(mass, 1.0)
+            tail[j] = max(np.log(rest / (vocab - len(i))), TAIL_FLOOR) if rest > 0 and len(i) < vocab else TAIL_FLOOR
+        return torch.from_numpy(out_ids), torch.from_numpy(out_logp), torch.from_numpy(tail)

@@ -32,7 +32,7 @@ from cotdistill.data.formats import load_records, source_name
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
 from cotdistill.errors import UserError
-from cotdistill.losses import chunked_distill_sums, combine, softcap
+from cotdistill.losses import combine, fused_objective_sums, softcap
 from cotdistill.models import (
     check_same_tokenizer,
     config_max_positions,
@@ -61,24 +61,26 @@ class TrainingError(UserError, RuntimeError):
 
 
 class StudentLoss(nn.Module):
-    """Wraps the student so that DDP/FSDP see one forward that returns the (CE, KD) sums of a micro-batch."""
+    """Wraps the student so that DDP/FSDP see one forward that returns ``[objective, CE, KD]`` sums of a
+    micro-batch: the objective ``combine(CE, KD)`` carries the gradient (computed chunk by chunk inside the forward,
+    see ``losses.fused_objective_sums``), CE and KD are detached figures for the log."""
 
     def __init__(self, student: nn.Module, config, vocab: int) -> None:
         super().__init__()
         self.student, self.config, self.vocab = student, config, vocab
 
     def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, teacher_hidden=None,
-                teacher_weight=None, topk_ids=None, topk_logp=None, teacher_cap=None) -> torch.Tensor:
+                teacher_weight=None, topk_ids=None, topk_logp=None, topk_tail=None, teacher_cap=None) -> torch.Tensor:
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
         # one-token shift: the hidden state at t predicts the label at t + 1
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
-        ce, kd = chunked_distill_sums(selected, weight, targets, self.config, vocab=self.vocab,
-                                      teacher_hidden=teacher_hidden, teacher_weight=teacher_weight,
-                                      topk_ids=topk_ids, topk_logp=topk_logp, cap=final_logit_cap(self.student),
-                                      teacher_cap=teacher_cap)
-        return torch.stack([ce, kd])
+        objective, ce, kd = fused_objective_sums(selected, weight, targets, self.config, vocab=self.vocab,
+                                                 teacher_hidden=teacher_hidden, teacher_weight=teacher_weight,
+                                                 topk_ids=topk_ids, topk_logp=topk_logp, topk_tail=topk_tail,
+                                                 cap=final_logit_cap(self.student), teacher_cap=teacher_cap)
+        return torch.stack([objective, ce, kd])
 
 
 def final_logit_cap(model: nn.Module) -> float | None:
@@ -459,6 +461,7 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def _loss_sums(self, batch: Batch, model: nn.Module, use_cache: bool = True) -> torch.Tensor:
+        """``[objective, CE, KD]`` sums of a micro-batch; only the objective carries a gradient."""
         t = batch.tensors
         targets_all = t["labels"][:, 1:]
         mask = targets_all != IGNORE_INDEX
@@ -471,8 +474,9 @@ class Trainer:
                 extra = {"teacher_hidden": hidden, "teacher_weight": weight,
                          "teacher_cap": final_logit_cap(self.teacher)}
             elif self.cache is not None and use_cache:
-                ids, logp = self.cache.rows(batch.indices)
-                extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device)}
+                ids, logp, tail = self.cache.rows(batch.indices)
+                extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device),
+                         "topk_tail": tail.to(self.device)}
             return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], **extra)
 
     @torch.no_grad()
@@ -492,7 +496,7 @@ class Trainer:
             counted = k < len(starts)
             start = starts[k] if counted else starts[0]
             batch = self._make_batch(self.val_examples[start:start + size])
-            micro = self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache).float()
+            micro = self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache)[1:].float()
             if counted:
                 sums += micro
                 n += batch.num_supervised
@@ -587,7 +591,7 @@ class Trainer:
         n = min(len(example), 8)
         tiny = EncodedExample(example.input_ids[:n], example.input_ids[:n], example.segments[:n], example.index, n)
         batch = self._make_batch([tiny])
-        self._loss_sums(batch, self.loss_module, use_cache=False).sum().backward()
+        self._loss_sums(batch, self.loss_module, use_cache=False)[0].backward()
         self.optimizer.zero_grad(set_to_none=True)
 
     def _optimizer_step(self, step: int, state: dict) -> dict:
@@ -602,14 +606,14 @@ class Trainer:
             # gradients are synchronised across ranks only on the last micro-batch of the step
             with gradient_sync(self.model, enabled=k == len(batches) - 1):
                 micro = self._loss_sums(batch, self.model)
-                loss = combine(micro[0], micro[1], self.cfg.loss) * scale
+                loss = micro[0] * scale
                 if bad_loss is None and not torch.isfinite(loss):
                     bad_loss = f"non-finite loss {loss.item()} at step {step + 1}, micro-batch {k}, records " \
                                f"{batch.indices}"
                 # backward even so: every rank must reach the gradient all-reduce, and the global gradient
                 # norm below is what all ranks agree on to stop
                 loss.backward()
-            sums += micro.detach().float()
+            sums += micro[1:].detach().float()
             mask = batch.tensors["real_tokens"]
             state["processed_tokens"] += int(mask.sum())
             state["padded_tokens"] += mask.numel()
