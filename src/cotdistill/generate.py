@@ -24,6 +24,7 @@ class GenerationConfig:
     batch_size: int = 32
     seed: int = 0
     backend: str = "auto"  # auto | hf | vllm
+    shrink: bool = True  # greedy: drop finished rows from the batch (and cache) instead of decoding them on
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.samples < 1 or self.batch_size < 1:
@@ -51,6 +52,36 @@ class GenerationStats:
     @property
     def tokens_per_s(self) -> float:
         return self.generated_tokens / max(self.seconds, 1e-9)
+
+
+@torch.no_grad()
+def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                     eos_id: int) -> list[list[int]]:
+    """Greedy decoding of a left-padded batch that drops each row from the batch, and its keys and values from the
+    cache, once it has written EOS: reasoning traces differ in length by thousands of tokens, and a batch decoded
+    to its longest row spends most steps on rows that are done. Returns each row's new tokens (EOS included)."""
+    n = input_ids.shape[0]
+    alive = torch.arange(n, device=input_ids.device)
+    outputs: list[list[int]] = [[] for _ in range(n)]
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    cache, mask, next_position = out.past_key_values, attention_mask, positions[:, -1] + 1
+    for step in range(max_new_tokens):
+        token = out.logits[:, -1].argmax(-1)
+        for row, t in zip(alive.tolist(), token.tolist()):
+            outputs[row].append(t)
+        done = token == eos_id
+        if step == max_new_tokens - 1 or bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
+                    past_key_values=cache, use_cache=True)
+        next_position = next_position + 1
+    return outputs
 
 
 def _vllm_available() -> bool:
@@ -88,10 +119,12 @@ def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, 
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        seqs = model.generate(**enc, **kwargs)
-        new = seqs[:, enc["input_ids"].shape[1]:]
-        for (i, s), row in zip(chunk, new):
-            ids = row.tolist()
+        if do_sample or not config.shrink:
+            seqs = model.generate(**enc, **kwargs)
+            rows = [row.tolist() for row in seqs[:, enc["input_ids"].shape[1]:]]
+        else:
+            rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], config.max_new_tokens, eos_id)
+        for (i, s), ids in zip(chunk, rows):
             ended = eos_id in ids
             ids = ids[:ids.index(eos_id)] if ended else [t for t in ids if t != tokenizer.pad_token_id]
             total += len(ids) + int(ended)

@@ -37,6 +37,8 @@ def configure_threads(threads: int | None = None) -> int:
 def warn_if_oversubscribed(threads: int) -> bool:
     """Warn when other work already keeps the cores busy (1-minute load average ≥ the cores less one half):
     this process's ``threads`` will then fight it for them."""
+    if threads <= 1:  # one thread is the advice itself
+        return False
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):

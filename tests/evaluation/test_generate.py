@@ -27,3 +27,25 @@ def test_eval_cli_writes_results_and_samples(tmp_path):
     assert results["pass@2"] >= results["pass@1"]
     assert results["accuracy"] == sum(s["correct"] for s in samples) / 12
     assert {"prompt", "response", "extracted", "gold", "correct", "response_tokens"} <= set(samples[0])
+
+
+def test_dropping_finished_rows_writes_what_plain_generate_writes():
+    """Rows that wrote EOS leave the batch and the cache; every row's tokens equal HF generate's, row by row and
+    in one padded batch, across finished and unfinished rows."""
+    from cotdistill.generate import greedy_shrinking
+
+    tok, model = load_tokenizer("world:teacher"), load_model("world:teacher")
+    questions = [r.prompt for r in world_records("test", n=6)]
+    cfg = dict(max_new_tokens=400, batch_size=6)
+    shrunk, _ = generate(model, tok, questions, GenerationConfig(**cfg), progress=False)
+    plain, _ = generate(model, tok, questions, GenerationConfig(shrink=False, **cfg), progress=False)
+    assert [g.text for g in shrunk] == [g.text for g in plain]
+    lengths = {g.num_tokens for g in shrunk}
+    assert len(lengths) > 1 and not all(g.hit_max_tokens for g in shrunk)  # rows really finished at different steps
+    tok.padding_side = "left"
+    enc = tok(["hi", questions[0]], return_tensors="pt", padding=True, add_special_tokens=False)
+    rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], 5, tok.eos_token_id)
+    reference = model.generate(**enc, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id,
+                               eos_token_id=tok.eos_token_id, temperature=None, top_p=None, top_k=None)
+    for row, ref in zip(rows, reference[:, enc["input_ids"].shape[1]:]):
+        assert row == ref.tolist()[:len(row)]
