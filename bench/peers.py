@@ -11,7 +11,12 @@ Reports processed tokens/s (non-padding tokens of the training data per second o
 above the loaded-models baseline (resident set size on CPU, ``max_memory_allocated`` on CUDA). TRL is a bench-only
 dependency: ``pip install trl``.
 
-    python bench/peers.py [--records 256] [--batch-size 8] [--repeats 3]
+    python bench/peers.py [--records 256] [--batch-size 8] [--repeats 3]                 # the world's models
+    python bench/peers.py --shape large --records 32 --batch-size 4 --repeats 1          # 11M student, 1k tokens
+
+``--shape large``: a random Qwen2 student of ~11M parameters (hidden 384, 7 layers) and teacher of ~24M (hidden
+512, 8 layers), built here, on records whose chain of thought is repeated to ~1,024 tokens. cotdistill's runs also
+report training FLOP/s as a share of this machine's fp32 matmul peak, measured here (a 2048² matmul).
 """
 
 from __future__ import annotations
@@ -38,7 +43,56 @@ def _records(n: int):
     return world_records("train", "teacher", n)
 
 
-def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
+def build_shape(shape: str, records: int, root: Path) -> dict:
+    """Student, teacher and a JSONL data file for ``shape`` (``small``: the world's models and records)."""
+    from cotdistill.data.formats import write_jsonl
+
+    if shape == "small":
+        write_jsonl(_records(records), root / "data.jsonl", "messages")
+        return {"student": "world:student", "teacher": "world:teacher", "data": str(root / "data.jsonl"),
+                "max_length": 512}
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from cotdistill.data.encode import render_conversation
+    from cotdistill.data.records import ReasoningRecord
+    from cotdistill.models import load_tokenizer, quiet_library_progress_bars
+
+    quiet_library_progress_bars()
+    tok = load_tokenizer("world:tokenizer")
+    torch.manual_seed(0)
+    for name, hidden, layers in (("student", 384, 7), ("teacher", 512, 8)):
+        config = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=1024 * hidden // 384,
+                             num_hidden_layers=layers, num_attention_heads=6 if hidden == 384 else 8,
+                             num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        Qwen2ForCausalLM(config).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    long = []
+    for base in _records(records):
+        cot = base.cot
+        while len(tok(render_conversation(tok, ReasoningRecord(base.prompt, cot + "\n" + base.cot,
+                                                               base.answer)))["input_ids"]) <= 1024:
+            cot = cot + "\n" + base.cot
+        long.append(ReasoningRecord(base.prompt, cot, base.answer))
+    write_jsonl(long, root / "data.jsonl", "messages")
+    return {"student": str(root / "student"), "teacher": str(root / "teacher"), "data": str(root / "data.jsonl"),
+            "max_length": 1100}
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
+    """This machine's fp32 matmul rate (FLOP/s) with the threads this process has: the ceiling training can reach."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def run_trl(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
     import torch
     from datasets import Dataset
 
@@ -46,12 +100,13 @@ def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
     from cotdistill.models import load_model, load_tokenizer, pick_device
 
     device = pick_device("auto")
-    tok = load_tokenizer("world:student")
-    student = load_model("world:student", device)
-    rows = [{"messages": r.messages()} for r in _records(records)]
+    tok = load_tokenizer(shape["student"])
+    student = load_model(shape["student"], device)
+    rows = [{"messages": json.loads(line)["messages"]} for line in open(shape["data"], encoding="utf-8")]
     dataset = Dataset.from_list(rows)
     common = dict(output_dir=str(out), per_device_train_batch_size=batch_size, num_train_epochs=1,
-                  learning_rate=2e-3, logging_steps=1000, save_strategy="no", report_to=[], max_length=512,
+                  learning_rate=2e-3, logging_steps=1000, save_strategy="no", report_to=[],
+                  max_length=shape["max_length"],
                   use_cpu=device.type == "cpu", bf16=device.type == "cuda", disable_tqdm=True, seed=0)
     if kind == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -60,7 +115,7 @@ def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
     else:
         from trl.experimental.gkd import GKDConfig, GKDTrainer
 
-        teacher = load_model("world:teacher", device)
+        teacher = load_model(shape["teacher"], device)
         cfg = GKDConfig(**common, lmbda=0.0, beta=0.5, temperature=1.0, seq_kd=False)
         trainer = GKDTrainer(model=student, teacher_model=teacher, args=cfg, train_dataset=dataset,
                              processing_class=tok)
@@ -74,18 +129,18 @@ def run_trl(kind: str, records: int, batch_size: int, out: Path) -> dict:
             "peak_bytes": monitor.stop(), "device": str(device), "torch": torch.__version__}
 
 
-def run_ours(kind: str, records: int, batch_size: int, out: Path) -> dict:
+def run_ours(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
     from cotdistill.config import from_dict
     from cotdistill.training.config import TrainConfig
     from cotdistill.training.loop import train
 
-    cfg = {"student": "world:student", "teacher": None, "output_dir": str(out),
-           "data": {"path": f"world:train:teacher:{records}", "val_fraction": 0.0},
+    cfg = {"student": shape["student"], "teacher": None, "output_dir": str(out),
+           "data": {"path": shape["data"], "val_fraction": 0.0},
            "optim": {"lr": 2e-3, "batch_size": batch_size, "epochs": 1, "warmup_steps": 0},
            "loss": {"distill_ratio": 0.0}, "eval_every": 0, "save_every": 0, "keep_best": False, "progress": False,
            "pad_to_multiple_of": None}
     if kind.startswith("kd"):
-        cfg.update(teacher="world:teacher", loss={"distill_ratio": 1.0, "kind": "jsd", "beta": 0.5})
+        cfg.update(teacher=shape["teacher"], loss={"distill_ratio": 1.0, "kind": "jsd", "beta": 0.5})
         cfg["encode"] = {"sections": "cotAns"}
     if kind.endswith("lsp05"):
         cfg.setdefault("encode", {}).update(truncation="lsp", lsp=0.5)
@@ -96,7 +151,7 @@ def run_ours(kind: str, records: int, batch_size: int, out: Path) -> dict:
     summary = train(from_dict(TrainConfig, cfg))
     return {"seconds": summary["wall_time_s"], "tokens": summary["processed_tokens"],
             "tokens_per_s": summary["tokens_per_s"], "peak_bytes": summary["peak_memory_bytes"],
-            "device": summary["device"]}
+            "device": summary["device"], "flops_per_s": summary["flops"] / max(summary["wall_time_s"], 1e-9)}
 
 def _median_run(runs: list[dict]) -> dict:
     """The run with the median wall time (its memory figure comes with it)."""
@@ -112,18 +167,23 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting, interleaved; the median is kept")
+    parser.add_argument("--shape", default="small", choices=["small", "large"])
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--kit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         tool, kind = args.one.split(":")
         with tempfile.TemporaryDirectory() as tmp:
             fn = run_trl if tool == "trl" else run_ours
-            print("RESULT_JSON " + json.dumps(fn(kind, args.records, args.batch_size, Path(tmp))))
+            print("RESULT_JSON " + json.dumps(fn(kind, json.loads(args.kit), args.batch_size, Path(tmp))))
         return
+    kit_dir = tempfile.TemporaryDirectory()
+    kit = build_shape(args.shape, args.records, Path(kit_dir.name))
+    peak = matmul_peak_flops()
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every setting alike
         for tool, kind in RUNS:
-            proc = subprocess.run([sys.executable, __file__, f"--one={tool}:{kind}", f"--records={args.records}",
+            proc = subprocess.run([sys.executable, __file__, f"--one={tool}:{kind}", f"--kit={json.dumps(kit)}",
                                    f"--batch-size={args.batch_size}"], capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT_JSON ")), None)
             if line is None:
@@ -144,7 +204,13 @@ def main() -> None:
             figures[f"speedup_{ours}_vs_{theirs}"] = results[theirs]["seconds"] / results[ours]["seconds"]
             figures[f"memory_{ours}_vs_{theirs}"] = (results[ours]["peak_bytes"]
                                                      / max(results[theirs]["peak_bytes"], 1))
-    print("RESULT " + " ".join(f"{k}={v:.2f}" for k, v in figures.items()) + f" records={args.records}")
+    for name, r in results.items():
+        if "flops_per_s" in r:
+            figures[f"peak_share_{name}"] = r["flops_per_s"] / peak
+    kit_dir.cleanup()
+    print(f"fp32 matmul peak of this machine: {peak / 1e9:.1f} GFLOP/s")
+    print("RESULT " + " ".join(f"{k}={v:.3f}" for k, v in figures.items()) + f" matmul_peak_gflops={peak / 1e9:.1f}"
+          f" records={args.records} shape={args.shape}")
 
 
 if __name__ == "__main__":
