@@ -266,3 +266,14 @@ def test_sparse_topk_small_k_keeps_tail_mass():
     s_b, t_b = sparse_logprobs(s, ids, logp, temperature=1.0)
     torch.testing.assert_close(t_b.exp().sum(-1), torch.ones(3))
     torch.testing.assert_close(s_b.exp().sum(-1), torch.ones(3))
+
+
+def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_still_do():
+    torch.manual_seed(6)
+    hidden = torch.randn(9, 8, requires_grad=True)
+    weight = torch.randn(30, 8)  # frozen, as under LoRA
+    teacher = {"teacher_hidden": torch.randn(9, 8), "teacher_weight": torch.randn(30, 8)}
+    objective, _, _ = fused_objective_sums(hidden, weight, torch.randint(0, 30, (9,)), LossConfig(chunk_size=4),
+                                           vocab=30, **teacher)
+    objective.backward()
+    assert weight.grad is None and hidden.grad is not None and hidden.grad.abs().sum() > 0

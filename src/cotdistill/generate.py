@@ -54,6 +54,25 @@ class GenerationStats:
         return self.generated_tokens / max(self.seconds, 1e-9)
 
 
+# generation settings a checkpoint may carry that plain greedy decoding would ignore (Qwen2.5-Instruct sets a
+# repetition penalty): with any of them, HF generate decodes, so results never depend on the shrink setting
+_PROCESSOR_DEFAULTS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": None,
+                       "min_length": 0, "suppress_tokens": None, "begin_suppress_tokens": None, "bad_words_ids": None,
+                       "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None}
+
+
+def can_shrink(model) -> bool:
+    """Whether :func:`greedy_shrinking` decodes as ``model.generate`` would: transformers 5's dynamic caches (which
+    can drop rows, sliding-window layers included) and no logits processor in the model's generation config."""
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return False
+    gen = getattr(model, "generation_config", None)
+    return gen is None or all(getattr(gen, k, d) in (d, None) or (k == "min_length" and not getattr(gen, k))
+                              for k, d in _PROCESSOR_DEFAULTS.items())
+
+
 @torch.no_grad()
 def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                      eos_id: int) -> list[list[int]]:
@@ -64,19 +83,23 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     alive = torch.arange(n, device=input_ids.device)
     outputs: list[list[int]] = [[] for _ in range(n)]
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True)
+    # the prompt's logits are needed at its last position only ([B, T, V] at T = 1k, V = 152k is tens of GB)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1)
     cache, mask, next_position = out.past_key_values, attention_mask, positions[:, -1] + 1
+    ended = torch.zeros(n, dtype=torch.bool, device=input_ids.device)
     for step in range(max_new_tokens):
         token = out.logits[:, -1].argmax(-1)
         for row, t in zip(alive.tolist(), token.tolist()):
-            outputs[row].append(t)
-        done = token == eos_id
-        if step == max_new_tokens - 1 or bool(done.all()):
+            outputs[row].append(t)  # a row that rides along after EOS is cut at its first EOS by the caller
+        ended = ended | (token == eos_id)
+        if step == max_new_tokens - 1 or bool(ended.all()):
             break
-        if bool(done.any()):
-            keep = (~done).nonzero().squeeze(1)
+        if bool(ended.any()) and hasattr(cache, "batch_select_indices"):  # else the finished rows ride along
+            keep = (~ended).nonzero().squeeze(1)
             cache.batch_select_indices(keep)
             alive, token, mask, next_position = alive[keep], token[keep], mask[keep], next_position[keep]
+            ended = ended[keep]
         mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
                     past_key_values=cache, use_cache=True)
@@ -119,7 +142,7 @@ def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, 
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if do_sample or not config.shrink:
+        if do_sample or not config.shrink or not can_shrink(model):
             seqs = model.generate(**enc, **kwargs)
             rows = [row.tolist() for row in seqs[:, enc["input_ids"].shape[1]:]]
         else:

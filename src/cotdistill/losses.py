@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd")
@@ -278,6 +279,15 @@ def _closed_form_chunk(z: torch.Tensor, targets: torch.Tensor, teacher_logits: t
     return ce, kd, grad
 
 
+def _accumulate(grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor | None, d_logits: torch.Tensor,
+                h: torch.Tensor, head: torch.Tensor, sl: slice, vocab: int) -> None:
+    """Chain rule through ``logits = h @ head.T`` for one chunk: into the hidden states' rows and the head."""
+    if grad_hidden is not None:
+        grad_hidden[sl] = (d_logits.to(head.dtype) @ head).to(grad_hidden.dtype)
+    if grad_weight is not None:
+        grad_weight[:vocab].addmm_(d_logits.T, h.float())
+
+
 class _FusedHeadObjective(torch.autograd.Function):
     """``combine(CE, KD)`` from hidden states and the LM head, with each chunk's gradient computed inside the
     forward (as fused linear-loss kernels do): a chunk's ``[chunk, V]`` logits are freed before the next chunk's
@@ -288,9 +298,11 @@ class _FusedHeadObjective(torch.autograd.Function):
                 config, vocab, cap, teacher_cap, need_grad):
         w_ce, w_kd = 1.0 - config.distill_ratio, config.distill_ratio * config.kd_scale
         head = weight[:vocab]
-        grad_hidden = torch.zeros_like(hidden) if need_grad else None
+        # a frozen head (LoRA, PEFT) needs no [V, H] gradient: neither allocated nor computed
+        grad_hidden = torch.zeros_like(hidden) if need_grad and ctx.needs_input_grad[0] else None
         # float32 whatever the weight's dtype: many small chunk products are summed into it
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+        grad_weight = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                       if need_grad and ctx.needs_input_grad[1] else None)
         sums = torch.zeros(2, dtype=torch.float32, device=hidden.device)
         closed_form = _has_closed_form(config, cap)
         step = config.chunk_size or max(hidden.shape[0], 1)
@@ -304,8 +316,7 @@ class _FusedHeadObjective(torch.autograd.Function):
                                                       config.temperature, w_ce, w_kd)
                 teacher_logits = None
                 sums += torch.stack([ce.float(), kd.float()])
-                grad_hidden[sl] = (d_logits.to(head.dtype) @ head).to(grad_hidden.dtype)
-                grad_weight[:vocab].addmm_(d_logits.T, h.float())
+                _accumulate(grad_hidden, grad_weight, d_logits, h, head, sl, vocab)
                 del d_logits
                 continue
             with torch.enable_grad():
@@ -316,11 +327,11 @@ class _FusedHeadObjective(torch.autograd.Function):
             sums += torch.stack([ce.detach().float(), kd.detach().float()])
             del teacher_logits
             if need_grad:
-                grad_hidden[sl] = (d_logits.to(head.dtype) @ head).to(grad_hidden.dtype)
-                grad_weight[:vocab].addmm_(d_logits.float().T, h.float())
+                _accumulate(grad_hidden, grad_weight, d_logits.float(), h, head, sl, vocab)
                 del d_logits, logits
         if need_grad:
             ctx.save_for_backward(grad_hidden, grad_weight)
+        ctx.need_grad = need_grad
         ctx.weight_dtype = weight.dtype
         objective = w_ce * sums[0] + w_kd * sums[1]
         ce_sum, kd_sum = sums[0].clone(), sums[1].clone()
@@ -328,12 +339,15 @@ class _FusedHeadObjective(torch.autograd.Function):
         return objective, ce_sum, kd_sum
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_objective, _grad_ce, _grad_kd):
         grad_hidden, grad_weight = ctx.saved_tensors
         # in place: the stored gradients are not needed again, and a second [V, H] copy is what this avoids
-        grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
-        grad_weight.mul_(grad_objective)
-        return (grad_hidden, grad_weight.to(ctx.weight_dtype), *[None] * 11)
+        if grad_hidden is not None:
+            grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
+        if grad_weight is not None:
+            grad_weight = grad_weight.mul_(grad_objective).to(ctx.weight_dtype)
+        return (grad_hidden, grad_weight, *[None] * 11)
 
 
 def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,

@@ -93,13 +93,13 @@ def _first_line(err: BaseException) -> str:
 
 
 def shared_vocab_size(student_vocab: int, teacher_vocab: int, tokenizer_size: int) -> int:
-    """The logit rows both models share. Rows past the tokenizer are padding (Qwen: 152,064 vs 151,936 rows for
-    151,665 tokens) and are dropped; a model with fewer rows than the tokenizer has tokens it cannot score."""
-    shared = min(student_vocab, teacher_vocab)
-    if shared < tokenizer_size:
+    """The logit rows the loss reads: the tokenizer's tokens. Rows past the tokenizer are padding (Qwen: 152,064 vs
+    151,936 rows for 151,665 tokens) and are dropped — a teacher cache spreads its tail mass over the same tokens,
+    and no target is ever a padding row; a model with fewer rows than the tokenizer has tokens it cannot score."""
+    if min(student_vocab, teacher_vocab) < tokenizer_size:
         raise ModelError(f"vocabulary mismatch: student has {student_vocab} logit rows, teacher {teacher_vocab}, "
                          f"tokenizer {tokenizer_size} tokens; both models need at least the tokenizer's size")
-    return shared
+    return tokenizer_size
 
 
 def check_same_tokenizer(student_tok, teacher_tok) -> None:

@@ -49,3 +49,14 @@ def test_dropping_finished_rows_writes_what_plain_generate_writes():
                                eos_token_id=tok.eos_token_id, temperature=None, top_p=None, top_k=None)
     for row, ref in zip(rows, reference[:, enc["input_ids"].shape[1]:]):
         assert row == ref.tolist()[:len(row)]
+
+
+def test_a_generation_config_with_a_repetition_penalty_is_decoded_by_hf_generate():
+    """Greedy decoding that drops rows ignores logits processors; a checkpoint that asks for one (Qwen2.5-Instruct
+    sets repetition_penalty 1.05) is decoded by HF generate, so results never depend on the shrink setting."""
+    from cotdistill.generate import can_shrink
+
+    model = load_model("world:teacher")
+    assert can_shrink(model)
+    model.generation_config.repetition_penalty = 1.05
+    assert not can_shrink(model)

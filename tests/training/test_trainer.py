@@ -110,7 +110,7 @@ def test_non_finite_loss_names_step_and_records(tmp_path):
 def test_vocab_mismatch_is_a_clear_error():
     from cotdistill.models import shared_vocab_size
 
-    assert shared_vocab_size(152064, 151936, 151665) == 151936
+    assert shared_vocab_size(152064, 151936, 151665) == 151665  # the padding rows past the tokenizer are cut
     with pytest.raises(ValueError, match="student has 100 logit rows, teacher 120, tokenizer 110"):
         shared_vocab_size(100, 120, 110)
 

@@ -88,25 +88,24 @@ def kept_reconstruction_kl(t_logp: torch.Tensor, sorted_ids: torch.Tensor, sorte
     return (t_logp.exp() * (t_logp - recon)).sum(-1)
 
 
-def entries_needed(sorted_logp: torch.Tensor, top_k: int, kl_target: float | None) -> torch.Tensor:
-    """Per row of descending log-probs ``[n, V]``: the fewest entries k in [1, top_k] whose even-tail
-    reconstruction is within ``kl_target`` nats. With the first k kept and tail mass m_k spread over V − k tokens,
-    ``KL_k = Σ_{i>k} p_i·log p_i − m_k·log(m_k / (V − k))``, for every k at once from two cumulative sums."""
-    n, vocab = sorted_logp.shape
-    k_max = min(top_k, vocab)
+def entries_needed(top_logp: torch.Tensor, row_plogp: torch.Tensor, vocab: int,
+                   kl_target: float | None) -> torch.Tensor:
+    """Per row of the ``k_max`` largest log-probs ``[n, k_max]`` (descending) and the row's ``Σ p·log p`` over the
+    whole vocabulary ``[n]``: the fewest entries k in [1, k_max] whose even-tail reconstruction is within
+    ``kl_target`` nats. With the first k kept and tail mass m_k spread over V − k tokens,
+    ``KL_k = Σ_{i>k} p_i·log p_i − m_k·log(m_k / (V − k))``, for every k at once from two cumulative sums (no sort
+    of the whole vocabulary)."""
+    n, k_max = top_logp.shape
     if kl_target is None or k_max >= vocab:
-        return torch.full((n,), k_max, dtype=torch.long)
-    p = sorted_logp.double().exp()
-    cum_p = p.cumsum(-1)[:, :k_max]
-    plogp = p * sorted_logp.double()
-    tail_plogp = plogp.sum(-1, keepdim=True) - plogp.cumsum(-1)[:, :k_max]
-    mass = (1.0 - cum_p).clamp_min(0.0)
-    ks = torch.arange(1, k_max + 1, dtype=torch.float64)
+        return torch.full((n,), k_max, dtype=torch.long, device=top_logp.device)
+    p = top_logp.double().exp()
+    mass = (1.0 - p.cumsum(-1)).clamp_min(0.0)
+    tail_plogp = row_plogp.double()[:, None] - (p * top_logp.double()).cumsum(-1)
+    ks = torch.arange(1, k_max + 1, dtype=torch.float64, device=top_logp.device)
     spread = torch.where(mass > 0, mass * torch.log(mass.clamp_min(1e-300) / (vocab - ks)), torch.zeros_like(mass))
-    kl = (tail_plogp - spread).clamp_min(0.0)
-    ok = kl <= kl_target
-    first = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full((n,), k_max - 1))
-    return first + 1
+    ok = (tail_plogp - spread).clamp_min(0.0) <= kl_target
+    first = torch.where(ok.any(-1), ok.float().argmax(-1), torch.full((n,), k_max - 1, device=top_logp.device))
+    return first.long() + 1
 
 
 def _id_dtype(vocab: int) -> str:
@@ -191,12 +190,15 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
                          use_cache=False).logits[:, :-1, :vocab]
         mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         for row, ex in enumerate(batch_examples):
-            t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1).cpu()
+            # on the teacher's device: the top entries and per-row sums, never a sort of the whole vocabulary
+            t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1)
             sorted_logp, sorted_ids = t_logp.topk(k_max, -1)
-            counts = entries_needed(t_logp.sort(-1, descending=True).values if kl_target is not None else
-                                    sorted_logp, top_k, kl_target).numpy()
-            keep = np.arange(k_max)[None, :] < counts[:, None]
-            kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, sorted_logp, torch.from_numpy(keep)).sum().item()
+            row_plogp = (t_logp.exp() * t_logp).sum(-1)
+            counts_t = entries_needed(sorted_logp, row_plogp, vocab, kl_target)
+            keep_t = torch.arange(k_max, device=t_logp.device)[None, :] < counts_t[:, None]
+            kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, sorted_logp, keep_t).sum().item()
+            counts, keep = counts_t.cpu().numpy(), keep_t.cpu().numpy()
+            sorted_logp, sorted_ids = sorted_logp.cpu(), sorted_ids.cpu()
             n = len(counts)
             index[ex.index] = (shard, rows_in_shard, n, example_fingerprint(ex))
             pending.append((counts, sorted_ids.numpy()[keep], sorted_logp.numpy()[keep]))

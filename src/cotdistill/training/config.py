@@ -119,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if isinstance(self.report_to, str):  # report_to="wandb" from Python: one target, not five letters
+            self.report_to = [self.report_to]
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
         if self.eval_every < 0 or self.save_every < 0:
