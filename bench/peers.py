@@ -107,8 +107,10 @@ def run_trl(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
     common = dict(output_dir=str(out), per_device_train_batch_size=batch_size, num_train_epochs=1,
                   learning_rate=2e-3, logging_steps=1000, save_strategy="no", report_to=[],
                   max_length=shape["max_length"],
-                  use_cpu=device.type == "cpu", bf16=device.type == "cuda", disable_tqdm=True, seed=0)
-    if kind == "sft":
+                  use_cpu=device.type == "cpu", bf16=device.type == "cuda", disable_tqdm=True, seed=0,
+                  # TRL turns gradient checkpointing on by default; "_nogc" runs turn it off
+                  gradient_checkpointing=not kind.endswith("_nogc"))
+    if kind.startswith("sft"):
         from trl import SFTConfig, SFTTrainer
 
         trainer = SFTTrainer(model=student, args=SFTConfig(**common), train_dataset=dataset, processing_class=tok)
@@ -142,6 +144,8 @@ def run_ours(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
     if kind.startswith("kd"):
         cfg.update(teacher=shape["teacher"], loss={"distill_ratio": 1.0, "kind": "jsd", "beta": 0.5})
         cfg["encode"] = {"sections": "cotAns"}
+    if kind.endswith("_gc"):  # as TRL does by default
+        cfg["gradient_checkpointing"] = True
     if kind.endswith("lsp05"):
         cfg.setdefault("encode", {}).update(truncation="lsp", lsp=0.5)
     if kind.endswith("packed"):
@@ -158,8 +162,8 @@ def _median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
-RUNS = [("trl", "sft"), ("ours", "sft"), ("ours", "sft_lsp05"), ("ours", "sft_packed"), ("trl", "kd"), ("ours", "kd"),
-        ("ours", "kd_lsp05")]
+RUNS = [("trl", "sft"), ("trl", "sft_nogc"), ("ours", "sft"), ("ours", "sft_gc"), ("ours", "sft_lsp05"),
+        ("ours", "sft_packed"), ("trl", "kd"), ("trl", "kd_nogc"), ("ours", "kd"), ("ours", "kd_gc"), ("ours", "kd_lsp05")]
 
 
 def main() -> None:
@@ -196,8 +200,10 @@ def main() -> None:
         mib = r["peak_bytes"] / 2**20
         print(f"{name:>18} {r['tokens']:>8} {r['seconds']:>8.2f} {r['tokens_per_s']:>8.0f} {mib:>9.1f}")
     figures = {}
-    for ours, theirs in (("ours_sft", "trl_sft"), ("ours_sft_lsp05", "trl_sft"), ("ours_sft_packed", "trl_sft"),
-                         ("ours_kd", "trl_kd"), ("ours_kd_lsp05", "trl_kd")):
+    # like for like: without gradient checkpointing on both sides, and with it on both (TRL's default)
+    for ours, theirs in (("ours_sft", "trl_sft_nogc"), ("ours_sft_gc", "trl_sft"), ("ours_sft", "trl_sft"),
+                         ("ours_sft_lsp05", "trl_sft"), ("ours_sft_packed", "trl_sft"), ("ours_kd", "trl_kd_nogc"),
+                         ("ours_kd_gc", "trl_kd"), ("ours_kd", "trl_kd"), ("ours_kd_lsp05", "trl_kd")):
         if ours in results and theirs in results:
             figures[f"tokps_{ours}_vs_{theirs}"] = results[ours]["tokens_per_s"] / results[theirs]["tokens_per_s"]
             # the same records: how much sooner cotdistill is done (>1 = faster)

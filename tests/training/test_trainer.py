@@ -386,3 +386,12 @@ def test_a_run_says_what_it_trains_on_and_warns_when_much_is_dropped(tmp_path, c
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
     assert line.startswith("data: 10 training records (cot), 5 kept: 5 left no supervised token, 0 longer")
     assert "warning: 5 of 10 training records (50%) were dropped" in _warnings(caplog)
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tmp_path):
+    """Recomputing activations in the backward (on CPU too, as TRL's trainers do by default) changes memory and
+    time, not the result."""
+    plain = train(tiny_config(tmp_path, output_dir=str(tmp_path / "plain"), **{"optim.max_steps": 2}))
+    recomputed = train(tiny_config(tmp_path, output_dir=str(tmp_path / "gc"), gradient_checkpointing=True,
+                                   **{"optim.max_steps": 2}))
+    _assert_same(_weights(plain["final_model"]), _weights(recomputed["final_model"]), atol=1e-6)

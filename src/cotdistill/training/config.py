@@ -86,7 +86,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool = True  # autocast on CUDA only; fp32 on CPU (bf16 autocast is ~30x slower on CPU)
-    gradient_checkpointing: bool = False  # CUDA only
+    gradient_checkpointing: bool = False  # recompute layer activations in the backward (less memory, ~1/3 more FLOPs)
     pad_to_multiple_of: int | None = 8
     packing: bool = False  # several records per row, attention kept within each (position-id resets)
     pack_length: int = 2048  # tokens per packed row

@@ -285,8 +285,8 @@ class Trainer:
         self.student = given.student.to(self.device) if given.student is not None else load_model(cfg.student,
                                                                                                   self.device)
         self.student.config.use_cache = False
-        if cfg.gradient_checkpointing and self.device.type == "cuda":
-            self.student.gradient_checkpointing_enable()
+        if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward: memory for time
+            self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.teacher = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
         if cfg.needs_teacher and not cfg.teacher_cache:
