@@ -163,7 +163,8 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 RUNS = [("trl", "sft"), ("trl", "sft_nogc"), ("ours", "sft"), ("ours", "sft_gc"), ("ours", "sft_lsp05"),
-        ("ours", "sft_packed"), ("trl", "kd"), ("trl", "kd_nogc"), ("ours", "kd"), ("ours", "kd_gc"), ("ours", "kd_lsp05")]
+        ("ours", "sft_packed"), ("trl", "kd"), ("trl", "kd_nogc"), ("ours", "kd"), ("ours", "kd_gc"),
+        ("ours", "kd_lsp05")]
 
 
 def main() -> None:

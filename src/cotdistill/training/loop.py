@@ -286,7 +286,10 @@ class Trainer:
                                                                                                   self.device)
         self.student.config.use_cache = False
         if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward: memory for time
-            self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5 renamed it; the old name warns there and is the only one before
+            enable = getattr(self.student, "activation_checkpointing_enable", None) or \
+                self.student.gradient_checkpointing_enable
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.teacher = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
         if cfg.needs_teacher and not cfg.teacher_cache:
