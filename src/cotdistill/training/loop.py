@@ -286,10 +286,12 @@ class Trainer:
                                                                                                   self.device)
         self.student.config.use_cache = False
         if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward: memory for time
-            # transformers 5 renamed it; the old name warns there and is the only one before
-            enable = getattr(self.student, "activation_checkpointing_enable", None) or \
-                self.student.gradient_checkpointing_enable
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # transformers 5 renamed it (the old name warns there and is the only one before)
+            no_reentrant = {"use_reentrant": False}
+            if hasattr(self.student, "activation_checkpointing_enable"):
+                self.student.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
+            else:
+                self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
         self.teacher = self.teacher_forward = None
         teacher_vocab = self.student.config.vocab_size
         if cfg.needs_teacher and not cfg.teacher_cache:
