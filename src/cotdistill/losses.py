@@ -176,13 +176,7 @@ def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
                 teacher_logits: torch.Tensor | None, config: LossConfig, vocab: int,
                 cap: float | None = None) -> torch.Tensor:
     """CE and KD sums of one chunk, stacked ``[2]``; the student's logits are computed here from hidden states."""
-    logits = softcap((hidden @ weight.T)[:, :vocab], cap)
-    ce = cross_entropy_sum(logits, targets)
-    if teacher_logits is None:
-        return torch.stack([ce, torch.zeros((), device=ce.device)])
-    kd = per_token_divergence(logits, teacher_logits, config.kind, beta=config.beta, alpha=config.alpha,
-                              temperature=config.temperature).sum()
-    return torch.stack([ce, kd])
+    return torch.stack(distill_sums(softcap((hidden @ weight.T)[:, :vocab], cap), teacher_logits, targets, config))
 
 
 def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
@@ -225,13 +219,7 @@ def _chunk_logit_sums(logits: torch.Tensor, targets: torch.Tensor, teacher_logit
                       config: LossConfig, cap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(CE sum, KD sum) of one chunk from its raw student logits (soft-capped here, so the gradient flows through
     the cap) and the teacher's logits."""
-    logits = softcap(logits, cap)
-    ce = cross_entropy_sum(logits, targets)
-    if teacher_logits is None:
-        return ce, torch.zeros((), device=ce.device)
-    kd = per_token_divergence(logits, teacher_logits, config.kind, beta=config.beta, alpha=config.alpha,
-                              temperature=config.temperature).sum()
-    return ce, kd
+    return distill_sums(softcap(logits, cap), teacher_logits, targets, config)
 
 
 def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
