@@ -151,4 +151,4 @@ def write_experiment_report(out: Path, cells: list[dict], table: list[dict]) -> 
                                                                                    "accuracy", "supervised_tokens"]))
     bar_plot([r["method"] for r in table], [r["accuracy"] for r in table],
              [(r["ci95_low"], r["ci95_high"]) for r in table], out / "selection.png",
-             ylabel="test accuracy (95% interval over seeds)", title="student accuracy by selection method")
+             ylabel="test accuracy (95% interval)", title="student accuracy by selection method")
