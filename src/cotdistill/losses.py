@@ -215,13 +215,6 @@ def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     return total[0], total[1]
 
 
-def _chunk_logit_sums(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None,
-                      config: LossConfig, cap: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE sum, KD sum) of one chunk from its raw student logits (soft-capped here, so the gradient flows through
-    the cap) and the teacher's logits."""
-    return distill_sums(softcap(logits, cap), teacher_logits, targets, config)
-
-
 def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
     """CE with forward KL (the default, and JSD at β = 0) against any teacher (online or cached) or none, without
     soft-capping: the gradient is written out, at a third of autograd's ``[chunk, V]`` buffers."""
@@ -309,7 +302,8 @@ class _FusedHeadObjective(torch.autograd.Function):
                 continue
             with torch.enable_grad():
                 logits = (h @ head.T).detach().requires_grad_(need_grad)
-                ce, kd = _chunk_logit_sums(logits, targets[sl], teacher_logits, config, cap)
+                # soft-capped inside the graph, so the gradient flows through the cap
+                ce, kd = distill_sums(softcap(logits, cap), teacher_logits, targets[sl], config)
                 if need_grad:
                     (d_logits,) = torch.autograd.grad(w_ce * ce + w_kd * kd, logits)
             sums += torch.stack([ce.detach().float(), kd.detach().float()])
@@ -319,9 +313,8 @@ class _FusedHeadObjective(torch.autograd.Function):
                 del d_logits, logits
         if need_grad:
             ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.need_grad = need_grad
         ctx.weight_dtype = weight.dtype
-        objective = w_ce * sums[0] + w_kd * sums[1]
+        objective = combine(sums[0], sums[1], config)
         ce_sum, kd_sum = sums[0].clone(), sums[1].clone()
         ctx.mark_non_differentiable(ce_sum, kd_sum)
         return objective, ce_sum, kd_sum

@@ -60,18 +60,6 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(vocab.encode()).hexdigest()[:16]
 
 
-def reconstruction_kl(t_logp: torch.Tensor, topk_ids: torch.Tensor, topk_logp: torch.Tensor) -> torch.Tensor:
-    """KL(dense ‖ reconstructed) per row; the reconstruction spreads the tail mass evenly over the other tokens."""
-    vocab, k = t_logp.shape[-1], topk_ids.shape[-1]
-    if k >= vocab:
-        return torch.zeros(t_logp.shape[0])
-    p = t_logp.exp()
-    tail_mass = (1 - topk_logp.exp().sum(-1, keepdim=True)).clamp_min(1e-30)
-    recon_logp = (tail_mass / (vocab - k)).log().expand_as(t_logp).clone()
-    recon_logp.scatter_(-1, topk_ids, topk_logp)
-    return (p * (t_logp - recon_logp)).sum(-1)
-
-
 def kept_reconstruction_kl(t_logp: torch.Tensor, sorted_ids: torch.Tensor, sorted_logp: torch.Tensor,
                            keep: torch.Tensor) -> torch.Tensor:
     """KL(dense ‖ reconstructed) per row when row r keeps the entries where ``keep[r]`` is true (a prefix of the
@@ -283,25 +271,30 @@ class TeacherCache:
 
     def rows(self, record_indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The records' supervised positions, concatenated: ids ``[N, K]`` (long) and log-probs ``[N, K]``
-        (float32) of the kept entries, ``K`` the most any of them kept (shorter rows repeat their first entry,
-        which writes the same value again), and ``[N]`` the log-prob of each token outside them (tail mass spread
-        evenly; floored at log 1e-30)."""
-        vocab, picked = self.manifest["vocab_size"], []
-        for r in record_indices:
+        (float32) of the kept entries, ``K`` the most any of them kept (shorter rows repeat their last entry, which
+        writes the same value again), and ``[N]`` the log-prob of each token outside them (tail mass spread evenly;
+        floored at log 1e-30)."""
+        ids, logp, counts = [], [], []
+        for r in record_indices:  # gathered per record, vectorised over its positions
             shard, start, n, _ = (int(x) for x in self.index[r])
-            offsets, counts, ids, logp = self._shard(shard)
-            picked += [(ids[offsets[j]:offsets[j + 1]], logp[offsets[j]:offsets[j + 1]])
-                       for j in range(start, start + n)]
-        width = max(len(i) for i, _ in picked)
-        out_ids = np.empty((len(picked), width), dtype=np.int64)
-        out_logp = np.empty((len(picked), width), dtype=np.float32)
-        tail = np.empty(len(picked), dtype=np.float32)
-        for j, (i, lp) in enumerate(picked):
-            out_ids[j, :len(i)], out_ids[j, len(i):] = i, i[0]
-            out_logp[j, :len(lp)], out_logp[j, len(lp):] = lp, lp[0]
-            mass = float(np.exp(lp.astype(np.float64)).sum())
-            if mass > 1.0:  # rounding of stored log-probs: renormalise the kept ones, leave no tail
-                out_logp[j] -= np.log(mass)
-            rest = 1.0 - min(mass, 1.0)
-            tail[j] = max(np.log(rest / (vocab - len(i))), TAIL_FLOOR) if rest > 0 and len(i) < vocab else TAIL_FLOOR
-        return torch.from_numpy(out_ids), torch.from_numpy(out_logp), torch.from_numpy(tail)
+            offsets, shard_counts, shard_ids, shard_logp = self._shard(shard)
+            c = shard_counts[start:start + n]
+            width = int(c.max())
+            take = offsets[start:start + n, None] + np.minimum(np.arange(width)[None, :], c[:, None] - 1)
+            ids.append(shard_ids[take])
+            logp.append(shard_logp[take])
+            counts.append(c)
+        width = max(x.shape[1] for x in ids)
+        # pad every record's block to one width by repeating its last column (the same id and log-prob again)
+        out_ids = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), mode="edge") for x in ids])
+        out_logp = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), mode="edge") for x in logp])
+        counts = np.concatenate(counts)
+        kept = np.arange(width)[None, :] < counts[:, None]
+        mass = (np.exp(out_logp.astype(np.float64)) * kept).sum(-1)
+        # rounding of stored log-probs can push the kept mass past 1: renormalise them and leave no tail
+        out_logp = (out_logp - np.log(np.maximum(mass, 1.0))[:, None]).astype(np.float32)
+        rest, others = 1.0 - np.minimum(mass, 1.0), self.manifest["vocab_size"] - counts
+        with np.errstate(divide="ignore"):
+            tail = np.where((rest > 0) & (others > 0), np.log(rest / np.maximum(others, 1)), TAIL_FLOOR)
+        tail = np.maximum(tail, TAIL_FLOOR).astype(np.float32)
+        return torch.from_numpy(out_ids.astype(np.int64)), torch.from_numpy(out_logp), torch.from_numpy(tail)
