@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from cotdistill.training.distributed import exit_launched_process
+        from cotdistill.distributed import exit_launched_process
 
         exit_launched_process(int(code or 0))
     return code

@@ -177,7 +177,7 @@ def score_with_cache(model_path: str, keys: list[str], prompts: list[str], respo
     ``torchrun`` the missing records are split across ranks; each rank appends to its own shard
     (``<cache_file>.rank<r>``) and, after a barrier, every rank reads all shards.
     """
-    from cotdistill.training.distributed import barrier, current_dist
+    from cotdistill.distributed import barrier, current_dist
 
     info = current_dist()
     caller_keys = keys

@@ -173,8 +173,8 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
 def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: str, out: str | Path,
               config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
     """Score, classify and report; returns the summary (also written to ``out``)."""
+    from cotdistill.distributed import init_distributed
     from cotdistill.models import pick_device, resolve
-    from cotdistill.training.distributed import init_distributed
 
     config = config or TraceConfig()
     if config.context not in CONTEXTS:

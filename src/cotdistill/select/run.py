@@ -52,8 +52,8 @@ def select_records(data: str, teacher: str, student: str, method: str, out: str 
                    keep: float | None = None, cache_dir: str | Path | None = None, beta: float = 0.1,
                    seed: int = 0, batch_size: int = 8, device: str = "auto", progress: bool = True,
                    context: str = "own_template") -> dict:
+    from cotdistill.distributed import init_distributed
     from cotdistill.models import pick_device
-    from cotdistill.training.distributed import init_distributed
 
     out = Path(out)
     check_select_arguments(data, method, out, keep)

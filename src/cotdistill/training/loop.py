@@ -31,6 +31,7 @@ from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records, source_name
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
+from cotdistill.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.errors import UserError
 from cotdistill.losses import combine, fused_objective_sums, softcap
 from cotdistill.models import (
@@ -48,7 +49,6 @@ from cotdistill.outputs import output_lock
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import DataConfig, TrainConfig
-from cotdistill.training.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.training.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.training.reporting import Reporters, check_report_to
 from cotdistill.training.schedule import lr_factor

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cotdistill.training.distributed import DistInfo
+from cotdistill.distributed import DistInfo
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
