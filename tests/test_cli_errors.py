@@ -93,12 +93,16 @@ def _cases(root):
                                 str(root / "cache")], "nope.jsonl"),
         "cache missing teacher": (["teacher", "cache", good, "--teacher", f"{root}/nope", "--out",
                                    str(root / "cache")], "nope"),
-        "cache over its input": (["teacher", "cache", good, "--teacher", s, "--out", good], "--out"),
+        "cache over its input": (["teacher", "cache", good, "--teacher", s, "--out", good], "overwrite the input"),
         # sweep, select-experiment, correlate, world export
-        "sweep lsp not a number": (["sweep", f"student={s}", "--lsp", "0.5,abc"], "abc"),
-        "sweep unknown window": (["sweep", f"student={s}", "--window", "up"], "up"),
-        "sweep teacher of another vocabulary": (["sweep", f"student={s}", f"teacher={root}/other_vocab",
-                                                 f"data.path={good}", "--out", str(root / "out-sweep")], "vocabular"),
+        "sweep lsp not a number": (["sweep", f"train.student={s}", "--lsp", "0.5,abc"], "abc"),
+        "sweep unknown window": (["sweep", f"train.student={s}", "--window", "up"], "up"),
+        "sweep teacher of another vocabulary": (["sweep", f"train.student={s}", f"train.teacher={root}/other_vocab",
+                                                 f"train.data.path={good}", "--out", str(root / "out-sweep")],
+                                                "vocabular"),
+        "sweep training keys at the top": (["sweep", f"student={s}"], "unknown config key: student"),
+        "sweep bench without data": (["sweep", f"train.student={s}", f"train.teacher={s}", f"train.data.path={good}",
+                                      "eval.bench=gsm8k", "--out", str(root / "out-sweep2")], "eval.data"),
         "select-experiment unknown method": (["select-experiment", "methods=[grap]"], "grap"),
         "select-experiment no seeds": (["select-experiment", "seeds=[]"], "seeds"),
         "correlate pair without colon": (["correlate", "nodir"], "nodir"),
@@ -140,12 +144,10 @@ def test_debug_shows_the_traceback(files, capsys):
 
 def test_a_bug_is_not_dressed_as_a_user_error(monkeypatch):
     """Only user errors become exit 2; an unexpected exception keeps its traceback (exit 1 from Python)."""
-    import cotdistill.cli as cli
-
-    def broken(args):
+    def broken(config):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "_cmd_eval", broken)
+    monkeypatch.setattr("cotdistill.stages.evaluate.run_eval", broken)
     with pytest.raises(ZeroDivisionError):
         main(["eval", "world:student"])
 

@@ -27,9 +27,11 @@ def test_your_own_models_and_data_runs_as_written(tmp_path):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     for made in ("runs/kit/final/config.json", "runs/kit/loss_curve.png", "runs/kit-eval/samples.jsonl",
-                 "runs/kit-trace/trace.html"):
+                 "runs/kit-trace/trace.html", "runs/kit-sweep/tradeoff.csv"):
         assert (tmp_path / made).exists(), made
     assert list((tmp_path / "runs/kit/tensorboard").glob("events.out.tfevents.*"))
+    for point in ("lsp0.5", "lsp1"):
+        assert '"bench": "gsm8k"' in (tmp_path / "runs/kit-sweep" / point / "eval/results.json").read_text()
     assert "trained model: runs/kit/final" in done.stdout and "step 12/12" in done.stderr
 
     done = subprocess.run([sys.executable, "-c", blocks["python"]], cwd=tmp_path, env=env, capture_output=True,

@@ -1,4 +1,10 @@
-"""The ``cotdistill`` command line. Each sub-command parses its arguments and calls one library function."""
+"""The ``cotdistill`` command line.
+
+Every command reads one typed config: ``cotdistill CMD [CONFIG.yaml] [key=value ...] [--flags]``, each laid over
+the one before (YAML, then overrides, then flags). A flag is a short name for one key (``eval --bench gsm8k`` is
+``eval.bench=gsm8k``); ``--print-config`` prints the whole config, defaults included, as YAML that the command
+reads back unchanged. Each command then calls one stage.
+"""
 
 from __future__ import annotations
 
@@ -6,124 +12,16 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
-from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
-
-def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from cotdistill.config import from_dict
-    from cotdistill.data.encode import EncodeConfig
-    from cotdistill.data.formats import load_records
-    from cotdistill.data.records import apply_system_policy, repeated_positions
-    from cotdistill.data.stats import before_after, format_stats, system_token_share
-    from cotdistill.models import load_tokenizer, model_max_positions
-
-    # --lsp alone means lead-span truncation, --window alone a window (at --lsp, default half); 0 is refused
-    truncation = args.truncation or ("window" if args.window else "lsp" if args.lsp is not None else "none")
-    lsp = args.lsp if args.lsp is not None else (0.5 if truncation == "window" else 1.0)
-    config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": truncation, "lsp": lsp,
-                                      "window": args.window or "left"})
-    result = load_records(args.file, args.format, on_error=args.on_error, fields=args.fields, split=args.split,
-                          subset=args.subset)
-    tokenizer = load_tokenizer(args.tokenizer or "world:tokenizer")
-    as_given = result.records
-    result.records = apply_system_policy(result.records, args.system)
-    # a model folder given as --tokenizer tells its positions; the world tokenizer's models have 1024
-    max_length = args.max_length or model_max_positions(args.tokenizer or "world:student")
-    stats = before_after(tokenizer, result.records, config, max_length, str(args.file))
-    stats.update(format=result.format, skipped=len(result.skipped), tokenizer=args.tokenizer or "world:tokenizer",
-                 duplicate_records=len(repeated_positions(result.records)), max_length=max_length,
-                 system=args.system, system_token_share=system_token_share(tokenizer, as_given, config, str(args.file)))
-    if args.json:
-        print(json.dumps(stats))
-    else:
-        print(f"format: {result.format}   skipped rows: {len(result.skipped)}   tokenizer: {stats['tokenizer']}")
-        print(format_stats(stats))
-    return 0
-
-
-def _cmd_world_build(args: argparse.Namespace) -> int:
-    from cotdistill.world.build import build_world
-
-    manifest = build_world(args.out, quick=args.quick, only=args.only)
-    measured = manifest.get("properties", {})
-    print(json.dumps({name: measured.get(name, {}).get("accuracy") for name in ("teacher", "student")}))
-    print(f"world written to {args.out}")
-    return 0
-
-
-def _cmd_world_export(args: argparse.Namespace) -> int:
-    from cotdistill.data.formats import write_jsonl
-    from cotdistill.world import world_records
-
-    records = world_records(args.split, args.style, args.n)
-    write_jsonl(records, args.out, args.format)
-    print(f"wrote {len(records)} {args.style}-style {args.split} records to {args.out} ({args.format} format)")
-    return 0
-
-
-def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """(YAML path, overrides); without a YAML the first positional word is already an override."""
-    config_path, overrides = args.config, list(args.overrides)
-    if config_path is not None and "=" in config_path:
-        config_path, overrides = None, [config_path, *overrides]
-    return config_path, overrides
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from cotdistill.config import load_config
-    from cotdistill.training.config import TrainConfig
-    from cotdistill.training.loop import train
-
-    config = load_config(TrainConfig, *_config_and_overrides(args))
-    config.allow_config_change = config.allow_config_change or args.allow_config_change
-    summary = train(config)
-    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
-    print(f"trained model: {summary['final_model']}")
-    return 0
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from cotdistill.evaluation.benchmarks import evaluate_model
-
-    results = evaluate_model(args.model, args.bench, data_path=args.data, limit=args.limit, out_dir=args.out,
-                             max_new_tokens=args.max_new_tokens, samples=args.samples,
-                             temperature=args.temperature, batch_size=args.batch_size, system=args.system,
-                             chat_template=args.chat_template)
-    keys = ("bench", "n", "accuracy", "ci95", f"pass@{args.samples}", "truncated_responses", "tokens_per_s")
-    print(json.dumps({k: results[k] for k in keys}, indent=2))
-    print(f"results in {args.out}")
-    return 0
-
-
-def _cmd_teacher_cache(args: argparse.Namespace) -> int:
-    from cotdistill.config import ConfigError, from_dict
-    from cotdistill.data.encode import EncodeConfig, encode_records
-    from cotdistill.data.records import parse_system_policy
-    from cotdistill.models import load_model, load_tokenizer, pick_device
-    from cotdistill.teacher.cache import build_cache
-    from cotdistill.training.loop import load_split_records
-
-    if not args.data.startswith("world:") and Path(args.out).resolve() == Path(args.data).resolve():
-        raise ConfigError(f"--out would overwrite the input {args.data}: write the cache to a new folder")
-    config = from_dict(EncodeConfig, {"sections": args.sections, "truncation": args.truncation, "lsp": args.lsp,
-                                      "window": args.window})
-    parse_system_policy(args.system)
-    records, _ = load_split_records(args.data, args.format, "raise", None, args.system)
-    tokenizer = load_tokenizer(args.teacher, chat_template=args.chat_template)
-    examples = encode_records(tokenizer, records, config, args.data).examples
-    teacher = load_model(args.teacher, pick_device(args.device))
-    manifest = build_cache(teacher, tokenizer, examples, args.out, top_k=args.top_k, encode_config=config,
-                           data_path=args.data, teacher_name=args.teacher, temperature=args.temperature,
-                           batch_size=args.batch_size, logp_dtype=args.dtype,
-                           kl_target=None if args.kl_target < 0 else args.kl_target)
-    keys = ("records", "rows", "top_k", "bytes", "bytes_per_supervised_token", "mean_kl_dense_vs_reconstructed")
-    print(json.dumps({k: manifest[k] for k in keys}, indent=2))
-    print(f"cache written to {args.out}")
-    return 0
+YAML_SUFFIXES = (".yaml", ".yml")
+OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")  # key=value; a path holding "=" is not one
 
 
 def _field_mapping(text: str) -> dict[str, str]:
@@ -159,13 +57,6 @@ def _words_from(allowed: tuple[str, ...] | list[str]):
     return parse
 
 
-def _trace_pair(text: str) -> tuple[str, str]:
-    if ":" not in text:
-        raise argparse.ArgumentTypeError(f"expected TRACE_DIR:RESULTS_JSON, found {text!r}")
-    trace_dir, results = text.split(":", 1)
-    return trace_dir, results
-
-
 def _positive_int(text: str) -> int:
     """argparse type for counts: 0 or a negative number is an error here, not "all" (``--limit 0`` evaluated all)."""
     try:
@@ -177,227 +68,371 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from cotdistill.config import load_config
-    from cotdistill.report.tables import markdown_table
-    from cotdistill.sweep import TABLE_COLUMNS, run_sweep
-    from cotdistill.training.config import TrainConfig
+@dataclass(frozen=True)
+class Flag:
+    """``--name`` as a short form of one config key."""
+    name: str
+    key: str
+    options: dict[str, Any] = field(default_factory=dict)  # argparse's type / choices / action / help
 
-    base = load_config(TrainConfig, *_config_and_overrides(args))
-    rows = run_sweep(base, args.out, lsps=args.lsp, windows=args.window, sections=args.sections,
-                     eval_limit=args.eval_limit,
-                     max_new_tokens=args.max_new_tokens)
-    print(markdown_table(rows, TABLE_COLUMNS))
-    print(f"table and plot in {args.out}")
+
+@dataclass(frozen=True)
+class Command:
+    words: tuple[str, ...]  # ("teacher", "cache")
+    help: str
+    config: Callable[[], type]  # the config dataclass (imported when the command runs)
+    run: Callable[[Any], int]
+    positional: str | None = None  # the key a bare word sets (eval MODEL → model)
+    many: bool = False  # bare words form a list (correlate's pairs)
+    flags: tuple[Flag, ...] = ()
+    adjust: Callable[[dict], dict] | None = None  # turns the flags given into key values (data stats' --lsp)
+
+
+def _set_key(tree: dict, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
+
+
+# --- what each command runs ----------------------------------------------------------------------------------------
+def _run_data_stats(config) -> int:
+    from cotdistill.data.stats import format_stats
+    from cotdistill.stages.data_stats import data_stats
+
+    stats = data_stats(config)
+    if config.json:
+        print(json.dumps(stats))
+    else:
+        print(f"format: {stats['format']}   skipped rows: {stats['skipped']}   tokenizer: {stats['tokenizer']}")
+        print(format_stats(stats))
     return 0
 
 
-def _cmd_trace(args: argparse.Namespace) -> int:
-    from cotdistill.config import from_dict
-    from cotdistill.provenance.trace import TraceConfig, run_trace
+def _run_world_build(config) -> int:
+    from cotdistill.stages.world_build import build_world
+
+    manifest = build_world(config.out, quick=config.quick, only=config.only)
+    measured = manifest.get("properties", {})
+    print(json.dumps({name: measured.get(name, {}).get("accuracy") for name in ("teacher", "student")}))
+    print(f"world written to {config.out}")
+    return 0
+
+
+def _run_world_export(config) -> int:
+    from cotdistill.stages.world_export import export_world
+
+    n = export_world(config)
+    print(f"wrote {n} {config.style}-style {config.split} records to {config.out} ({config.format} format)")
+    return 0
+
+
+def _run_train(config) -> int:
+    from cotdistill.training.loop import train
+
+    summary = train(config)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
+    print(f"trained model: {summary['final_model']}")
+    return 0
+
+
+def _run_teacher_cache(config) -> int:
+    from cotdistill.stages.teacher_cache import build_teacher_cache
+
+    manifest = build_teacher_cache(config)
+    keys = ("records", "rows", "top_k", "bytes", "bytes_per_supervised_token", "mean_kl_dense_vs_reconstructed")
+    print(json.dumps({k: manifest[k] for k in keys}, indent=2))
+    print(f"cache written to {config.out or config.train.teacher_cache}")
+    return 0
+
+
+def _run_eval(config) -> int:
+    from cotdistill.stages.evaluate import run_eval
+
+    results = run_eval(config)
+    keys = ("bench", "n", "accuracy", "ci95", f"pass@{config.eval.samples}", "truncated_responses", "tokens_per_s")
+    print(json.dumps({k: results[k] for k in keys}, indent=2))
+    print(f"results in {config.out}")
+    return 0
+
+
+def _run_sweep(config) -> int:
+    from cotdistill.report.tables import TRADEOFF_COLUMNS, markdown_table
+    from cotdistill.stages.sweep import run_sweep
+
+    rows = run_sweep(config)
+    print(markdown_table(rows, TRADEOFF_COLUMNS))
+    print(f"table and plot in {config.out}")
+    return 0
+
+
+def _run_trace(config) -> int:
     from cotdistill.report.provenance import summary_markdown
+    from cotdistill.stages.trace import run_trace
 
-    config = from_dict(TraceConfig, {"unit": args.unit, "alpha": args.alpha, "beta": args.beta,
-                                     "batch_size": args.batch_size, "limit": args.limit, "device": args.device,
-                                     "context": args.context})
-    summary = run_trace(args.samples, args.teacher, args.student, args.distilled, args.out, config,
-                        world_styles=args.world_styles)
+    summary = run_trace(config)
     print(summary_markdown(summary))
-    print(f"report in {args.out}")
+    print(f"report in {config.out}")
     return 0
 
 
-def _cmd_correlate(args: argparse.Namespace) -> int:
-    from cotdistill.provenance.correlate import correlate_dirs
+def _run_correlate(config) -> int:
     from cotdistill.report.tables import markdown_table
+    from cotdistill.stages.trace import run_correlate
 
-    result = correlate_dirs(args.pairs)
+    result = run_correlate(config)
     print(markdown_table(result["table"]))
     print(f"Spearman rho (teacher share vs accuracy) = {result['spearman_teacher_share_vs_accuracy']:.3f}")
     return 0
 
 
-def _cmd_select(args: argparse.Namespace) -> int:
-    from cotdistill.select.run import select_records
+def _run_select(config) -> int:
+    from cotdistill.stages.select import select_records
 
-    info = select_records(args.data, args.teacher, args.student, args.method, args.out,
-                          per_question=args.per_question, keep=args.keep, cache_dir=args.cache_dir, beta=args.beta,
-                          seed=args.seed, batch_size=args.batch_size, device=args.device, context=args.context)
-    print(json.dumps(info, indent=2))
+    print(json.dumps(select_records(config), indent=2))
     return 0
 
 
-def _cmd_select_experiment(args: argparse.Namespace) -> int:
-    from cotdistill.config import load_config
+def _run_select_experiment(config) -> int:
     from cotdistill.report.tables import markdown_table
-    from cotdistill.select.experiment import SelectExperimentConfig, run_experiment
+    from cotdistill.stages.select_experiment import run_experiment
 
-    table = run_experiment(load_config(SelectExperimentConfig, *_config_and_overrides(args)))
-    print(markdown_table(table))
+    print(markdown_table(run_experiment(config)))
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from cotdistill.config import from_dict
-    from cotdistill.demo import QUICK, DemoConfig, run_demo
+def _run_demo(config) -> int:
+    from cotdistill.stages.demo import run_demo
 
-    config = from_dict(DemoConfig, {"out": args.out, **(QUICK if args.quick else {})})
-    report = run_demo(config)
-    print(f"report: {report}")
+    print(f"report: {run_demo(config)}")
     return 0
+
+
+# --- the configs (imported late: `cotdistill --help` loads no torch) -----------------------------------------------
+def _data_stats_config():
+    from cotdistill.stages.data_stats import DataStatsConfig
+    return DataStatsConfig
+
+
+def _world_build_config():
+    from cotdistill.stages.world_build import WorldBuildConfig
+    return WorldBuildConfig
+
+
+def _world_export_config():
+    from cotdistill.stages.world_export import WorldExportConfig
+    return WorldExportConfig
+
+
+def _train_config():
+    from cotdistill.training.config import TrainConfig
+    return TrainConfig
+
+
+def _teacher_cache_config():
+    from cotdistill.stages.teacher_cache import TeacherCacheConfig
+    return TeacherCacheConfig
+
+
+def _eval_config():
+    from cotdistill.stages.evaluate import EvalConfig
+    return EvalConfig
+
+
+def _sweep_config():
+    from cotdistill.stages.sweep import SweepConfig
+    return SweepConfig
+
+
+def _trace_config():
+    from cotdistill.provenance.trace import TraceConfig
+    return TraceConfig
+
+
+def _correlate_config():
+    from cotdistill.stages.trace import CorrelateConfig
+    return CorrelateConfig
+
+
+def _select_config():
+    from cotdistill.stages.select import SelectConfig
+    return SelectConfig
+
+
+def _select_experiment_config():
+    from cotdistill.stages.select_experiment import SelectExperimentConfig
+    return SelectExperimentConfig
+
+
+def _demo_config():
+    from cotdistill.stages.demo import DemoConfig
+    return DemoConfig
+
+
+def _stats_truncation(values: dict) -> dict:
+    """``--lsp`` alone means lead-span truncation, ``--window`` alone a window at half the tokens."""
+    encode = values.get("encode", {})
+    if "truncation" not in encode and ("lsp" in encode or "window" in encode):
+        encode["truncation"] = "window" if "window" in encode else "lsp"
+        if "window" in encode:
+            encode.setdefault("lsp", 0.5)
+    return values
+
+
+def _demo_quick(values: dict) -> dict:
+    from cotdistill.config import merge
+    from cotdistill.stages.demo import QUICK
+
+    return merge(QUICK, {k: v for k, v in values.items() if k != "quick"}) if values.pop("quick", False) else values
+
+
+SYSTEM_HELP = "keep | drop | replace:TEXT, as train's data.system"
+DATA_FLAGS = (Flag("--format", "data.format", {"choices": ["auto", "cot", "messages", "sharegpt", "gsm8k"]}),
+              Flag("--fields", "data.fields", {"type": _field_mapping,
+                                               "help": "our=theirs column names, e.g. prompt=problem,cot=steps"}),
+              Flag("--split", "data.split", {"help": "split of a hub dataset or DatasetDict folder"}),
+              Flag("--subset", "data.subset", {"help": "a hub dataset's configuration, e.g. main for openai/gsm8k"}),
+              Flag("--system", "data.system", {"help": SYSTEM_HELP}))
+ENCODE_FLAGS = (Flag("--sections", "encode.sections"),
+                Flag("--truncation", "encode.truncation", {"choices": ["none", "lsp", "window", "cut_after_think"]}),
+                Flag("--lsp", "encode.lsp", {"type": float, "help": "lead-span proportion in (0, 1]"}),
+                Flag("--window", "encode.window", {"choices": list(WINDOWS)}))
+EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help": "file, dataset folder or hub id"}),
+              Flag("--limit", "eval.limit", {"type": _positive_int}),
+              Flag("--samples", "eval.samples", {"type": _positive_int}),
+              Flag("--temperature", "eval.temperature", {"type": float}),
+              Flag("--max-new-tokens", "eval.max_new_tokens", {"type": _positive_int,
+                                                               "help": "default: the benchmark's"}),
+              Flag("--batch-size", "eval.batch_size", {"type": _positive_int}),
+              Flag("--system", "eval.system", {"help": "system prompt of every question: the one the model was "
+                                                       "trained with (data.system: replace:TEXT)"}),
+              Flag("--chat-template", "eval.chat_template", {"help": "a Jinja file or text"}))
+CONTEXT = {"choices": ["own_template", "shared_text"]}
+
+COMMANDS = (
+    Command(("data", "stats"), "token statistics before and after truncation", _data_stats_config, _run_data_stats,
+            positional="data.path",
+            flags=(*DATA_FLAGS, *ENCODE_FLAGS, Flag("--on-error", "data.on_error", {"choices": ["raise", "skip"]}),
+                   Flag("--tokenizer", "tokenizer"), Flag("--max-length", "max_length", {"type": _positive_int}),
+                   Flag("--json", "json", {"action": "store_true"})),
+            adjust=_stats_truncation),
+    Command(("world", "build"), "rebuild tokenizer, teacher and student from seeds", _world_build_config,
+            _run_world_build, flags=(Flag("--out", "out"), Flag("--quick", "quick", {"action": "store_true"}),
+                                     Flag("--only", "only", {"choices": ["tokenizer", "teacher", "student",
+                                                                         "measure"]}))),
+    Command(("world", "export"), "write the world's records as a dataset", _world_export_config, _run_world_export,
+            flags=(Flag("--split", "split"), Flag("--style", "style"), Flag("--n", "n", {"type": _positive_int}),
+                   Flag("--format", "format"), Flag("--out", "out"))),
+    Command(("train",), "distil a student (SFT and/or KD)", _train_config, _run_train,
+            flags=(Flag("--allow-config-change", "allow_config_change", {
+                "action": "store_true",
+                "help": "resume although the config differs (a new optim.max_steps re-stretches the schedule)"}),)),
+    Command(("teacher", "cache"), "store the teacher's top-k log-probs for every supervised position",
+            _teacher_cache_config, _run_teacher_cache, positional="train.data.path",
+            flags=(Flag("--train-config", "train_config", {"help": "the training YAML the cache is for"}),
+                   Flag("--teacher", "train.teacher"), Flag("--out", "out"), Flag("--top-k", "top_k", {"type": int}),
+                   Flag("--kl-target", "kl_target", {"type": float}), Flag("--dtype", "dtype"),
+                   Flag("--batch-size", "batch_size", {"type": _positive_int}),
+                   Flag("--temperature", "train.loss.temperature", {"type": float}),
+                   Flag("--chat-template", "train.chat_template"), Flag("--device", "train.device"),
+                   *[Flag(f.name, "train." + f.key, f.options) for f in (*DATA_FLAGS, *ENCODE_FLAGS)])),
+    Command(("eval",), "evaluate a model on a benchmark", _eval_config, _run_eval, positional="model",
+            flags=(*EVAL_FLAGS, Flag("--out", "out"), Flag("--device", "device"))),
+    Command(("sweep",), "train + evaluate each truncation setting; trade-off table and plot", _sweep_config,
+            _run_sweep,
+            flags=(Flag("--train-config", "train_config", {"help": "the training YAML every point starts from"}),
+                   Flag("--lsp", "lsps", {"type": _split_floats, "help": "e.g. 0.25,0.5,1"}),
+                   Flag("--window", "windows", {"type": _words_from(WINDOWS), "help": "e.g. left,middle,right"}),
+                   Flag("--sections", "sections", {"type": _words_from(sorted(SECTION_ALIASES)),
+                                                   "help": "e.g. cotAns,cot,ans"}),
+                   Flag("--eval-limit", "eval.limit", {"type": _positive_int}),
+                   *[f for f in EVAL_FLAGS if f.key != "eval.limit"], Flag("--out", "out"))),
+    Command(("trace",), "provenance of each generated action", _trace_config, _run_trace,
+            flags=(Flag("--samples", "samples"), Flag("--teacher", "teacher"), Flag("--student", "student"),
+                   Flag("--distilled", "distilled"), Flag("--out", "out"), Flag("--unit", "unit"),
+                   Flag("--alpha", "alpha", {"type": float}), Flag("--margin", "margin", {"type": float}),
+                   Flag("--beta", "beta", {"type": float, "help": "deprecated: --margin"}),
+                   Flag("--batch-size", "batch_size", {"type": _positive_int}),
+                   Flag("--limit", "limit", {"type": _positive_int}), Flag("--device", "device"),
+                   Flag("--context", "context", CONTEXT),
+                   Flag("--world-styles", "world_styles", {"action": "store_true"}))),
+    Command(("correlate",), "teacher-originated share vs accuracy across distilled models", _correlate_config,
+            _run_correlate, positional="pairs", many=True),
+    Command(("select",), "select training records by teacher-guided or baseline scores", _select_config, _run_select,
+            positional="data",
+            flags=(Flag("--teacher", "teacher"), Flag("--student", "student"), Flag("--method", "method"),
+                   Flag("--per-question", "per_question", {"action": "store_true"}),
+                   Flag("--keep", "keep", {"type": float, "help": "top fraction (<= 1) or count (> 1)"}),
+                   Flag("--out", "out"), Flag("--cache-dir", "cache_dir"),
+                   Flag("--margin", "margin", {"type": float}),
+                   Flag("--beta", "beta", {"type": float, "help": "deprecated: --margin"}),
+                   Flag("--seed", "seed", {"type": int}), Flag("--batch-size", "batch_size", {"type": _positive_int}),
+                   Flag("--device", "device"), Flag("--context", "context", CONTEXT))),
+    Command(("select-experiment",), "one student per selection method, evaluated", _select_experiment_config,
+            _run_select_experiment, flags=(Flag("--out", "out"),)),
+    Command(("demo",), "the main job on the embedded world", _demo_config, _run_demo,
+            flags=(Flag("--out", "out"),
+                   Flag("--quick", "quick", {"action": "store_true",
+                                             "help": "tiny sizes: a smoke test in about a minute"})),
+            adjust=_demo_quick),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit codes: 0 done; 2 an error in the input or config (one line on "
                                             "stderr, nothing written over); 1 a bug (with its traceback).")
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     parser.add_argument("--threads", type=_positive_int, help="CPU threads (default: OMP_NUM_THREADS if set, else "
                         "the cores this process may use; a train config's threads: wins)")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    data = sub.add_parser("data", help="inspect datasets").add_subparsers(dest="data_command", required=True)
-    stats = data.add_parser("stats", help="token statistics before and after truncation")
-    stats.add_argument("file")
-    stats.add_argument("--format", default="auto", choices=["auto", "cot", "messages", "sharegpt", "gsm8k"])
-    stats.add_argument("--fields", type=_field_mapping, help="our=theirs column names, e.g. prompt=problem,cot=steps")
-    stats.add_argument("--split", default="train", help="split of a hub dataset or DatasetDict folder")
-    stats.add_argument("--subset", help="a hub dataset's configuration, e.g. main for openai/gsm8k")
-    stats.add_argument("--tokenizer", help="tokenizer path or hub id (default: the embedded world's)")
-    stats.add_argument("--lsp", type=float, help="lead-span proportion in (0, 1]")
-    stats.add_argument("--truncation", choices=["none", "lsp", "window", "cut_after_think"])
-    stats.add_argument("--window", choices=["left", "middle", "right"], help="implies --truncation window")
-    stats.add_argument("--sections", default="promptcotAns")
-    stats.add_argument("--on-error", default="raise", choices=["raise", "skip"])
-    stats.add_argument("--max-length", type=_positive_int,
-                       help="count rows longer than this (default: the positions of the --tokenizer's model)")
-    stats.add_argument("--system", default="drop", help="keep | drop | replace:TEXT, as train's data.system")
-    stats.add_argument("--json", action="store_true")
-    stats.set_defaults(func=_cmd_data_stats)
-
-    world = sub.add_parser("world", help="the embedded default world").add_subparsers(dest="world_command",
-                                                                                     required=True)
-    build = world.add_parser("build", help="rebuild tokenizer, teacher and student from seeds")
-    build.add_argument("--out", default="runs/world")
-    build.add_argument("--quick", action="store_true", help="tiny models and step counts (a smoke test)")
-    build.add_argument("--only", choices=["tokenizer", "teacher", "student", "measure"],
-                       help="rebuild one stage, keep the rest (teacher and student can run in parallel processes)")
-    build.set_defaults(func=_cmd_world_build)
-    export = world.add_parser("export", help="write the world's records as a dataset")
-    export.add_argument("--split", default="train", choices=["train", "validation", "test"])
-    export.add_argument("--style", default="teacher", choices=["teacher", "student"])
-    export.add_argument("--n", type=_positive_int)
-    export.add_argument("--format", default="messages", choices=["cot", "messages", "sharegpt"])
-    export.add_argument("--out", required=True)
-    export.set_defaults(func=_cmd_world_export)
-
-    tr = sub.add_parser("train", help="distil a student (SFT and/or KD) from a YAML config")
-    tr.add_argument("config", nargs="?", help="YAML config (defaults apply without one)")
-    tr.add_argument("overrides", nargs="*", help="key=value overrides, e.g. encode.lsp=0.5")
-    tr.add_argument("--allow-config-change", action="store_true",
-                    help="resume although the config differs (e.g. a new optim.max_steps re-stretches the schedule)")
-    tr.set_defaults(func=_cmd_train)
-
-    teacher = sub.add_parser("teacher", help="offline teacher").add_subparsers(dest="teacher_command", required=True)
-    cache = teacher.add_parser("cache", help="store the teacher's top-k log-probs for every supervised position")
-    cache.add_argument("data", help="training data (file, dataset dir, or world:SPLIT)")
-    cache.add_argument("--teacher", required=True)
-    cache.add_argument("--top-k", type=int, default=24, help="most entries kept at a position")
-    cache.add_argument("--out", required=True)
-    cache.add_argument("--format", default="auto")
-    cache.add_argument("--chat-template", help="a Jinja file or text: the one the training run renders with")
-    cache.add_argument("--sections", default="promptcotAns")
-    cache.add_argument("--truncation", default="none", choices=["none", "lsp", "window", "cut_after_think"])
-    cache.add_argument("--lsp", type=float, default=1.0)
-    cache.add_argument("--window", default="left", choices=["left", "middle", "right"])
-    cache.add_argument("--temperature", type=float, default=1.0)
-    cache.add_argument("--batch-size", type=int, default=8)
-    cache.add_argument("--dtype", default="uint8", choices=["float16", "float32", "uint8"],
-                       help="log-prob storage (uint8: steps below each position's maximum)")
-    cache.add_argument("--kl-target", type=float, default=1e-3,
-                       help="keep at each position the fewest entries (<= --top-k) whose even-tail reconstruction "
-                       "is within this many nats of the teacher; -1: always --top-k")
-    cache.add_argument("--device", default="auto")
-    cache.add_argument("--system", default="drop", help="keep | drop | replace:TEXT, as the training run's "
-                                                        "data.system")
-    cache.set_defaults(func=_cmd_teacher_cache)
-
-    ev = sub.add_parser("eval", help="evaluate a model on a benchmark")
-    ev.add_argument("model")
-    ev.add_argument("--bench", default="world")
-    ev.add_argument("--data", help="local JSONL file or HF dataset directory")
-    ev.add_argument("--limit", type=_positive_int)
-    ev.add_argument("--samples", type=_positive_int, default=1)
-    ev.add_argument("--temperature", type=float, default=0.0)
-    ev.add_argument("--max-new-tokens", type=int, default=512)
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--system", help="system prompt for every question: the one the model was trained with "
-                                     "(data.system: replace:TEXT); none by default, as data.system: drop")
-    ev.add_argument("--chat-template", help="a Jinja file or text replacing the model's chat template")
-    ev.add_argument("--out", default="runs/eval")
-    ev.set_defaults(func=_cmd_eval)
-
-    sw = sub.add_parser("sweep", help="train + evaluate each truncation setting; trade-off table and plot")
-    sw.add_argument("config", nargs="?")
-    sw.add_argument("overrides", nargs="*")
-    sw.add_argument("--lsp", type=_split_floats, default=[0.1, 0.25, 0.5, 0.75, 1.0], help="e.g. 0.25,0.5,1")
-    sw.add_argument("--window", type=_words_from(WINDOWS), default=[], help="e.g. left,middle,right (each at lsp 0.5)")
-    sw.add_argument("--sections", type=_words_from(sorted(SECTION_ALIASES)), default=[], help="e.g. cotAns,cot,ans")
-    sw.add_argument("--eval-limit", type=_positive_int)
-    sw.add_argument("--max-new-tokens", type=int, default=WORLD_MAX_NEW_TOKENS)
-    sw.add_argument("--out", default="runs/sweep")
-    sw.set_defaults(func=_cmd_sweep)
-
-    tc = sub.add_parser("trace", help="provenance of each generated action")
-    tc.add_argument("--samples", required=True, help="samples.jsonl from `cotdistill eval`")
-    tc.add_argument("--teacher", required=True)
-    tc.add_argument("--student", required=True, help="the original student")
-    tc.add_argument("--distilled", required=True)
-    tc.add_argument("--out", default="runs/trace")
-    tc.add_argument("--unit", default="sentence", choices=["sentence", "line", "step"])
-    tc.add_argument("--alpha", type=float, default=0.05)
-    tc.add_argument("--beta", type=float, default=0.1)
-    tc.add_argument("--batch-size", type=int, default=8)
-    tc.add_argument("--limit", type=_positive_int)
-    tc.add_argument("--device", default="auto")
-    tc.add_argument("--context", default="own_template", choices=["own_template", "shared_text"],
-                    help="own_template: each model reads the question in its own chat template; shared_text: the "
-                         "distilled model's rendering, identical for all three")
-    tc.add_argument("--world-styles", action="store_true", help="compare with the embedded world's sentence styles")
-    tc.set_defaults(func=_cmd_trace)
-
-    co = sub.add_parser("correlate", help="teacher-originated share vs accuracy across distilled models")
-    co.add_argument("pairs", nargs="+", type=_trace_pair, help="TRACE_DIR:RESULTS_JSON for each distilled model")
-    co.set_defaults(func=_cmd_correlate)
-
-    se = sub.add_parser("select", help="select training records by teacher-guided or baseline scores")
-    se.add_argument("data")
-    se.add_argument("--teacher", required=True)
-    se.add_argument("--student", required=True)
-    se.add_argument("--method", default="teacher")
-    mode = se.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--per-question", action="store_true", help="best candidate per question")
-    mode.add_argument("--keep", type=float, help="top fraction (<= 1) or count (> 1) of the dataset")
-    se.add_argument("--out", required=True)
-    se.add_argument("--cache-dir")
-    se.add_argument("--beta", type=float, default=0.1)
-    se.add_argument("--seed", type=int, default=0)
-    se.add_argument("--batch-size", type=int, default=8)
-    se.add_argument("--device", default="auto")
-    se.add_argument("--context", default="own_template", choices=["own_template", "shared_text"],
-                    help="shared_text: the student's rendering of the question, identical for both models")
-    se.set_defaults(func=_cmd_select)
-
-    sx = sub.add_parser("select-experiment", help="one student per selection method, evaluated")
-    sx.add_argument("config", nargs="?")
-    sx.add_argument("overrides", nargs="*")
-    sx.set_defaults(func=_cmd_select_experiment)
-
-    dm = sub.add_parser("demo", help="the main job on the embedded world")
-    dm.add_argument("--out", default="runs/demo")
-    dm.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in about a minute")
-    dm.set_defaults(func=_cmd_demo)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    group_help = {"data": "inspect datasets", "world": "the embedded default world", "teacher": "offline teacher"}
+    for command in COMMANDS:
+        parent = sub
+        if len(command.words) == 2:
+            if command.words[0] not in groups:
+                holder = sub.add_parser(command.words[0], help=group_help[command.words[0]])
+                groups[command.words[0]] = holder.add_subparsers(dest=f"{command.words[0]}_command", required=True)
+            parent = groups[command.words[0]]
+        cmd = parent.add_parser(command.words[-1], help=command.help)
+        bare = f" | {command.positional.upper().replace('.', '_')}" if command.positional else ""
+        cmd.add_argument("words", nargs="*", metavar="CONFIG.yaml | key=value" + bare,
+                         help="a YAML config, key=value overrides (e.g. eval.limit=50)"
+                              + (f", and {command.positional} as a bare word" if command.positional else ""))
+        cmd.add_argument("--print-config", action="store_true", help="print the whole config as YAML and stop")
+        for flag in command.flags:
+            cmd.add_argument(flag.name, dest=f"flag:{flag.key}", default=argparse.SUPPRESS,
+                             **{"help": f"= {flag.key}", **flag.options})
+        cmd.set_defaults(command_spec=command)
     return parser
+
+
+def command_config(command: Command, args: argparse.Namespace):
+    """The command's config from its words (YAML path, key=value, bare positional) and flags, checked."""
+    from cotdistill.config import ConfigError, load_config
+
+    path, overrides, values, bare = None, [], {}, []
+    for word in args.words:
+        if OVERRIDE.match(word):
+            overrides.append(word)
+        elif word.endswith(YAML_SUFFIXES) and path is None:
+            path = word
+        else:
+            bare.append(word)
+    if bare:
+        if command.positional is None:
+            raise ConfigError(f"unexpected word {bare[0]!r}: expected CONFIG.yaml or key=value")
+        if len(bare) > 1 and not command.many:
+            raise ConfigError(f"one {command.positional} expected, found {len(bare)}: {' '.join(bare)}")
+        _set_key(values, command.positional, bare if command.many else bare[0])
+    for name, value in vars(args).items():
+        if name.startswith("flag:"):
+            _set_key(values, name[len("flag:"):], value)
+    if command.adjust is not None:
+        values = command.adjust(values)
+    return load_config(command.config(), path, overrides, values)
 
 
 # errors of what was asked for: a missing file or folder is the user's to fix, as is every UserError
@@ -423,7 +458,13 @@ THREADED_COMMANDS = {"train", "eval", "teacher", "sweep", "trace", "select", "se
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # words may follow flags (`sweep --lsp 0.5,1 eval.bench=gsm8k`): argparse hands back what its positional did
+    # not take, and those words join the others; an unknown --flag is still argparse's error
+    args, extra = parser.parse_known_args(argv)
+    unknown = [word for word in extra if word.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.words = [*getattr(args, "words", []), *extra]
     from cotdistill.errors import UserError
 
     # the library logs to "cotdistill.*"; the command line shows those messages, one per line, on stderr
@@ -433,11 +474,18 @@ def main(argv: list[str] | None = None) -> int:
     package_logger.setLevel(logging.INFO)
 
     try:
+        command = args.command_spec
+        config = command_config(command, args)
+        if args.print_config:
+            from cotdistill.config import dump_config
+
+            print(dump_config(config), end="")
+            return 0
         if args.threads is not None or args.command in THREADED_COMMANDS:
             from cotdistill.threads import configure_threads
 
             configure_threads(args.threads)
-        code = args.func(args)
+        code = command.run(config)
     except (UserError, *USER_OS_ERRORS) as err:
         if args.debug:
             raise

@@ -7,6 +7,7 @@ dataclass's ``__post_init__``, so an out-of-range value names its key and range.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from pathlib import Path
@@ -97,21 +98,62 @@ def check_value(tp: Any, value: Any, key: str) -> Any:
     raise ConfigError(f"{key} must be {_type_name(tp)}, found {value!r} ({type(value).__name__})")
 
 
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
+
+
+# a field named ``<section>_config`` next to a dataclass field ``<section>`` names a YAML file whose mapping is that
+# section's base (``train_config: train.yaml`` in a sweep): the file a run already has is read, never copied
+INCLUDE_SUFFIX = "_config"
+
+
+def _expand_includes(data: dict[str, Any], fields: dict[str, dataclasses.Field]) -> dict[str, Any]:
+    for name in fields:
+        section = name[:-len(INCLUDE_SUFFIX)]
+        if name.endswith(INCLUDE_SUFFIX) and section in fields and data.get(name):
+            included = read_yaml_mapping(data[name])
+            given = data.get(section) or {}
+            if not isinstance(given, dict):
+                continue  # a section given as an object (Python) wins over the file; its own checks apply
+            data[section] = merge(included, given)
+    return data
+
+
+def _renamed_keys(cls: type, data: dict[str, Any], path: str) -> dict[str, Any]:
+    """A key a class lists in ``DEPRECATED_KEYS`` (old → new) is read as its new name, with a warning."""
+    for old, new in getattr(cls, "DEPRECATED_KEYS", {}).items():
+        if old not in data:
+            continue
+        where = f"{path}." if path else ""
+        if new in data:
+            raise ConfigError(f"{where}{old} is the old name of {where}{new}: give only {where}{new}")
+        logging.getLogger("cotdistill.config").warning(f"{where}{old} is deprecated: it is now called {where}{new}")
+        data[new] = data.pop(old)
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
-    """Build ``cls`` from a nested dict, recursing into dataclass fields; unknown keys are errors."""
-    data = dict(data or {})
+    """Build ``cls`` from a nested dict, recursing into dataclass fields; unknown keys are errors. A section given
+    as a dict is laid over that field's own default, so a stage's defaults for a nested config (a selection
+    experiment's SFT settings) are written once, in its field, and shown by ``--print-config``."""
+    data = _renamed_keys(cls, dict(data or {}), path)
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f" in '{path}'" if path else ""
-        raise ConfigError(f"unknown config key{where}: {', '.join(unknown)} (allowed: {', '.join(sorted(names))})")
+        raise ConfigError(f"unknown config key{where}: {', '.join(unknown)} (allowed: {', '.join(sorted(fields))})")
+    data = _expand_includes(data, fields)
     kwargs = {}
     for name, value in data.items():
         sub = _dataclass_in(hints[name])
         key = f"{path}.{name}" if path else name
         if sub is not None and isinstance(value, dict):
-            kwargs[name] = from_dict(sub, value, key)
+            default = _field_default(fields[name])
+            base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+            kwargs[name] = from_dict(sub, merge(base, value), key)
         else:
             kwargs[name] = check_value(hints[name], value, key)
     try:
@@ -146,23 +188,35 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    data: dict[str, Any] = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = yaml.safe_load(fh) or {}
-            except yaml.YAMLError as err:  # its message spans lines: keep the place, "line L, column C"
-                mark = getattr(err, "problem_mark", None)
-                where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-                raise ConfigError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or err})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
-    return from_dict(cls, merge(data, parse_overrides(overrides or [])))
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a syntax error names the file, line and column."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:  # its message spans lines: keep the place, "line L, column C"
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ConfigError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> T:
+    """YAML file, then ``key=value`` overrides, then ``values`` (a nested dict of already-typed values, as the
+    command line's named flags give) — each laid over the one before."""
+    data = read_yaml_mapping(path) if path is not None else {}
+    return from_dict(cls, merge(merge(data, parse_overrides(overrides or [])), values or {}))
 
 
 def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def dump_config(config: Any) -> str:
+    """The config as the YAML a user would write: every key, in field order; loading it gives the same config."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
 
 
 def save_config(config: Any, path: str | Path) -> None:

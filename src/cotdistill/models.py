@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cotdistill.errors import UserError
-
-WORLD_ASSETS = Path(__file__).parent / "world" / "assets"
-WORLD_PREFIX = "world:"
-
-
-# what the hub accepts as a repo id ("Qwen/Qwen2.5-0.5B", "gpt2"); anything else that is not on disk is a typo
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+from cotdistill.sources import HUB_ID, WORLD_ASSETS, WORLD_PREFIX  # noqa: F401 (re-exported)
+from cotdistill.sources import resolve_model as resolve
 
 
 class ModelError(UserError, ValueError):
     """A model or tokenizer that cannot be found, loaded or paired."""
-
-
-def resolve(name_or_path: str) -> str:
-    """``world:teacher`` → the packaged asset directory; a path on disk or a hub id unchanged. A name that is
-    neither (a missing local folder) is refused here, before anything is loaded."""
-    if name_or_path.startswith(WORLD_PREFIX):
-        path = WORLD_ASSETS / name_or_path[len(WORLD_PREFIX):]
-        if not path.exists():
-            raise ModelError(f"{name_or_path}: no embedded asset at {path}; run `cotdistill world build`")
-        return str(path)
-    if Path(name_or_path).exists():
-        return name_or_path
-    if name_or_path.startswith((".", "/", "~")) or not HUB_ID.fullmatch(name_or_path):
-        raise ModelError(f"{name_or_path}: no such model folder (and not a hub id like 'Qwen/Qwen2.5-0.5B')")
-    return name_or_path
 
 
 def load_tokenizer(name_or_path: str, *, chat: bool = True, chat_template: str | None = None):
@@ -93,9 +72,12 @@ def _first_line(err: BaseException) -> str:
 
 
 def shared_vocab_size(student_vocab: int, teacher_vocab: int, tokenizer_size: int) -> int:
-    """The logit rows the loss reads: the tokenizer's tokens. Rows past the tokenizer are padding (Qwen: 152,064 vs
-    151,936 rows for 151,665 tokens) and are dropped — a teacher cache spreads its tail mass over the same tokens,
-    and no target is ever a padding row; a model with fewer rows than the tokenizer has tokens it cannot score."""
+    """The logit rows every distillation softmax reads: the tokenizer's tokens. Rows past the tokenizer are padding
+    (Qwen: 152,064 vs 151,936 rows for 151,665 tokens) and are dropped — no target is ever a padding row, so no
+    probability mass may sit there. One rule for every place: the loss cuts the student's and the online teacher's
+    output matrices to these rows, and a teacher cache is built over them and spreads its tail mass over the same
+    tokens when the loss reconstructs it. A model with fewer rows than the tokenizer has tokens it cannot score and
+    is refused."""
     if min(student_vocab, teacher_vocab) < tokenizer_size:
         raise ModelError(f"vocabulary mismatch: student has {student_vocab} logit rows, teacher {teacher_vocab}, "
                          f"tokenizer {tokenizer_size} tokens; both models need at least the tokenizer's size")

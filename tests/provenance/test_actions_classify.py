@@ -36,7 +36,7 @@ def test_newline_ends_an_action_and_units():
     ((0.50, 0.45, 0.40), "boosted"),  # |Δ_TS| ≤ β but Δ_TD > α: not shared
 ])
 def test_classification_rules_in_order(p, expected):
-    assert classify(*p, alpha=0.05, beta=0.1) == expected
+    assert classify(*p, alpha=0.05, margin=0.1) == expected
 
 
 def test_pair_classification():
@@ -55,22 +55,22 @@ def test_pair_classification():
     ((0.5, 0.5, 0.625), "boosted"),  # ... by 2α: not shared, and Δ_TS = 0
 ])
 def test_classification_at_the_thresholds(p, expected):
-    assert classify(*p, alpha=0.0625, beta=0.125) == expected
+    assert classify(*p, alpha=0.0625, margin=0.125) == expected
 
 
 def test_pair_classification_at_the_threshold():
-    assert classify_pair(0.75, 0.625, beta=0.125) == "common"
-    assert classify_pair(0.625, 0.75, beta=0.125) == "common"
-    assert classify_pair(0.875, 0.625, beta=0.125) == "teacher"
+    assert classify_pair(0.75, 0.625, margin=0.125) == "common"
+    assert classify_pair(0.625, 0.75, margin=0.125) == "common"
+    assert classify_pair(0.875, 0.625, margin=0.125) == "teacher"
 
 
 def test_alpha_above_beta_is_refused():
     from cotdistill.provenance.trace import TraceConfig
 
     with pytest.raises(ValueError, match="alpha"):
-        classify(0.5, 0.5, 0.5, alpha=0.2, beta=0.1)
+        classify(0.5, 0.5, 0.5, alpha=0.2, margin=0.1)
     with pytest.raises(ValueError, match="alpha"):
-        TraceConfig(alpha=0.2, beta=0.1)
+        TraceConfig(alpha=0.2, margin=0.1)
 
 
 def test_the_default_thresholds_are_the_papers_beta_and_our_alpha():
@@ -81,4 +81,4 @@ def test_the_default_thresholds_are_the_papers_beta_and_our_alpha():
 
 
 def test_alpha_equal_to_beta_is_allowed():
-    assert classify(0.5, 0.5, 0.5, alpha=0.125, beta=0.125) == "shared"
+    assert classify(0.5, 0.5, 0.5, alpha=0.125, margin=0.125) == "shared"

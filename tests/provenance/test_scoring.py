@@ -13,7 +13,8 @@ from transformers import PreTrainedTokenizerFast
 
 from cotdistill.provenance.actions import split_actions
 from cotdistill.provenance.scoring import score_actions, score_actions_separately
-from cotdistill.provenance.trace import TraceConfig, run_trace
+from cotdistill.provenance.trace import TraceConfig
+from cotdistill.stages.trace import run_trace
 from cotdistill.world import world_records
 from cotdistill.world.tokenizer import CHAT_TEMPLATE
 from tests.conftest import char_tokenizer, tiny_qwen
@@ -53,6 +54,11 @@ def _save(model, tok, path):
     return str(path)
 
 
+def _trace(samples, teacher, student, distilled, out) -> TraceConfig:
+    return TraceConfig(samples=str(samples), teacher=teacher, student=student, distilled=distilled, out=str(out),
+                       device="cpu")
+
+
 def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
     recs = world_records("test", "teacher", 4, min_steps=2, max_steps=2)
     char = char_tokenizer()
@@ -63,8 +69,7 @@ def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": i % 2 == 0,
                                            "bench": "world"}) + "\n" for i, r in enumerate(recs)))
-    summary = run_trace(samples, teacher, student, distilled, tmp_path / "out", TraceConfig(device="cpu"),
-                        progress=False)
+    summary = run_trace(_trace(samples, teacher, student, distilled, tmp_path / "out"), progress=False)
     rows = [json.loads(line) for line in open(tmp_path / "out" / "actions.jsonl")]
     assert summary["actions"] == len(rows) == sum(len(split_actions(r.assistant_text())) for r in recs)
     teacher_scores = [json.loads(line) for line in open(tmp_path / "out" / "scores-teacher.jsonl")]
@@ -98,13 +103,12 @@ def test_models_with_different_tokenizers_trace_together(tmp_path, monkeypatch):
     (tmp_path / "out" / "actions.jsonl").unlink()
     with monkeypatch.context() as patch:
         patch.setattr("cotdistill.models.load_model", lambda *a, **k: pytest.fail("a stored score was recomputed"))
-        again = run_trace(samples, teacher, student, distilled, tmp_path / "out", TraceConfig(device="cpu"),
-                          progress=False)
+        again = run_trace(_trace(samples, teacher, student, distilled, tmp_path / "out"), progress=False)
     assert again["overall"] == summary["overall"]
     # ... and the same output folder with another distilled model scores that model (it printed the old model's
     # table under the new name before: the cache was keyed by sample index only)
-    run_trace(samples, teacher, student, student, tmp_path / "out", TraceConfig(device="cpu"), progress=False)
-    run_trace(samples, teacher, student, student, tmp_path / "fresh", TraceConfig(device="cpu"), progress=False)
+    run_trace(_trace(samples, teacher, student, student, tmp_path / "out"), progress=False)
+    run_trace(_trace(samples, teacher, student, student, tmp_path / "fresh"), progress=False)
 
     def p_distilled(folder):
         return [json.loads(line)["p_distilled"] for line in open(folder / "actions.jsonl")]
@@ -121,8 +125,9 @@ def test_categories_recover_generator_styles_on_the_world(tmp_path):
         for style in ("teacher", "student"):
             fh.writelines(json.dumps({"prompt": r.prompt, "response": r.assistant_text(), "correct": True}) + "\n"
                           for r in world_records("test", style, 12))
-    summary = run_trace(samples, "world:teacher", "world:student", "world:teacher", tmp_path / "o",
-                        TraceConfig(device="cpu"), world_styles=True, progress=False)
+    config = _trace(samples, "world:teacher", "world:student", "world:teacher", tmp_path / "o")
+    config.world_styles = True
+    summary = run_trace(config, progress=False)
     conf = summary["confusion"]
     assert conf["teacher"]["teacher"] > 0.8 * sum(conf["teacher"].values())
     assert conf["student"]["student"] > 0.8 * sum(conf["student"].values())
@@ -144,8 +149,9 @@ def test_shared_text_context_gives_every_model_the_distilled_models_rendering(tm
                                            "bench": "world"}) + "\n" for r in recs))
     rows = {}
     for context in ("own_template", "shared_text"):
-        summary = run_trace(samples, teacher, student, student, tmp_path / context,
-                            TraceConfig(device="cpu", context=context), progress=False)
+        config = _trace(samples, teacher, student, student, tmp_path / context)
+        config.context = context
+        summary = run_trace(config, progress=False)
         assert summary["context"] == context
         rows[context] = [json.loads(line) for line in open(tmp_path / context / "actions.jsonl")]
     own, shared = rows["own_template"], rows["shared_text"]
@@ -192,6 +198,19 @@ def test_token_logprobs_equal_a_hand_computation_with_padding():
     for ids, row in zip(batch, got):
         assert row[0] == 0.0 and len(row) == len(ids)
         assert row[1:] == pytest.approx([_hand_logprob(table, a, b) for a, b in itertools.pairwise(ids)], abs=1e-5)
+
+
+def test_logit_rows_past_the_tokenizer_are_cut_before_the_softmax():
+    """A model with padding rows (Qwen: 152,064 rows for 151,665 tokens) is scored over the tokenizer's tokens
+    only, as the training loss and the teacher cache read it."""
+    from cotdistill.provenance.scoring import token_logprobs
+
+    model = BigramLM(11, seed=5)
+    ids = [3, 1, 4, 1, 5]
+    got = token_logprobs(model, [ids], pad_id=0, vocab=8)[0]
+    table = model.table.detach()[:, :8]
+    assert got[1:] == pytest.approx([_hand_logprob(table, a, b) for a, b in itertools.pairwise(ids)], abs=1e-5)
+    assert got != token_logprobs(model, [ids], pad_id=0)[0]
 
 
 def test_action_scores_are_the_sums_over_their_own_tokens():

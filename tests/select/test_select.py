@@ -11,8 +11,8 @@ from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.select import scores as scores_module
 from cotdistill.select.methods import keep_count, method_scores, select_per_dataset, select_per_question
-from cotdistill.select.run import select_records
 from cotdistill.select.scores import CandidateScore, score_candidates
+from cotdistill.stages.select import SelectConfig, select_records
 
 
 def test_scores_match_hand_computation(tmp_path, monkeypatch):
@@ -26,7 +26,7 @@ def test_scores_match_hand_computation(tmp_path, monkeypatch):
         return {keys[0]: fake[model_path]}
 
     monkeypatch.setattr(scores_module, "score_with_cache", fake_scores)
-    (s,) = score_candidates([rec], "teacher", "student", tmp_path, beta=0.1, progress=False)
+    (s,) = score_candidates([rec], "teacher", "student", tmp_path, margin=0.1, progress=False)
     # per action p_T - p_S: 0.4 (teacher), 0.05 (common), -0.4 (student), 0 (common), 0 (common)
     assert (s.teacher_actions, s.student_actions, s.common_actions, s.actions) == (1, 1, 3, 5)
     assert s.teacher_share == pytest.approx(0.2)
@@ -60,21 +60,21 @@ def test_select_cli_keeps_exact_fraction_and_reuses_cache(tmp_path, monkeypatch)
                                {"question_id": i // 2}) for i in range(10)]
     data = tmp_path / "cands.jsonl"
     write_jsonl(records, data, "messages")
-    info = select_records(str(data), "world:teacher", "world:student", "teacher", tmp_path / "sel.jsonl",
-                          per_question=False, keep=0.3, progress=False, device="cpu")
+    info = select_records(SelectConfig(data=str(data), method="teacher", out=str(tmp_path / "sel.jsonl"), keep=0.3,
+                                       device="cpu"), progress=False)
     assert info["selected"] == 3 and len(load_records(tmp_path / "sel.jsonl").records) == 3
     rows = [json.loads(line) for line in open(tmp_path / "sel.scores.jsonl")]
     assert sum(r["selected"] for r in rows) == 3
-    per_q = select_records(str(data), "world:teacher", "world:student", "grape", tmp_path / "pq.jsonl",
-                           per_question=True, progress=False, device="cpu")
+    per_q = select_records(SelectConfig(data=str(data), method="grape", out=str(tmp_path / "pq.jsonl"),
+                                        per_question=True, device="cpu"), progress=False)
     assert per_q["selected"] == 5
 
     def no_model(*a, **k):
         raise AssertionError("a model was loaded although every score is cached")
 
     monkeypatch.setattr("cotdistill.models.load_model", no_model)
-    again = select_records(str(data), "world:teacher", "world:student", "shortest", tmp_path / "s2.jsonl",
-                           per_question=False, keep=2, cache_dir=tmp_path / "sel.score-cache", progress=False)
+    again = select_records(SelectConfig(data=str(data), method="shortest", out=str(tmp_path / "s2.jsonl"), keep=2,
+                                        cache_dir=str(tmp_path / "sel.score-cache")), progress=False)
     assert again["selected"] == 2
 
 

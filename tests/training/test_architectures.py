@@ -143,11 +143,12 @@ def test_kd_training_changes_the_weights_and_saves_a_loadable_model(run):
 @pytest.fixture(scope="module")
 def evaluated(run) -> tuple[dict, Path]:
     from cotdistill.evaluation.benchmarks import evaluate_model
+    from cotdistill.evaluation.spec import EvalSpec
 
     out = run.out / "eval"
     # sampled: after three steps at lr 1e-2 greedy decoding writes only spaces, a response without an action to trace
-    results = evaluate_model(str(run.out / "final"), "world", limit=3, out_dir=out, progress=False,
-                             max_new_tokens=24, temperature=1.0, batch_size=3, device="cpu")
+    spec = EvalSpec(limit=3, max_new_tokens=24, temperature=1.0, batch_size=3)
+    results = evaluate_model(str(run.out / "final"), spec, out_dir=out, progress=False, device="cpu")
     return results, out / "samples.jsonl"
 
 
@@ -161,10 +162,12 @@ def test_evaluation_grades_every_problem(evaluated):
 
 def test_trace_classifies_every_action(run, evaluated, tmp_path):
     from cotdistill.provenance.classify import CATEGORIES
-    from cotdistill.provenance.trace import TraceConfig, run_trace
+    from cotdistill.provenance.trace import TraceConfig
+    from cotdistill.stages.trace import run_trace
 
-    summary = run_trace(evaluated[1], str(run.teacher), str(run.student), str(run.out / "final"), tmp_path,
-                        TraceConfig(device="cpu", limit=2), progress=False)
+    summary = run_trace(TraceConfig(samples=str(evaluated[1]), teacher=str(run.teacher), student=str(run.student),
+                                    distilled=str(run.out / "final"), out=str(tmp_path), device="cpu", limit=2),
+                        progress=False)
     rows = [json.loads(line) for line in open(tmp_path / "actions.jsonl")]
     assert summary["actions"] == len(rows) > 0 and summary["responses"] == 2
     for row in rows:
@@ -195,7 +198,7 @@ def test_the_trainer_scores_the_models_own_logits(name, tokenizer, tmp_path):
         # logits of std ~8, as trained models have: random ones are too small for Gemma2's soft-cap at 30 to show
         output.last_hidden_state.mul_(50.0)
 
-    for model in (trainer.student, trainer.teacher):
+    for model in (trainer.student, trainer.teacher.model):
         model.base_model.register_forward_hook(louder)  # the trainer's path and the model's own forward both
     with torch.no_grad():
         batch = trainer._make_batch(trainer.examples[:2])
@@ -203,7 +206,7 @@ def test_the_trainer_scores_the_models_own_logits(name, tokenizer, tmp_path):
         ids, attention, labels = batch.tensors["input_ids"], batch.tensors["attention_mask"], batch.tensors["labels"]
         mask = labels[:, 1:] != -100
         logits = [model(input_ids=ids, attention_mask=attention).logits[:, :-1][mask]
-                  for model in (trainer.student, trainer.teacher)]
+                  for model in (trainer.student, trainer.teacher.model)]
         expected = torch.stack(distill_sums(*logits, labels[:, 1:][mask], trainer.cfg.loss))
     assert min(x.std() for x in logits) > 5.0 and got[1] > 100.0  # large logits, models apart: KD says something
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-2)

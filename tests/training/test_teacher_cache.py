@@ -37,6 +37,31 @@ def test_full_vocab_cache_matches_online_teacher(tmp_path):
     assert offline["val_kd"] == pytest.approx(online["val_kd"], rel=1e-3)
 
 
+def test_validation_from_a_file_the_cache_does_not_hold_reports_ce_only_and_keeps_the_best_by_it(tmp_path, caplog):
+    """A cache holds the records of the file it was built on. Validation from another file (data.val_path) used to
+    be computed without a teacher and reported as val_kd 0.0, with that 0 mixed into val_loss and the best
+    checkpoint chosen by it."""
+    import logging
+
+    from cotdistill.data.formats import write_jsonl
+    from cotdistill.world import world_records
+
+    _, cache = _build(tmp_path, 8)
+    val = tmp_path / "val.jsonl"
+    write_jsonl(world_records("test", "student", 4, min_steps=2, max_steps=2), val, "cot")
+    caplog.set_level(logging.WARNING, logger="cotdistill")
+    summary = train(tiny_config(tmp_path, teacher_cache=str(cache), eval_every=2, keep_best=True,
+                                **{"data.val_path": str(val)}))
+    logs = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [log["step"] for log in logs if "val_ce" in log] == [2, 4]
+    assert not any("val_kd" in log or "val_loss" in log for log in logs)
+    assert "val_kd" not in summary and "val_loss" not in summary and summary["val_ce"] > 0
+    assert all(log["kd"] > 0 for log in logs)  # training still reads the cache
+    assert summary["best_checkpoint_by"] == "val_ce" and (tmp_path / "run" / "best").exists()
+    warnings = [r.getMessage() for r in caplog.records if "does not hold the validation records" in r.getMessage()]
+    assert len(warnings) == 1 and "val_ce only" in warnings[0]
+
+
 def test_small_k_cache_size_and_quality(tmp_path):
     _, cache = _build(tmp_path, 8)
     manifest = json.loads((cache / "manifest.json").read_text())
@@ -133,9 +158,10 @@ def test_compact_cache_keeps_few_entries_where_the_teacher_is_sure_and_reads_bac
     trainer = Trainer(cfg)
     common = {"encode_config": cfg.encode, "data_path": cfg.data.path, "teacher_name": cfg.teacher,
               "progress": False}
-    full = build_cache(trainer.teacher, trainer.tokenizer, trainer.examples, tmp_path / "full", top_k=10_000,
+    teacher = trainer.teacher.model  # the online teacher's model
+    full = build_cache(teacher, trainer.tokenizer, trainer.examples, tmp_path / "full", top_k=10_000,
                        logp_dtype="float32", **common)
-    compact = build_cache(trainer.teacher, trainer.tokenizer, trainer.examples, tmp_path / "compact", top_k=64,
+    compact = build_cache(teacher, trainer.tokenizer, trainer.examples, tmp_path / "compact", top_k=64,
                           kl_target=1e-3, logp_dtype="uint8", **common)
     # 3 bytes an entry (uint16 id, uint8 step) and 5 a row (count, float16 maximum and step)
     entries = compact["mean_entries_per_token"]

@@ -75,7 +75,7 @@ def test_export_writes_messages_records(tmp_path):
 def test_candidates_from_two_sources_share_question_ids_and_are_graded(tmp_path):
     from cotdistill.data.formats import load_records
     from cotdistill.evaluation.grade import grade
-    from cotdistill.world.candidates import sample_candidates
+    from cotdistill.stages.world_candidates import sample_candidates
 
     info = sample_candidates(["world:teacher", "world:student"], tmp_path / "c.jsonl", questions=2, samples=1,
                              max_new_tokens=256, temperature=0.7, progress=False)

@@ -217,7 +217,7 @@ def _saved_to_disk(path: Path) -> bool:
 
 
 def _load_hub(name: str, split: str, subset: str | None):
-    from cotdistill.models import HUB_ID
+    from cotdistill.sources import HUB_ID
 
     if name.startswith((".", "/", "~")) or Path(name).suffix in DATA_SUFFIXES or not HUB_ID.fullmatch(name):
         raise DataError(name, None, "an existing file or dataset directory, or a hub dataset id",

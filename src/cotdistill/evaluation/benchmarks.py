@@ -1,7 +1,7 @@
 """Benchmarks from local files, and the evaluation that writes ``results.json`` and ``samples.jsonl``.
 
-Each benchmark definition names its fields, how the gold answer is read, and a version (bump it when the
-definition changes, so old results are not compared with new ones).
+Each benchmark definition names its fields, how the gold answer is read, how many new tokens its answers need by
+default, and a version (bump it when the definition changes, so old results are not compared with new ones).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from cotdistill.data.formats import iter_rows, source_name
 from cotdistill.data.records import DataError
 from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
 from cotdistill.evaluation.grade import GRADER, answers_match
+from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.generate import GenerationConfig, generate
+from cotdistill.sources import world_benchmark
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
 @dataclass(frozen=True)
@@ -27,16 +30,19 @@ class Benchmark:
     version: str
     prompt_fields: tuple[str, ...]
     answer_fields: tuple[str, ...]
+    max_new_tokens: int  # the default budget: a distilled reasoner's trace runs to thousands of tokens on MATH/AIME
     gold_from_solution: bool = False  # GSM8K: the gold is the "#### n" line of a worked solution
 
 
+# budgets: long enough that a reasoning model's usual trace ends on its own (R1-distill models write ~1-4k tokens on
+# GSM8K, ~4-8k on MATH-500, 10k+ on AIME); `truncated_responses` in results.json says when one did not
 BENCHMARKS = {
-    "gsm8k": Benchmark("gsm8k", "2", ("question",), ("answer",), gold_from_solution=True),
-    "math500": Benchmark("math500", "2", ("problem",), ("answer",)),
-    "aime24": Benchmark("aime24", "2", ("problem", "Problem"), ("answer", "Answer")),
-    "aime25": Benchmark("aime25", "2", ("problem", "Problem"), ("answer", "Answer")),
-    "jsonl": Benchmark("jsonl", "2", ("prompt", "question", "problem"), ("answer", "gold", "solution")),
-    "world": Benchmark("world", "2", ("prompt",), ("gold",)),
+    "gsm8k": Benchmark("gsm8k", "2", ("question",), ("answer",), 4096, gold_from_solution=True),
+    "math500": Benchmark("math500", "2", ("problem",), ("answer",), 8192),
+    "aime24": Benchmark("aime24", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
+    "aime25": Benchmark("aime25", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
+    "jsonl": Benchmark("jsonl", "2", ("prompt", "question", "problem"), ("answer", "gold", "solution"), 4096),
+    "world": Benchmark("world", "2", ("prompt",), ("gold",), WORLD_MAX_NEW_TOKENS),
 }
 
 
@@ -55,24 +61,23 @@ def _pick(row: dict[str, Any], names: tuple[str, ...], source: str, index: int, 
 
 
 def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None = None,
-                   prompt_field: str | None = None, answer_field: str | None = None) -> list[BenchItem]:
+                   prompt_field: str | None = None, answer_field: str | None = None, split: str = "test",
+                   subset: str | None = None) -> list[BenchItem]:
     if name not in BENCHMARKS:
         raise ConfigError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
     if limit is not None and limit < 1:  # 0 used to mean "all" for the world and "one item" for files
         raise ConfigError(f"limit must be >= 1 or None, got {limit}")
     if name == "world" and data_path is None:
-        from cotdistill.world import world_records
-
         return [BenchItem(r.prompt, r.metadata["gold"], {"difficulty": r.metadata["difficulty"],
                                                           "uid": r.metadata["uid"]})
-                for r in world_records("test", "teacher", limit)]
+                for r in world_benchmark(limit)]
     if data_path is None:
-        raise ConfigError(f"benchmark {name!r} needs --data (a local JSONL file or HF dataset directory)")
+        raise ConfigError(f"benchmark {name!r} needs --data / eval.data (a file, dataset folder or hub id)")
     bench = BENCHMARKS[name]
     prompts = (prompt_field,) if prompt_field else bench.prompt_fields
     answers = (answer_field,) if answer_field else bench.answer_fields
     items, source = [], source_name(data_path)
-    for index, row in iter_rows(data_path):
+    for index, row in iter_rows(data_path, split=split, subset=subset):
         prompt = _pick(row, prompts, source, index, "prompt")
         raw_gold = _pick(row, answers, source, index, "answer")
         if raw_gold is None or not str(raw_gold).strip():  # was graded against the string "None"
@@ -111,28 +116,36 @@ def ci95(values: list[float]) -> tuple[float, float]:
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
+def spec_items(spec: EvalSpec) -> list[BenchItem]:
+    return load_benchmark(spec.bench, spec.data, limit=spec.limit, prompt_field=spec.prompt_field,
+                          answer_field=spec.answer_field, split=spec.split, subset=spec.subset)
+
+
 def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *, bench: str = "custom",
-             model_path: str | None = None, progress: bool = True,
-             system: str | None = None) -> tuple[dict, list[dict]]:
+             model_path: str | None = None, progress: bool = True, system: str | None = None,
+             extraction: str = "strict") -> tuple[dict, list[dict]]:
     """Generate, extract, grade; return (results, samples). ``system``: the system prompt of every question (the
-    one the model was trained with; see ``data.system``)."""
+    one the model was trained with; see ``data.system``). ``extraction``: which grading is ``accuracy`` (both are
+    reported; strict by default)."""
     generations, stats = generate(model, tokenizer, [it.prompt for it in items], gen, model_path=model_path,
                                   system=system, progress=progress)
-    samples, per_prompt, flexible = [], defaultdict(list), defaultdict(list)
+    samples, strict, flexible = [], defaultdict(list), defaultdict(list)
     for g in generations:
         item = items[g.prompt_index]
         # strict: only an answer the model gave (boxed, ####, "the answer is"); the last number in the text is a
-        # separate, labelled column and never the score (an unfinished "... maybe 7 or 9" is not an answer)
-        extraction = extract_answer(g.text, flexible=False)
-        correct = answers_match(item.gold, extraction.answer)
-        loose = extraction if extraction.answer is not None else extract_answer(g.text)
-        per_prompt[g.prompt_index].append(correct)
+        # separate, labelled column and the score only by choice (an unfinished "... maybe 7 or 9" is not an answer)
+        found = extract_answer(g.text, flexible=False)
+        loose = found if found.answer is not None else extract_answer(g.text)
+        strict[g.prompt_index].append(answers_match(item.gold, found.answer))
         flexible[g.prompt_index].append(answers_match(item.gold, loose.answer))
+        correct = (strict if extraction == "strict" else flexible)[g.prompt_index][-1]
         samples.append({"bench": bench, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
-                        "prompt": item.prompt, "response": g.text, "extracted": extraction.answer,
-                        "extraction": extraction.method, "gold": item.gold, "correct": correct,
-                        "correct_flexible": flexible[g.prompt_index][-1], "extracted_flexible": loose.answer,
-                        "response_tokens": g.num_tokens, "hit_max_tokens": g.hit_max_tokens, **item.meta})
+                        "prompt": item.prompt, "response": g.text, "extracted": found.answer,
+                        "extraction": found.method, "gold": item.gold, "correct": correct,
+                        "correct_strict": strict[g.prompt_index][-1], "correct_flexible": flexible[g.prompt_index][-1],
+                        "extracted_flexible": loose.answer, "response_tokens": g.num_tokens,
+                        "hit_max_tokens": g.hit_max_tokens, **item.meta})
+    per_prompt = strict if extraction == "strict" else flexible  # the scores `accuracy`, its interval and pass@k use
     pass1 = [sum(v) / len(v) for v in per_prompt.values()]
     low, high = ci95(pass1)
     by_difficulty: dict[str, list[float]] = defaultdict(list)
@@ -143,8 +156,9 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
     results = {
         "bench": bench, "benchmark_version": BENCHMARKS.get(bench, BENCHMARKS["jsonl"]).version,
         "grader": GRADER, "extractor": "strict: boxed > #### > answer-is; flexible adds the last number",
-        "n": len(items), "samples_per_prompt": gen.samples,
+        "extraction": extraction, "n": len(items), "samples_per_prompt": gen.samples,
         "accuracy": sum(pass1) / len(pass1), "pass@1": sum(pass1) / len(pass1),
+        "accuracy_strict": sum(sum(v) / len(v) for v in strict.values()) / len(strict),
         "accuracy_flexible": sum(sum(v) / len(v) for v in flexible.values()) / len(flexible),
         f"pass@{gen.samples}": sum(any(v) for v in per_prompt.values()) / len(per_prompt),
         "ci95": [low, high],
@@ -166,20 +180,20 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
         fh.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
 
 
-def evaluate_model(model_path: str, bench: str = "world", *, data_path: str | None = None, limit: int | None = None,
-                   out_dir: str | Path | None = None, progress: bool = True, max_new_tokens: int = 512,
-                   samples: int = 1, temperature: float = 0.0, batch_size: int = 32, device: str = "auto",
-                   system: str | None = None, chat_template: str | None = None) -> dict:
+def evaluate_model(model_path: str, spec: EvalSpec | None = None, *, out_dir: str | Path | None = None,
+                   progress: bool = True, device: str = "auto") -> dict:
+    """Load a model by path, hub id or ``world:`` name and evaluate it as ``spec`` says; ``results.json`` and
+    ``samples.jsonl`` go to ``out_dir`` when given."""
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
 
-    items = load_benchmark(bench, data_path, limit=limit)  # a bad bench or file is found before the model loads
-    tokenizer = load_tokenizer(model_path, chat_template=chat_template)
+    spec = spec or EvalSpec()
+    items = spec_items(spec)  # a bad bench or file is found before the model loads
+    tokenizer = load_tokenizer(model_path, chat_template=spec.chat_template)
     model = load_model(model_path, pick_device(device))
-    gen = GenerationConfig(max_new_tokens=max_new_tokens, samples=samples, temperature=temperature,
-                           batch_size=batch_size)
-    results, rows = evaluate(model, tokenizer, items, gen, bench=bench, model_path=resolve(model_path),
-                             progress=progress, system=system)
-    results["model"], results["system"] = model_path, system
+    results, rows = evaluate(model, tokenizer, items, spec.generation(), bench=spec.bench,
+                             model_path=resolve(model_path), progress=progress, system=spec.system,
+                             extraction=spec.extraction)
+    results["model"], results["system"] = model_path, spec.system
     if out_dir is not None:
         write_eval(out_dir, results, rows)
     return results

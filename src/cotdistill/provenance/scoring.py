@@ -99,10 +99,12 @@ def _aggregate(token_logp: list[float], owners: list[int], n_actions: int) -> li
 
 
 @torch.no_grad()
-def token_logprobs(model, batch_ids: list[list[int]], pad_id: int) -> list[list[float]]:
+def token_logprobs(model, batch_ids: list[list[int]], pad_id: int, vocab: int | None = None) -> list[list[float]]:
     """log p(token_t | tokens_<t) for every token (the first gets 0: it has no context), right-padded batch.
 
-    Naive equivalent: ``log_softmax(model(ids).logits, -1)[t - 1, ids[t]]``.
+    Naive equivalent: ``log_softmax(model(ids).logits[..., :vocab], -1)[t - 1, ids[t]]``. ``vocab``: the tokenizer's
+    size; logit rows past it are padding (Qwen: 152,064 rows for 151,665 tokens) and are cut before the softmax,
+    the rule the training loss and the teacher cache follow (``models.shared_vocab_size``).
     """
     device = next(model.parameters()).device
     longest = max(len(ids) for ids in batch_ids)
@@ -117,7 +119,7 @@ def token_logprobs(model, batch_ids: list[list[int]], pad_id: int) -> list[list[
         n = len(ids)
         targets = input_ids[row, 1:n].to(device)
         # one row at a time keeps the float32 log-softmax at [T, V], not [B, T, V]
-        lp = F.log_softmax(logits[row, :n - 1].float(), -1).gather(-1, targets[:, None])[:, 0]
+        lp = F.log_softmax(logits[row, :n - 1, :vocab].float(), -1).gather(-1, targets[:, None])[:, 0]
         out.append([0.0] + lp.tolist())
     return out
 
@@ -134,7 +136,7 @@ def score_actions(model, tokenizer, prompts: list[str], responses: list[str], ac
     results: list[list[ActionScore]] = [[] for _ in tokenized]
     for b in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress):
         idx = order[b:b + batch_size]
-        logps = token_logprobs(model, [tokenized[i].ids for i in idx], pad_id)
+        logps = token_logprobs(model, [tokenized[i].ids for i in idx], pad_id, len(tokenizer))
         for i, lp in zip(idx, logps):
             results[i] = _aggregate(lp, tokenized[i].action_of_token, len(actions[i]))
     return results
@@ -152,7 +154,7 @@ def score_actions_separately(model, tokenizer, prompt: str, response: str, actio
             scores.append(ActionScore(0, 0.0))
             continue
         ids = tok.ids[:positions[-1] + 1]
-        lp = token_logprobs(model, [ids], 0)[0]
+        lp = token_logprobs(model, [ids], 0, len(tokenizer))[0]
         scores.append(ActionScore(len(positions), sum(lp[t] for t in positions)))
     return scores
 

@@ -1,20 +1,19 @@
-"""``cotdistill trace``: score each generated action under teacher, student and distilled student, classify it,
-and report the category mix overall, per benchmark and for correct vs wrong responses.
+"""Provenance of generated actions: given each action's scores under teacher, student and distilled student,
+classify it and summarise the category mix overall, per benchmark, for correct vs wrong responses and by position.
 
-Resumable: each model's scores are appended to ``scores-<model>.jsonl`` as they are computed; a re-run loads
-them and scores only what is missing. Models are loaded one at a time.
+The stage that loads the models, scores and writes the report is ``cotdistill.stages.trace``.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from cotdistill.provenance.actions import Action, split_actions
-from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_BETA, classify
-from cotdistill.provenance.scoring import CONTEXTS, score_with_cache, shared_contexts
+from cotdistill.provenance.actions import Action
+from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_MARGIN, classify
+from cotdistill.provenance.scoring import CONTEXTS
 
 MODEL_ROLES = ("teacher", "student", "distilled")
 POSITION_BINS = 10
@@ -22,17 +21,30 @@ POSITION_BINS = 10
 
 @dataclass
 class TraceConfig:
-    unit: str = "sentence"
-    alpha: float = DEFAULT_ALPHA
-    beta: float = DEFAULT_BETA
+    samples: str = ""  # samples.jsonl from `cotdistill eval` (a prompt and a response per line)
+    teacher: str = "world:teacher"
+    student: str = "world:student"  # the original student
+    distilled: str = ""  # the distilled student that wrote the samples
+    out: str = "runs/trace"
+    unit: str = "sentence"  # sentence | line | step
+    alpha: float = DEFAULT_ALPHA  # all three probabilities within alpha: pre-existing, not enhanced
+    margin: float = DEFAULT_MARGIN  # the paper's β: p_T − p_S beyond it is teacher-, below −β student-originated
     batch_size: int = 8
-    limit: int | None = None
+    limit: int | None = None  # the first N samples
     device: str = "auto"
     context: str = "own_template"  # own_template | shared_text (the distilled model's template for all three)
+    world_styles: bool = False  # compare with the embedded world's known sentence styles
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
 
     def __post_init__(self) -> None:
-        if not 0 <= self.alpha <= self.beta:
-            raise ValueError(f"need 0 <= alpha <= beta, got alpha {self.alpha}, beta {self.beta}")
+        if not 0 <= self.alpha <= self.margin:
+            raise ValueError(f"need 0 <= alpha <= margin, got alpha {self.alpha}, margin {self.margin}")
+        if self.unit not in ("sentence", "line", "step"):
+            raise ValueError(f"unit must be sentence, line or step, got {self.unit!r}")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 or null, got {self.limit}")
 
 
 def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
@@ -52,18 +64,6 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
     if not rows:
         raise DataError(str(path), None, "at least one sample", "no rows")
     return rows
-
-
-def score_role(role: str, model_path: str, samples: list[dict], actions: list[list[Action]], out: Path,
-               config: TraceConfig, progress: bool,
-               contexts_of: tuple[list[str], bool] | None = None) -> list[list[list[float]]]:
-    """Per sample, [[n_tokens, logprob_sum] per action] under one model; stored in ``scores-<role>.jsonl``."""
-    keys = [str(i) for i in range(len(samples))]
-    contexts, raw = contexts_of if contexts_of is not None else ([s["prompt"] for s in samples], False)
-    done = score_with_cache(model_path, keys, contexts, [s["response"] for s in samples],
-                            actions, out / f"scores-{role}.jsonl", batch_size=config.batch_size,
-                            device=config.device, progress=progress, desc=f"score {role}", raw_context=raw)
-    return [done[k] for k in keys]
 
 
 def _prob(n_tokens: float, logprob_sum: float) -> float:
@@ -86,7 +86,7 @@ def build_action_rows(samples: list[dict], actions: list[list[Action]], scores: 
                    "span": [action.start, action.end], "p_teacher": probs["teacher"], "p_student": probs["student"],
                    "p_distilled": probs["distilled"],
                    "category": classify(probs["teacher"], probs["student"], probs["distilled"], alpha=config.alpha,
-                                        beta=config.beta)}
+                                        margin=config.margin)}
             if style_fn is not None:
                 row["true_style"] = style_fn(action.text)
             rows.append(row)
@@ -155,7 +155,7 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
     curves = position_curves(rows)
     summary = {
         "actions": len(rows), "responses": len({r["sample"] for r in rows}), "alpha": config.alpha,
-        "beta": config.beta, "unit": config.unit, "overall": _shares(rows),
+        "margin": config.margin, "unit": config.unit, "overall": _shares(rows),
         "per_bench": {b: _shares(v) for b, v in by_bench.items()},
         "correct": _shares([r for r in rows if r["correct"]]), "wrong": _shares([r for r in rows if not r["correct"]]),
         "boosted_raised_fraction": (sum(r["p_distilled"] > r["p_student"] for r in boosted) / len(boosted)
@@ -167,43 +167,4 @@ def summarise(rows: list[dict], config: TraceConfig) -> dict:
         summary["confusion"] = table
         summary["agreement_with_generator_styles"] = provenance_agreement(table)
         summary["agreement_per_style"] = agreement_per_style(table)
-    return summary
-
-
-def run_trace(samples_path: str | Path, teacher: str, student: str, distilled: str, out: str | Path,
-              config: TraceConfig | None = None, *, world_styles: bool = False, progress: bool = True) -> dict:
-    """Score, classify and report; returns the summary (also written to ``out``)."""
-    from cotdistill.distributed import init_distributed
-    from cotdistill.models import pick_device, resolve
-
-    config = config or TraceConfig()
-    if config.context not in CONTEXTS:
-        from cotdistill.config import ConfigError
-
-        raise ConfigError(f"context must be one of {CONTEXTS}, got {config.context!r}")
-    for name in (teacher, student, distilled):  # a typo in a model name is found before any scoring
-        resolve(name)
-    is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    samples = load_samples(samples_path, config.limit)
-    actions = [split_actions(s["response"], config.unit) for s in samples]
-    paths = {"teacher": teacher, "student": student, "distilled": distilled}
-    contexts = shared_contexts([s["prompt"] for s in samples], distilled, config.context)
-    scores = {role: score_role(role, paths[role], samples, actions, out, config, progress, contexts)
-              for role in MODEL_ROLES}
-    style_fn = None
-    if world_styles:
-        from cotdistill.world import style_of as style_fn
-    rows = build_action_rows(samples, actions, scores, config, style_fn)
-    summary = summarise(rows, config)
-    summary["models"], summary["context"] = paths, config.context
-    if not is_main:
-        return summary
-    with open(out / "actions.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    from cotdistill.report.provenance import write_trace_report
-
-    write_trace_report(out, samples, rows, summary)
     return summary

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from cotdistill.provenance.classify import CATEGORIES
-from cotdistill.provenance.correlate import correlate
-from cotdistill.report.tables import markdown_table
-from cotdistill.sweep import TABLE_COLUMNS
+from cotdistill.report.tables import TRADEOFF_COLUMNS, markdown_table
 
 
 def _ci(ci: list[float]) -> str:
@@ -68,14 +66,13 @@ def findings(baselines: dict, distilled: dict, sweep_rows: list[dict], prov_rows
     return out
 
 
-def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces: dict, select_cells: list[dict],
-                      select_table: list[dict], seconds: float) -> Path:
+def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces: dict, corr: dict,
+                      select_cells: list[dict], select_table: list[dict], seconds: float) -> Path:
+    """Render what the stages wrote; ``corr`` is the teacher-share / accuracy correlation the demo computed."""
     distilled = {r["setting"]: json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
                  for r in sweep_rows}
     models = [_model_row(f"{name} (embedded)", res) for name, res in baselines.items()]
     models += [_model_row(f"distilled {name}", res) for name, res in distilled.items()]
-    accuracy = {r["setting"]: r["accuracy"] for r in sweep_rows}
-    corr = correlate({name: (s, accuracy[name]) for name, s in traces.items()})
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
                   **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]
@@ -88,7 +85,7 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
           markdown_table(models),
           "\n## Truncation trade-off (distilled students)\n\nCost of each setting against LSP 1.0: training FLOPs "
           "(`compute`), wall time and peak memory, measured in the same run.\n\n",
-          markdown_table(sweep_rows, TABLE_COLUMNS),
+          markdown_table(sweep_rows, TRADEOFF_COLUMNS),
           "\n![trade-off](distill/tradeoff.png)\n",
           "\n## Provenance of the distilled students' actions\n\nEach sentence a distilled student wrote, scored "
           "under teacher, original student and distilled student with the same context. `agreement`: share of "

@@ -23,7 +23,7 @@ def summary_markdown(summary: dict) -> str:
     rows += [{"group": f"bench: {b}", **v} for b, v in summary["per_bench"].items()]
     rows += [{"group": "correct answers", **summary["correct"]}, {"group": "wrong answers", **summary["wrong"]}]
     text = (f"# Provenance of {summary['actions']} actions in {summary['responses']} responses\n\n"
-            f"alpha = {summary['alpha']}, beta = {summary['beta']}, unit = {summary['unit']}\n\n"
+            f"alpha = {summary['alpha']}, margin β = {_margin(summary)}, unit = {summary['unit']}\n\n"
             + markdown_table(rows, ["group", *CATEGORIES])
             + f"\nBoosted actions with p_D > p_S: {summary['boosted_raised_fraction']:.3f}\n\n"
             + "Area between correct and wrong position curves: "
@@ -77,6 +77,11 @@ def response_plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _margin(summary: dict) -> float:
+    """β of a summary; summaries written before the rename call it ``beta``."""
+    return summary.get("margin", summary.get("beta", 0.1))
+
+
 def _definitions(alpha: float, beta: float) -> str:
     """What each colour means, with the thresholds of this trace (the rules are tried in this order)."""
     rules = {
@@ -108,7 +113,7 @@ def trace_html(samples: list[dict], rows: list[dict], limit: int = 50, summary: 
              ".a{padding:1px 2px;border-radius:3px}.p{font-size:.7em;color:#555;margin-left:.3em}"
              ".r{white-space:pre-wrap;border:1px solid #ddd;padding:.6em;margin:.6em 0}img{max-width:100%}</style>",
              "<h1>Provenance of generated actions</h1>",
-             _definitions(summary.get("alpha", 0.05), summary.get("beta", 0.1)),
+             _definitions(summary.get("alpha", 0.05), _margin(summary)),
              f"<p><b>All {len(rows)} actions of {len(by_sample)} responses:</b> {_shares_line(rows)}."
              + (f" Context: {html.escape(str(summary['context']))}." if "context" in summary else "") + "</p>",
              "<p><img src='position_shares.png' alt='category shares by position in the response'></p>"]

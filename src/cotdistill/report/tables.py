@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+# the truncation trade-off table, as the sweep writes it and the demo report shows it
+TRADEOFF_COLUMNS = ["setting", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib", "accuracy",
+                    "retention", "compute", "time_ratio", "memory_ratio"]
+
 
 def _fmt(value) -> str:
     if isinstance(value, float):

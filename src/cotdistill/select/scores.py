@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.provenance.actions import Action, split_actions
-from cotdistill.provenance.classify import DEFAULT_BETA, classify_pair
+from cotdistill.provenance.classify import DEFAULT_MARGIN, classify_pair
 from cotdistill.provenance.scoring import score_with_cache, shared_contexts
 
 LOCAL_WINDOW = 1  # actions of context for local naturalness
@@ -53,7 +53,7 @@ def _local_inputs(actions: list[Action]) -> tuple[list[str], list[str]]:
 
 
 def score_candidates(records: list[ReasoningRecord], teacher: str, student: str, cache_dir: str | Path, *,
-                     beta: float = DEFAULT_BETA, batch_size: int = 8, device: str = "auto",
+                     margin: float = DEFAULT_MARGIN, batch_size: int = 8, device: str = "auto",
                      local_naturalness: bool = False, progress: bool = True,
                      context: str = "own_template") -> list[CandidateScore]:
     """``context``: see :func:`cotdistill.provenance.scoring.shared_contexts` (``shared_text`` renders with the
@@ -87,7 +87,7 @@ def score_candidates(records: list[ReasoningRecord], teacher: str, student: str,
             local.setdefault(owner, []).append(flat[fk][0])
     out = []
     for key in keys:
-        kinds = [classify_pair(_p(*ts), _p(*ss), beta=beta) for ts, ss in zip(t[key], s[key]) if ts[0] and ss[0]]
+        kinds = [classify_pair(_p(*ts), _p(*ss), margin=margin) for ts, ss in zip(t[key], s[key]) if ts[0] and ss[0]]
         n_tok = sum(n for n, _ in s[key])
         mean = sum(lp for _, lp in s[key]) / max(n_tok, 1)
         natural = None

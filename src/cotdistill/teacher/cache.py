@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from cotdistill.data.batching import collate
 from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
-from cotdistill.models import weights_fingerprint
+from cotdistill.models import shared_vocab_size, weights_fingerprint
+from cotdistill.teacher import TeacherInputs
 
 CACHE_VERSION = 2
 LOGP_DTYPES = ("float16", "float32", "uint8")
@@ -138,7 +139,9 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
     """Run the teacher over ``examples`` and write the cache; returns the manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = len(tokenizer)
+    # the training loss's rule: the tokenizer's tokens, padding rows past them cut (refused if the teacher has fewer)
+    rows = teacher.get_output_embeddings().weight.shape[0]
+    vocab = shared_vocab_size(rows, rows, len(tokenizer))
     if logp_dtype not in LOGP_DTYPES:
         raise ValueError(f"logp_dtype must be one of {LOGP_DTYPES}, got {logp_dtype!r}")
     if kl_target is not None and kl_target < 0:
@@ -213,6 +216,8 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
 
 
 class TeacherCache:
+    """A cache read back: the offline :class:`cotdistill.teacher.Teacher`, covering the records it was built on."""
+
     def __init__(self, root: Path, manifest: dict, index: np.ndarray) -> None:
         self.root, self.manifest, self.index = root, manifest, index
         self._shards: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -242,19 +247,41 @@ class TeacherCache:
                             "cache alone")
         if m["tokenizer"] != tokenizer_fingerprint(tokenizer):
             problems.append("it was built with another tokenizer")
+        elif m["vocab_size"] != len(tokenizer):  # the tail is spread over the tokens the loss reads, no more or fewer
+            problems.append(f"it spreads its tail over {m['vocab_size']} tokens, the tokenizer has {len(tokenizer)}")
         if m["encode"] != asdict(encode_config):
             diff = {k: (m["encode"].get(k), v) for k, v in asdict(encode_config).items() if m["encode"].get(k) != v}
             problems.append(f"truncation/encoding settings differ (cache vs run): {diff}")
         if m["temperature"] != temperature:
             problems.append(f"temperature {m['temperature']} in the cache vs {temperature} in the run")
         if not problems:
-            bad = [e.index for e in examples
-                   if e.index >= len(self.index) or self.index[e.index, 3] != example_fingerprint(e)]
+            bad = self._uncovered(examples)
             if bad:
                 problems.append(f"{len(bad)} records differ from the cached ones (first: record {bad[0]}); "
                                 f"cache built from {m['data_path']}, run uses {data_path}")
         if problems:
             raise CacheMismatchError(f"teacher cache {self.root} does not fit this run: " + "; ".join(problems))
+
+    def _uncovered(self, examples: list[EncodedExample]) -> list[int]:
+        """The indices of the records whose content differs from the cached record at that index (or that has none)."""
+        return [e.index for e in examples
+                if e.index >= len(self.index) or self.index[e.index, 3] != example_fingerprint(e)]
+
+    def covers(self, examples: list[EncodedExample]) -> bool:
+        """Whether every record is cached, by content: a validation tail split off the cached file is, a separate
+        validation file (whose indices count from 0 again) is not."""
+        return not self._uncovered(examples)
+
+    def inputs(self, tensors: dict[str, torch.Tensor | None], indices: list[int],
+               targets_mask: torch.Tensor) -> TeacherInputs:
+        """The records' cached rows (see :meth:`rows`) on the batch's device, for the loss."""
+        ids, logp, tail = self.rows(indices)
+        supervised = int(targets_mask.sum())
+        if len(ids) != supervised:  # a record cut after the cache was built would pair rows with the wrong positions
+            raise CacheMismatchError(f"teacher cache {self.root} holds {len(ids)} rows for records {indices}, the "
+                                     f"batch has {supervised} supervised positions")
+        device = targets_mask.device
+        return {"topk_ids": ids.to(device), "topk_logp": logp.to(device), "topk_tail": tail.to(device)}
 
     def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(row offsets, counts, ids, log-probs) of shard ``i``, decoded once and kept."""

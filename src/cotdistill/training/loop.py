@@ -46,10 +46,13 @@ from cotdistill.models import (
     shared_vocab_size,
 )
 from cotdistill.outputs import output_lock
+from cotdistill.sources import is_world, world_data
+from cotdistill.teacher import Teacher
+from cotdistill.teacher.online import OnlineTeacher
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import DataConfig, TrainConfig
-from cotdistill.training.parallel import TeacherForward, full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
+from cotdistill.training.parallel import full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.training.reporting import Reporters, check_report_to
 from cotdistill.training.schedule import lr_factor
 
@@ -63,24 +66,34 @@ class TrainingError(UserError, RuntimeError):
 class StudentLoss(nn.Module):
     """Wraps the student so that DDP/FSDP see one forward that returns ``[objective, CE, KD]`` sums of a
     micro-batch: the objective ``combine(CE, KD)`` carries the gradient (computed chunk by chunk inside the forward,
-    see ``losses.fused_objective_sums``), CE and KD are detached figures for the log."""
+    see ``losses.fused_objective_sums``), CE and KD are detached figures for the log. ``teacher``: what
+    ``Teacher.inputs`` returned, as keyword arguments (DDP/FSDP see the tensors passed to a forward); none: KD 0."""
 
     def __init__(self, student: nn.Module, config, vocab: int) -> None:
         super().__init__()
         self.student, self.config, self.vocab = student, config, vocab
 
-    def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, teacher_hidden=None,
-                teacher_weight=None, topk_ids=None, topk_logp=None, topk_tail=None, teacher_cap=None) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, **teacher) -> torch.Tensor:
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
         # one-token shift: the hidden state at t predicts the label at t + 1
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
         objective, ce, kd = fused_objective_sums(selected, weight, targets, self.config, vocab=self.vocab,
-                                                 teacher_hidden=teacher_hidden, teacher_weight=teacher_weight,
-                                                 topk_ids=topk_ids, topk_logp=topk_logp, topk_tail=topk_tail,
-                                                 cap=final_logit_cap(self.student), teacher_cap=teacher_cap)
+                                                 cap=final_logit_cap(self.student), **teacher)
         return torch.stack([objective, ce, kd])
+
+
+# the validation figures, in the order the console shows them
+VAL_FIGURES = ("val_loss", "val_ce", "val_kd")
+
+
+def best_figure(val: dict[str, float]) -> str | None:
+    """The figure ``keep_best`` ranks checkpoints by: the objective, or CE where the teacher does not hold the
+    validation records (then ``evaluate`` reports CE only); ``None`` without validation records."""
+    if not val:
+        return None
+    return "val_loss" if "val_loss" in val else "val_ce"
 
 
 def final_logit_cap(model: nn.Module) -> float | None:
@@ -113,11 +126,8 @@ def load_split_records(path, fmt: str = "auto", on_error: str = "raise", limit: 
                        system: str = "drop", *, fields: dict[str, str] | None = None, split: str = "train",
                        subset: str | None = None) -> tuple[list[ReasoningRecord], str]:
     """Records of a ``world:`` spec, a file, folder or hub id, or rows in memory, with the system policy applied."""
-    if isinstance(path, str) and path.startswith("world:"):
-        from cotdistill.world import parse_world_spec, world_records
-
-        split_name, style, n = parse_world_spec(path)
-        return apply_system_policy(world_records(split_name, style, n if n is not None else limit), system), "world"
+    if is_world(path):
+        return apply_system_policy(world_data(path, limit), system), "world"
     result = load_records(path, fmt, on_error=on_error, limit=limit, fields=fields, split=split, subset=subset)
     result.records = apply_system_policy(result.records, system)
     if result.skipped:  # on_error: skip is a choice, but never a silent one
@@ -265,21 +275,18 @@ class Trainer:
             warn_if_oversubscribed(torch.get_num_threads())
         torch.manual_seed(config.seed)
         # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
-        self._load_tokenizers()
+        self.tokenizer, cache = load_tokenizers(config, self.given)
         self._load_data()
-        if self.cache is not None:  # a cache that does not fit this run is refused before any weights load too
-            self.cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
-                                        config.loss.temperature, teacher=config.teacher)
-        self._load_models()
+        if cache is not None:  # a cache that does not fit this run is refused before any weights load too
+            cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
+                                   config.loss.temperature, teacher=config.teacher)
+        self._load_models(cache)
         self._build_optimizer()
         self.resume_notes: list[str] = []
         self.config_changes: list[str] = []
 
     # --- set-up ------------------------------------------------------------------------------------------------
-    def _load_tokenizers(self) -> None:
-        self.tokenizer, self.cache = load_tokenizers(self.cfg, self.given)
-
-    def _load_models(self) -> None:
+    def _load_models(self, cache: Teacher | None) -> None:
         cfg = self.cfg
         given = self.given
         self.student = given.student.to(self.device) if given.student is not None else load_model(cfg.student,
@@ -292,18 +299,7 @@ class Trainer:
                 self.student.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
             else:
                 self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
-        self.teacher = self.teacher_forward = None
-        teacher_vocab = self.student.config.vocab_size
-        if cfg.needs_teacher and not cfg.teacher_cache:
-            teacher = given.teacher.to(self.device) if given.teacher is not None else load_model(cfg.teacher,
-                                                                                                 self.device)
-            self.teacher = teacher.eval()
-            self.teacher.requires_grad_(False)
-            teacher_vocab = self.teacher.config.vocab_size
-            check_head_is_reproduced(self.teacher, "teacher", len(self.tokenizer))  # before it is sharded
-            self.teacher_forward = TeacherForward(self.teacher)
-            if self.dist.enabled and cfg.teacher_sharding == "shard":
-                shard(self.teacher_forward, self.teacher)
+        teacher_vocab = self._load_teacher(cache)
         self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_vocab, len(self.tokenizer))
         check_head_is_reproduced(self.student, "student", self.vocab)
         self.loss_module = StudentLoss(self.student, cfg.loss, self.vocab)
@@ -312,7 +308,30 @@ class Trainer:
             self.model = wrap_distributed(self.loss_module, cfg, self.device, self.dist)
         self.sharded = is_sharded(self.model)
         self.student_shape = ModelShape.from_config(self.student.config)
-        self.teacher_shape = ModelShape.from_config(self.teacher.config) if self.teacher is not None else None
+
+    def _load_teacher(self, cache: Teacher | None) -> int:
+        """Set ``self.teacher``: the cache, the online teacher, or ``None`` (SFT). Returns the teacher's logit rows
+        (the student's where no teacher model is loaded: the cache checked its own against the tokenizer)."""
+        cfg = self.cfg
+        self.teacher: Teacher | None = cache
+        self.teacher_shape = None  # a cache costs no teacher FLOPs
+        rows = self.student.config.vocab_size
+        if cfg.needs_teacher and cache is None:
+            given = self.given.teacher
+            model = given.to(self.device) if given is not None else load_model(cfg.teacher, self.device)
+            self.teacher = OnlineTeacher(model, final_logit_cap(model))  # in eval mode, frozen
+            check_head_is_reproduced(model, "teacher", len(self.tokenizer))  # before it is sharded
+            if self.dist.enabled and cfg.teacher_sharding == "shard":
+                shard(self.teacher, model)
+            self.teacher_shape, rows = ModelShape.from_config(model.config), model.config.vocab_size
+        # a cache holds only the records it was built on: validation without them has no KD to report
+        self.val_kd_known = self.teacher is None or self.teacher.covers(self.val_examples)
+        if self.val_examples and not self.val_kd_known:
+            _warn(f"the teacher cache {cfg.teacher_cache} does not hold the validation records (it holds those of "
+                  "the file it was built on; data.val_path is another file): validation reports val_ce only, no "
+                  "val_kd or val_loss, and keep_best keeps the checkpoint with the lowest val_ce. To measure KD "
+                  "on validation, split it off the cached file with data.val_fraction", self.dist.is_main)
+        return rows
 
     def _load_data(self) -> None:
         cfg = self.cfg
@@ -350,7 +369,6 @@ class Trainer:
         if not self.examples:
             raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped, "
                                 f"{self.data_notes['overlong_records']} longer than the model's positions)")
-        self.val_in_cache = not separate_val
         self.num_records = len(records)
         self._report_data()
         self._epochs = {0: self._epoch_batches(0)}
@@ -402,7 +420,7 @@ class Trainer:
         cfg, given = self.cfg, self.given
         found = [config_max_positions(given.student.config) if given.student is not None
                  else model_max_positions(cfg.student)]
-        if cfg.needs_teacher and not self.cache:
+        if cfg.needs_teacher and not cfg.teacher_cache:
             found.append(config_max_positions(given.teacher.config) if given.teacher is not None
                          else model_max_positions(cfg.teacher))
         return found
@@ -465,43 +483,36 @@ class Trainer:
         enabled = self.cfg.bf16 and self.device.type == "cuda"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
-    def _loss_sums(self, batch: Batch, model: nn.Module, use_cache: bool = True) -> torch.Tensor:
-        """``[objective, CE, KD]`` sums of a micro-batch; only the objective carries a gradient."""
+    def _loss_sums(self, batch: Batch, model: nn.Module, with_teacher: bool = True) -> torch.Tensor:
+        """``[objective, CE, KD]`` sums of a micro-batch; only the objective carries a gradient. KD is 0 without a
+        teacher (none in this run, or ``with_teacher=False`` where it does not cover the batch)."""
         t = batch.tensors
         targets_all = t["labels"][:, 1:]
         mask = targets_all != IGNORE_INDEX
-        extra = {}
         with self._autocast():
-            if self.teacher_forward is not None:
-                with torch.no_grad():
-                    hidden, weight = self.teacher_forward(t["input_ids"], t["attention_mask"], t["position_ids"],
-                                                          mask)
-                extra = {"teacher_hidden": hidden, "teacher_weight": weight,
-                         "teacher_cap": final_logit_cap(self.teacher)}
-            elif self.cache is not None and use_cache:
-                ids, logp, tail = self.cache.rows(batch.indices)
-                extra = {"topk_ids": ids.to(self.device), "topk_logp": logp.to(self.device),
-                         "topk_tail": tail.to(self.device)}
-            return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], **extra)
+            use = with_teacher and self.teacher is not None
+            teacher = self.teacher.inputs(t, batch.indices, mask) if use else {}
+            return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], **teacher)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation CE, KD and objective per supervised token. The validation batches are split across ranks.
-        Under FSDP every forward is a collective, so every rank runs the same number: a rank whose share has run
-        out repeats a batch and discards it."""
+        """Validation CE, KD and objective per supervised token; CE alone where the teacher (a cache) does not hold
+        the validation records, since a KD of 0 there would be a figure nobody measured. The validation batches are
+        split across ranks. Under FSDP every forward is a collective, so every rank runs the same number: a rank
+        whose share has run out repeats a batch and discards it."""
         if not self.val_examples:  # no validation split: no figure, rather than a loss of 0.0 saved as "best"
             return {}
         self.loss_module.eval()
         size, world, rank = self.cfg.optim.batch_size, self.dist.world_size, self.dist.rank
         starts = list(range(0, len(self.val_examples), size))
-        collective = self.sharded or (self.teacher_forward is not None and is_sharded(self.teacher_forward))
+        collective = self.sharded or is_sharded(self.teacher)
         end = world * math.ceil(len(starts) / world) if collective else len(starts)
         sums, n = torch.zeros(2, device=self.device), 0
         for k in range(rank, end, world):
             counted = k < len(starts)
             start = starts[k] if counted else starts[0]
             batch = self._make_batch(self.val_examples[start:start + size])
-            micro = self._loss_sums(batch, self.loss_module, use_cache=self.val_in_cache)[1:].float()
+            micro = self._loss_sums(batch, self.loss_module, with_teacher=self.val_kd_known)[1:].float()
             if counted:
                 sums += micro
                 n += batch.num_supervised
@@ -510,6 +521,8 @@ class Trainer:
         all_reduce_sum(total, self.dist)
         n = max(total[2].item(), 1.0)
         ce, kd = total[0].item() / n, total[1].item() / n
+        if not self.val_kd_known:  # neither KD nor the objective that mixes it in was measured
+            return {"val_ce": ce}
         objective = combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item()
         return {"val_ce": ce, "val_kd": kd, "val_loss": objective}
 
@@ -560,10 +573,11 @@ class Trainer:
                     last_val = self.evaluate()
                     log.update(last_val)
                     if last_val and is_main:
-                        logger.info("step %d/%d  validation: loss %.4f  ce %.4f  kd %.4f", state["step"],
-                                    self.total_steps, last_val["val_loss"], last_val["val_ce"], last_val["val_kd"])
-                    if cfg.keep_best and last_val and last_val["val_loss"] < state["best_val"]:
-                        state["best_val"] = last_val["val_loss"]
+                        figures = "  ".join(f"{key[4:]} {last_val[key]:.4f}" for key in VAL_FIGURES if key in last_val)
+                        logger.info("step %d/%d  validation: %s", state["step"], self.total_steps, figures)
+                    best = best_figure(last_val)
+                    if cfg.keep_best and best is not None and last_val[best] < state["best_val"]:
+                        state["best_val"] = last_val[best]
                         weights = self._full_state_dict()
                         if is_main:
                             ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best", weights)
@@ -596,7 +610,9 @@ class Trainer:
         n = min(len(example), 8)
         tiny = EncodedExample(example.input_ids[:n], example.input_ids[:n], example.segments[:n], example.index, n)
         batch = self._make_batch([tiny])
-        self._loss_sums(batch, self.loss_module, use_cache=False)[0].backward()
+        # a cache holds no rows for this cut record (and is skipped); an online teacher runs and warms up too
+        covered = self.teacher is not None and self.teacher.covers([tiny])
+        self._loss_sums(batch, self.loss_module, with_teacher=covered)[0].backward()
         self.optimizer.zero_grad(set_to_none=True)
 
     def _optimizer_step(self, step: int, state: dict) -> dict:
@@ -742,10 +758,11 @@ class Trainer:
             "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
             "tokens_per_s": processed / max(state["elapsed"], 1e-9),
             "world_size": self.dist.world_size, "parallel": self._parallel_kind(),
-            "teacher_sharded": self.teacher_forward is not None and is_sharded(self.teacher_forward),
+            "teacher_sharded": is_sharded(self.teacher),
             "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
             "config_changes": self.config_changes, **self.data_notes, **last_val,
+            "best_checkpoint_by": best_figure(last_val) if self.cfg.keep_best else None,
             "final_model": str(self.out / "final"),
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }

@@ -2,7 +2,8 @@
 
 FSDP shards each decoder layer and then the root (embeddings, final norm, head), so a layer's full weights exist
 only while it runs. It works under NCCL on CUDA and under gloo on CPU, where the tests check it against one
-process. The teacher is replicated by default; ``teacher_sharding: shard`` shards it the same way (forward only).
+process. The online teacher (``teacher.online.OnlineTeacher``) is replicated by default; ``teacher_sharding: shard``
+shards it the same way (forward only).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def wrap_distributed(module: nn.Module, config, device: torch.device, dist_info:
     return DistributedDataParallel(module, device_ids=device_ids)
 
 
-def is_sharded(module: nn.Module) -> bool:
+def is_sharded(module: object) -> bool:
+    """Whether ``fully_shard`` was applied to it (any object: a teacher cache, or ``None``, is not)."""
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(module, FSDPModule)
@@ -73,22 +75,3 @@ def full_tensor(value: torch.Tensor) -> torch.Tensor:
 
     return value.full_tensor() if isinstance(value, DTensor) else value
 
-
-class TeacherForward(nn.Module):
-    """The teacher's final hidden states at the supervised positions, plus its output matrix.
-
-    The loss applies the output matrix chunk by chunk, outside this forward. Under FSDP the gathered weights are
-    freed when the forward returns, so a sharded teacher hands back a copy of the output matrix.
-    """
-
-    def __init__(self, teacher: nn.Module) -> None:
-        super().__init__()
-        self.teacher = teacher
-
-    def forward(self, input_ids, attention_mask, position_ids, targets_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.teacher.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                         position_ids=position_ids, use_cache=False).last_hidden_state
-        weight = self.teacher.get_output_embeddings().weight
-        if is_sharded(self):
-            weight = weight.detach().clone()
-        return hidden[:, :-1][targets_mask], weight

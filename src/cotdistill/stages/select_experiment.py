@@ -2,7 +2,8 @@
 
 Every method picks one candidate per question (so selections have the same number of records); the student is
 fine-tuned (SFT) on each selection with the same settings and seed, and evaluated on the same test set. Scores
-are computed once and shared by all methods. Re-running skips finished (method, seed) cells.
+are computed once and shared by all methods. Re-running skips finished (method, seed) cells. Every cell is scored
+as ``eval`` says (the world's test split by default).
 """
 
 from __future__ import annotations
@@ -10,16 +11,28 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
-from cotdistill.config import from_dict, merge, save_config
+from cotdistill.config import save_config
 from cotdistill.data.formats import load_records, write_jsonl
+from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import output_lock
+from cotdistill.provenance.classify import DEFAULT_MARGIN
+from cotdistill.provenance.scoring import CONTEXTS
 from cotdistill.select.methods import METHODS
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
-from cotdistill.world import WORLD_MAX_NEW_TOKENS
+from cotdistill.stages.setting import train_and_evaluate
+from cotdistill.training.config import TrainConfig
+
+
+def sft_defaults() -> TrainConfig:
+    """Each cell's fine-tuning: SFT on the selection, two epochs, no validation-driven checkpoints. The cell sets
+    ``student``, ``data.path``, ``seed`` and ``output_dir``; every other key may be changed under ``train:``."""
+    return TrainConfig(teacher=None, loss={"distill_ratio": 0.0}, optim={"epochs": 2, "warmup_steps": 5},
+                       eval_every=0, save_every=0, keep_best=False)
 
 
 @dataclass
@@ -32,17 +45,16 @@ class SelectExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     per_question: bool = True
     keep: float | None = None
-    beta: float = 0.1
+    margin: float = DEFAULT_MARGIN  # the provenance β, as `select`'s
     context: str = "own_template"  # own_template | shared_text, as `select --context`
     out: str = "runs/select"
-    train: dict = field(default_factory=dict)  # TrainConfig overrides (nested dict)
-    eval_limit: int = 200
-    max_new_tokens: int = WORLD_MAX_NEW_TOKENS
+    train: TrainConfig = field(default_factory=sft_defaults)
+    eval: EvalSpec = field(default_factory=lambda: EvalSpec(limit=200))
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
     world_sources: list[str] = field(default_factory=lambda: ["world:teacher"])  # models that write candidates
-    progress: bool = True
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -50,25 +62,21 @@ class SelectExperimentConfig:
             raise ValueError(f"methods must be among {METHODS}, got {unknown}")
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
 
 
 def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, seed: int) -> dict:
-    from cotdistill.evaluation.benchmarks import evaluate_model
-    from cotdistill.training.config import TrainConfig
-    from cotdistill.training.loop import train
-
-    base = {"student": cfg.student, "teacher": None, "output_dir": str(cell / "train"),
-            "data": {"path": str(data_file), "val_fraction": 0.05}, "loss": {"distill_ratio": 0.0},
-            "optim": {"lr": 5e-4, "batch_size": 8, "epochs": 2, "warmup_steps": 5}, "seed": seed,
-            "eval_every": 0, "save_every": 0, "keep_best": False, "progress": cfg.progress}
-    summary = train(from_dict(TrainConfig, merge(base, cfg.train)))
-    results = evaluate_model(str(cell / "train" / "final"), "world", limit=cfg.eval_limit, out_dir=cell / "eval",
-                             max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+    config = replace(cfg.train, student=cfg.student, data=replace(cfg.train.data, path=str(data_file)), seed=seed)
+    summary, results = train_and_evaluate(config, cfg.eval, cell, progress=cfg.train.progress)
     return {"accuracy": results["accuracy"], "ci95": results["ci95"], "supervised_tokens": summary["supervised_tokens"],
             "records": summary["records"]}
 
 
 def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
+    from cotdistill.evaluation.benchmarks import spec_items
+
+    spec_items(cfg.eval)  # a bad benchmark is found before candidates are sampled and scored
     with output_lock(cfg.out):
         return _run_experiment_locked(cfg)
 
@@ -79,19 +87,19 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     save_config(cfg, out / "config.yaml")
     data = cfg.data
     if data == "world:candidates":
-        from cotdistill.world.candidates import sample_candidates
+        from cotdistill.stages.world_candidates import sample_candidates
 
         data = str(out / "candidates.jsonl")
         if not Path(data).exists():
             info = sample_candidates(cfg.world_sources, data, questions=cfg.world_questions, samples=cfg.world_samples,
-                                     temperature=cfg.world_temperature, progress=cfg.progress)
+                                     temperature=cfg.world_temperature, progress=cfg.train.progress)
             (out / "candidates.json").write_text(json.dumps(info, indent=2))
     loaded = load_records(data, on_error="skip")  # sampled candidates can be malformed: skip and count them
     records = loaded.records
     if loaded.skipped:
         (out / "skipped.json").write_text(json.dumps(loaded.skipped, indent=2))
-    scores = score_candidates(records, cfg.teacher, cfg.student, out / "score-cache", beta=cfg.beta,
-                              local_naturalness="local_naturalness" in cfg.methods, progress=cfg.progress,
+    scores = score_candidates(records, cfg.teacher, cfg.student, out / "score-cache", margin=cfg.margin,
+                              local_naturalness="local_naturalness" in cfg.methods, progress=cfg.train.progress,
                               context=cfg.context)
     cells = []
     for method in cfg.methods:

@@ -4,15 +4,19 @@ import json
 
 import pytest
 
-from cotdistill import sweep as sweep_module
 from cotdistill.cli import main
+from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.stages import setting
+from cotdistill.stages import sweep as sweep_module
+from cotdistill.stages.sweep import SweepConfig
 from tests.training.helpers import tiny_config
 
 
 def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
     base = tiny_config(tmp_path, **{"optim.max_steps": 2})
-    rows = sweep_module.run_sweep(base, tmp_path / "sweep", lsps=[1.0, 0.5], eval_limit=2, max_new_tokens=4,
-                                  progress=False)
+    config = SweepConfig(train=base, eval=EvalSpec(limit=2, max_new_tokens=4), lsps=[1.0, 0.5],
+                         out=str(tmp_path / "sweep"))
+    rows = sweep_module.run_sweep(config)
     assert [r["setting"] for r in rows] == ["lsp1", "lsp0.5"]
     for r in rows:  # the ratios are recomputed from the row's own figures
         assert r["compute"] == pytest.approx(r["flops"] / rows[0]["flops"])
@@ -33,9 +37,9 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished point was run again")
 
-    monkeypatch.setattr(sweep_module, "train_in_subprocess", fail)
+    monkeypatch.setattr(setting, "train_in_subprocess", fail)
     monkeypatch.setattr("cotdistill.evaluation.benchmarks.evaluate_model", fail)
-    again = sweep_module.run_sweep(base, tmp_path / "sweep", lsps=[1.0, 0.5], eval_limit=2, progress=False)
+    again = sweep_module.run_sweep(config)
     assert [r["flops"] for r in again] == [r["flops"] for r in rows]
 
 

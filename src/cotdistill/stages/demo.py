@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.config import from_dict
-from cotdistill.world import WORLD_MAX_NEW_TOKENS
+from cotdistill.evaluation.spec import EvalSpec
 
 
 @dataclass
@@ -28,7 +28,8 @@ class DemoConfig:
     # 0.247 [0.201, 0.298] against the original student's 0.223 [0.180, 0.274] -- a strong rate overwrites the
     # student's prior instead of nudging it (docs/results.md)
     lr: float = 5e-4
-    eval_limit: int = 300  # fewer test problems give CI95s too wide to tell the rows apart
+    # 300 test problems: fewer give CI95s too wide to tell the rows apart
+    eval: EvalSpec = field(default_factory=lambda: EvalSpec(bench="world", limit=300))
     trace_limit: int = 80
     lsps: list[float] = field(default_factory=lambda: [1.0, 0.5])
     select_questions: int = 200
@@ -36,12 +37,11 @@ class DemoConfig:
     select_temperature: float = 1.0
     select_methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "shortest"])
     select_seeds: list[int] = field(default_factory=lambda: [0])
-    max_new_tokens: int = WORLD_MAX_NEW_TOKENS
     progress: bool = True
 
 
-QUICK = {"train_records": 48, "eval_limit": 10, "trace_limit": 6, "select_questions": 6, "select_samples": 2,
-         "select_methods": ["teacher", "random"], "max_new_tokens": 96}
+QUICK = {"train_records": 48, "eval": {"limit": 10, "max_new_tokens": 96}, "trace_limit": 6, "select_questions": 6,
+         "select_samples": 2, "select_methods": ["teacher", "random"]}
 
 
 def _log(message: str) -> None:
@@ -63,44 +63,50 @@ def distill_config(cfg: DemoConfig):
 
 def run_demo(cfg: DemoConfig) -> Path:
     from cotdistill.evaluation.benchmarks import evaluate_model
-    from cotdistill.provenance.trace import TraceConfig, run_trace
-    from cotdistill.select.experiment import SelectExperimentConfig, run_experiment
-    from cotdistill.sweep import run_sweep
+    from cotdistill.provenance.correlate import correlate
+    from cotdistill.provenance.trace import TraceConfig
+    from cotdistill.stages.select_experiment import SelectExperimentConfig, run_experiment
+    from cotdistill.stages.sweep import SweepConfig, run_sweep
+    from cotdistill.stages.trace import run_trace
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
 
     _log(f"stage 1-2: distil at LSP {cfg.lsps} and evaluate ({cfg.train_records} records)")
-    sweep_rows = run_sweep(distill_config(cfg), out / "distill", lsps=cfg.lsps, eval_limit=cfg.eval_limit,
-                           max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+    sweep_rows = run_sweep(SweepConfig(train=distill_config(cfg), eval=cfg.eval, lsps=cfg.lsps,
+                                       out=str(out / "distill")))
     baselines = {}
     for name in ("teacher", "student"):
         results_file = out / "eval" / name / "results.json"
         if not results_file.exists():
             _log(f"evaluating the {name}")
-            evaluate_model(f"world:{name}", "world", limit=cfg.eval_limit, out_dir=results_file.parent,
-                           max_new_tokens=cfg.max_new_tokens, progress=cfg.progress)
+            evaluate_model(f"world:{name}", cfg.eval, out_dir=results_file.parent, progress=cfg.progress)
         baselines[name] = json.loads(results_file.read_text())
 
     _log("stage 3: provenance of the distilled students' actions")
     traces = {}
     for row in sweep_rows:
         name = row["setting"]
-        traces[name] = run_trace(out / "distill" / name / "eval" / "samples.jsonl", "world:teacher", "world:student",
-                                 str(out / "distill" / name / "train" / "final"), out / "provenance" / name,
-                                 TraceConfig(limit=cfg.trace_limit), world_styles=True, progress=cfg.progress)
+        traces[name] = run_trace(TraceConfig(
+            samples=str(out / "distill" / name / "eval" / "samples.jsonl"), teacher="world:teacher",
+            student="world:student", distilled=str(out / "distill" / name / "train" / "final"),
+            out=str(out / "provenance" / name), limit=cfg.trace_limit, world_styles=True), progress=cfg.progress)
+    accuracy = {r["setting"]: r["accuracy"] for r in sweep_rows}
+    corr = correlate({name: (s, accuracy[name]) for name, s in traces.items()})
 
     _log("stage 4: teacher-guided data selection vs baselines")
-    select_table = run_experiment(SelectExperimentConfig(
+    select_cfg = SelectExperimentConfig(
         out=str(out / "selection"), methods=cfg.select_methods, seeds=cfg.select_seeds,
         world_questions=cfg.select_questions, world_samples=cfg.select_samples,
-        world_temperature=cfg.select_temperature, eval_limit=cfg.eval_limit, max_new_tokens=cfg.max_new_tokens,
-        progress=cfg.progress))
+        world_temperature=cfg.select_temperature, eval=cfg.eval)
+    select_cfg.train.progress = cfg.progress
+    select_table = run_experiment(select_cfg)
 
     from cotdistill.report.demo import write_demo_report
 
     select_cells = json.loads((out / "selection" / "cells.json").read_text())
-    report = write_demo_report(out, baselines, sweep_rows, traces, select_cells, select_table, time.time() - start)
+    report = write_demo_report(out, baselines, sweep_rows, traces, corr, select_cells, select_table,
+                               time.time() - start)
     _log(f"done in {time.time() - start:.0f} s; report: {report}")
     return report

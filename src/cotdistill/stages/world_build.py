@@ -177,6 +177,17 @@ def build_student(spec: BuildSpec, tok, out: Path, work: Path, seed: int, progre
             "phases": {"base": {**asdict(base), **base_summary}, "chat": chat_figures}}
 
 
+@dataclass
+class WorldBuildConfig:
+    out: str = "runs/world"
+    quick: bool = False  # tiny models and step counts (a smoke test)
+    only: str | None = None  # tokenizer | teacher | student | measure: rebuild one stage, keep the rest
+
+    def __post_init__(self) -> None:
+        if self.only not in (None, *STAGES):
+            raise ValueError(f"only must be one of {STAGES}, got {self.only!r}")
+
+
 def build_world(out: str | Path, *, quick: bool = False, progress: bool = True,
                 only: str | None = None) -> dict:
     """Build everything into ``out`` (tokenizer/, teacher/, student/, manifest.json); returns the manifest.

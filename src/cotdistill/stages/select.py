@@ -1,0 +1,70 @@
+"""``cotdistill select``: score candidates once, select with a method, write the records and ``*.scores.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from cotdistill.config import ConfigError
+from cotdistill.data.formats import load_records, write_jsonl
+from cotdistill.provenance.classify import DEFAULT_MARGIN
+from cotdistill.provenance.scoring import CONTEXTS
+from cotdistill.select.methods import method_scores
+from cotdistill.select.run import check_select_arguments, choose
+from cotdistill.select.scores import score_candidates, score_rows
+
+
+@dataclass
+class SelectConfig:
+    data: str = ""  # candidate records (several per question share metadata.question_id or the prompt)
+    teacher: str = "world:teacher"
+    student: str = "world:student"
+    method: str = "teacher"  # teacher | random | grape | longest | shortest | local_naturalness
+    per_question: bool = False  # the best candidate of each question
+    keep: float | None = None  # a fraction (<= 1) or count (> 1) of the dataset (of the winners with per_question)
+    out: str = ""  # the selected records (JSONL); their scores go beside it as <out>.scores.jsonl
+    cache_dir: str | None = None  # per-model scores, reused by later selections (default: beside out)
+    margin: float = DEFAULT_MARGIN  # the provenance β: a teacher-originated action beats the student by this
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+    context: str = "own_template"  # shared_text: the student's rendering of the question for both models
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+
+
+def select_records(config: SelectConfig, *, progress: bool = True) -> dict:
+    from cotdistill.distributed import init_distributed
+    from cotdistill.models import pick_device
+
+    if not config.data or not config.out:
+        raise ConfigError("select needs data (the candidate records) and out (where the selection goes)")
+    if not config.per_question and config.keep is None:
+        raise ConfigError("select needs per_question: true (--per-question) or keep (--keep) or both")
+    out = Path(config.out)
+    check_select_arguments(config.data, config.method, out, config.keep)
+    is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
+    loaded = load_records(config.data)
+    records = loaded.records
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / f"{out.stem}.score-cache"
+    scores = score_candidates(records, config.teacher, config.student, cache_dir, margin=config.margin,
+                              batch_size=config.batch_size, device=config.device,
+                              local_naturalness=config.method == "local_naturalness", progress=progress,
+                              context=config.context)
+    chosen = choose(records, scores, config.method, per_question=config.per_question, keep=config.keep,
+                    seed=config.seed)
+    info = {"method": config.method, "candidates": len(records), "selected": len(chosen), "out": str(out),
+            "format": loaded.format, "context": config.context}
+    if not is_main:
+        return info
+    write_jsonl([records[i] for i in chosen], out, loaded.format)
+    keep_set, values = set(chosen), method_scores(config.method, scores, config.seed)
+    with open(out.with_name(out.stem + ".scores.jsonl"), "w") as fh:
+        for i, row in enumerate(score_rows(scores)):
+            fh.write(json.dumps({"index": i, "selected": i in keep_set, "method_score": values[i], **row}) + "\n")
+    return info

@@ -1,0 +1,124 @@
+"""``cotdistill sweep``: train and evaluate one student per truncation setting, then tabulate cost against quality.
+
+Each point lives in ``OUT/<name>/`` with its ``train/run_summary.json`` and ``eval/results.json``; a point whose
+files exist is not run again. The table has, per setting: supervised tokens, FLOPs, wall time, peak memory,
+accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute = FLOPs / reference FLOPs. Every
+point is evaluated as ``eval`` says (the world's test split by default; ``eval.bench=gsm8k eval.data=FILE`` …).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cotdistill.config import from_dict, merge, to_dict
+from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
+from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.outputs import output_lock
+from cotdistill.report.tables import TRADEOFF_COLUMNS
+from cotdistill.stages.setting import SettingError, train_and_evaluate
+from cotdistill.training.config import TrainConfig
+
+
+@dataclass
+class SweepConfig:
+    train_config: str | None = None  # a training YAML: the base of `train` (keys under train: override it)
+    train: TrainConfig = field(default_factory=TrainConfig)  # every point trains with this, its encode changed
+    eval: EvalSpec = field(default_factory=EvalSpec)  # every point is scored on this benchmark
+    lsps: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])  # 1.0: the full-sequence reference
+    windows: list[str] = field(default_factory=list)  # left | middle | right, each at LSP 0.5
+    sections: list[str] = field(default_factory=list)  # supervised sections, e.g. cotAns, cot, ans (at LSP 1.0)
+    out: str = "runs/sweep"
+
+    def __post_init__(self) -> None:
+        bad = [x for x in self.lsps if not 0.0 < x <= 1.0]
+        if bad:
+            raise ValueError(f"lsps must be numbers in (0, 1], found {bad}")
+        unknown = [w for w in self.windows if w not in WINDOWS] + [s for s in self.sections
+                                                                    if s not in SECTION_ALIASES]
+        if unknown:
+            raise ValueError(f"windows must be among {list(WINDOWS)} and sections among {sorted(SECTION_ALIASES)}; "
+                             f"found {unknown}")
+
+
+@dataclass
+class SweepPoint:
+    name: str
+    encode: dict  # overrides of TrainConfig.encode
+
+
+def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> list[SweepPoint]:
+    """LSP points (lsp=1.0 is the full-sequence reference), window points, and section-allocation points."""
+    points = []
+    for lsp in lsps:
+        enc = {"truncation": "none", "lsp": 1.0} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
+        points.append(SweepPoint(f"lsp{lsp:g}", enc))
+    for w in windows:
+        points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
+    for s in sections:
+        points.append(SweepPoint(f"sections-{s}", {"sections": s}))
+    if not any(p.name == "lsp1" for p in points):  # retention needs the full-sequence reference
+        points.insert(0, SweepPoint("lsp1", {"truncation": "none", "lsp": 1.0}))
+    return points
+
+
+def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
+    config = from_dict(TrainConfig, merge(to_dict(cfg.train), {"encode": point.encode}))
+    summary, results = train_and_evaluate(config, cfg.eval, out / point.name, in_subprocess=True,
+                                          progress=cfg.train.progress)
+    return {"setting": point.name, "records": summary["examples"], "tokens": summary["processed_tokens"],
+            "supervised_tokens": summary["supervised_tokens"], "flops": summary["flops"],
+            "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
+            "bench": results["bench"], "accuracy": results["accuracy"], "ci95_low": results["ci95"][0],
+            "ci95_high": results["ci95"][1]}
+
+
+def tradeoff_table(rows: list[dict], reference: str = "lsp1") -> list[dict]:
+    ref = next(r for r in rows if r["setting"] == reference)
+    for r in rows:
+        r["retention"] = r["accuracy"] / ref["accuracy"] if ref["accuracy"] > 0 else float("nan")
+        r["compute"] = r["flops"] / ref["flops"]
+        r["time_ratio"] = r["wall_time_s"] / ref["wall_time_s"]
+        r["memory_ratio"] = r["peak_memory_mib"] / ref["peak_memory_mib"] if ref["peak_memory_mib"] else float("nan")
+    return rows
+
+
+def write_tradeoff(rows: list[dict], out: Path) -> None:
+    from cotdistill.report.plots import tradeoff_plot
+    from cotdistill.report.tables import markdown_table, write_csv
+
+    write_csv(rows, out / "tradeoff.csv", TRADEOFF_COLUMNS)
+    (out / "tradeoff.md").write_text("# Truncation trade-off\n\n" + markdown_table(rows, TRADEOFF_COLUMNS))
+    tradeoff_plot(rows, out / "tradeoff.png")
+
+
+def run_sweep(cfg: SweepConfig) -> list[dict]:
+    from cotdistill.evaluation.benchmarks import spec_items
+    from cotdistill.training.loop import check_inputs
+
+    check_inputs(cfg.train)  # a bad base config fails once, now, not once per setting after minutes of training
+    spec_items(cfg.eval)  # and so does a bad benchmark, before the first point trains
+    out = Path(cfg.out)
+    with output_lock(out):
+        return _run_sweep_locked(cfg, out)
+
+
+def _run_sweep_locked(cfg: SweepConfig, out: Path) -> list[dict]:
+    from cotdistill.config import save_config
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    rows, failed = [], []
+    for point in sweep_points(list(cfg.lsps), list(cfg.windows), list(cfg.sections)):
+        try:
+            rows.append(run_point(cfg, point, out))
+        except SettingError as err:  # e.g. a truncation that leaves no supervised token: report, go on
+            print(f"sweep: {err}", file=sys.stderr)
+            failed.append({"setting": point.name, "error": str(err)})
+    rows = tradeoff_table(rows)
+    write_tradeoff(rows, out)
+    if failed:
+        (out / "failed.json").write_text(json.dumps(failed, indent=2))
+    return rows

@@ -1,0 +1,63 @@
+"""``cotdistill teacher cache``: the teacher's top-k log-probs at every supervised position, for offline KD.
+
+The cache is built from the training config that will read it (``train_config: train.yaml``): its teacher, data,
+``encode`` (truncation, sections), ``loss.temperature``, ``chat_template`` and ``data.system`` — so the cache
+cannot disagree with the run; a run still checks its cache against itself before training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cotdistill.config import ConfigError
+from cotdistill.sources import is_world
+from cotdistill.teacher.cache import LOGP_DTYPES
+from cotdistill.training.config import TrainConfig
+
+
+@dataclass
+class TeacherCacheConfig:
+    train_config: str | None = None  # the training YAML the cache is for (keys under train: override it)
+    train: TrainConfig = field(default_factory=TrainConfig)  # teacher, data, encode, loss.temperature, chat_template
+    out: str | None = None  # the cache folder (default: the training config's teacher_cache)
+    top_k: int = 24  # most entries kept at a position
+    kl_target: float | None = 1e-3  # fewest entries (<= top_k) whose reconstruction is this close (nats); null: top_k
+    dtype: str = "uint8"  # uint8: steps below each position's maximum | float16 | float32
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kl_target is not None and self.kl_target < 0:  # the old flag's "-1: always top_k"
+            self.kl_target = None
+        if self.top_k < 1 or self.batch_size < 1:
+            raise ValueError(f"top_k and batch_size must be >= 1, got {self.top_k}, {self.batch_size}")
+        if self.dtype not in LOGP_DTYPES:
+            raise ValueError(f"dtype must be one of {LOGP_DTYPES}, got {self.dtype!r}")
+
+
+def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:
+    from cotdistill.data.encode import encode_records
+    from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
+    from cotdistill.teacher.cache import build_cache
+    from cotdistill.training.loop import load_config_records
+
+    train = config.train
+    out = config.out or train.teacher_cache
+    if not out:
+        raise ConfigError("teacher cache needs out (or teacher_cache in the training config): where to write it")
+    if not train.teacher:
+        raise ConfigError("teacher cache needs a teacher (train.teacher, or teacher in the training config)")
+    data_path = train.data.path
+    if not data_path:
+        raise ConfigError("teacher cache needs training data (train.data.path, or data.path in the training config)")
+    if not is_world(data_path) and Path(out).resolve() == Path(data_path).resolve():
+        raise ConfigError(f"out would overwrite the input {data_path}: write the cache to a new folder")
+    resolve(train.teacher)  # a typo in the teacher's name is found before the data is read
+    records, _ = load_config_records(train.data, limit=train.data.max_records)
+    tokenizer = load_tokenizer(train.teacher, chat_template=train.chat_template)
+    examples = encode_records(tokenizer, records, train.encode, data_path).examples
+    teacher = load_model(train.teacher, pick_device(train.device))
+    return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
+                       data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,
+                       batch_size=config.batch_size, logp_dtype=config.dtype, kl_target=config.kl_target,
+                       progress=progress)
