@@ -74,6 +74,14 @@ def test_train_and_evaluate_with_objects_in_memory(tmp_path):
     assert len((tmp_path / "eval" / "samples.jsonl").read_text().splitlines()) == 3
     with pytest.raises(ConfigError, match="needs its tokenizer"):
         cotdistill.evaluate(student, bench="gsm8k", data=GSM8K_ROWS[:3])
+    # a model named by path reads its own tokenizer, with rows in memory too
+    by_path = cotdistill.evaluate(summary["final_model"], bench="gsm8k", data=GSM8K_ROWS[:2], max_new_tokens=4,
+                                  progress=False, device="cpu")
+    assert by_path["n"] == 2
+    # and the eval section of a config, as a dict, is the same spec
+    by_spec = cotdistill.evaluate(student, tok, spec={"bench": "gsm8k", "max_new_tokens": 4}, data=GSM8K_ROWS[:2],
+                                  progress=False)
+    assert by_spec["n"] == 2 and by_spec["generation"]["max_new_tokens"] == 4
 
 
 def test_train_from_paths_and_a_yaml(tmp_path):

@@ -82,3 +82,53 @@ def test_a_word_that_is_neither_yaml_nor_key_value_is_refused(capsys):
     assert "unexpected word 'oops'" in capsys.readouterr().err
     assert main(["eval", "model-a", "model-b"]) == 2
     assert "one model expected" in capsys.readouterr().err
+
+
+def test_implied_defaults_never_override_a_key_the_user_named(capsys):
+    got = yaml.safe_load(_printed(["data", "stats", "--truncation", "window"], capsys))["encode"]
+    assert (got["truncation"], got["lsp"]) == ("window", 0.5)  # a window over half the tokens, as before
+    got = yaml.safe_load(_printed(["data", "stats", "encode.lsp=0.3", "--window", "middle"], capsys))["encode"]
+    assert (got["truncation"], got["lsp"], got["window"]) == ("window", 0.3, "middle")
+    got = yaml.safe_load(_printed(["data", "stats", "--lsp", "0.25"], capsys))["encode"]
+    assert (got["truncation"], got["lsp"]) == ("lsp", 0.25)
+    got = yaml.safe_load(_printed(["demo", "--quick", "eval.limit=50", "train_records=100"], capsys))
+    assert (got["eval"]["limit"], got["train_records"], got["eval"]["max_new_tokens"]) == (50, 100, 96)
+
+
+def test_old_keys_of_the_stages_are_read_with_a_warning(capsys, caplog):
+    with caplog.at_level(logging.WARNING, logger="cotdistill.config"):
+        got = yaml.safe_load(_printed(["select-experiment", "student=my/student", "eval_limit=30"], capsys))
+        demo = yaml.safe_load(_printed(["demo", "max_new_tokens=64"], capsys))
+    assert got["train"]["student"] == "my/student" and got["eval"]["limit"] == 30
+    assert demo["eval"]["max_new_tokens"] == 64
+    assert sum("deprecated" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_training_keys_at_the_top_of_a_sweep_say_where_they_belong(capsys):
+    assert main(["sweep", "student=x", "data.path=y", "--print-config"]) == 2
+    assert "put them under train:, or name the file as train_config" in capsys.readouterr().err
+
+
+def test_the_python_beta_keyword_still_works_with_a_warning():
+    from cotdistill.provenance.classify import classify, classify_pair
+
+    with pytest.warns(DeprecationWarning, match="margin"):
+        assert classify(0.5, 0.5, 0.57, beta=0.1) == "boosted"
+    with pytest.warns(DeprecationWarning, match="margin"):
+        assert classify_pair(0.6, 0.45, beta=0.2) == "common"
+
+
+def test_a_benchmark_is_read_from_its_test_split_where_it_has_one(tmp_path):
+    import datasets
+
+    from cotdistill.evaluation.benchmarks import default_split, load_benchmark
+
+    rows = {"question": ["q1", "q2"], "answer": ["#### 1", "#### 2"]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({k: v[:1] for k, v in rows.items()}),
+                          "test": datasets.Dataset.from_dict(rows)}).save_to_disk(tmp_path / "dd")
+    assert default_split(str(tmp_path / "dd")) == "test" and len(load_benchmark("gsm8k", str(tmp_path / "dd"))) == 2
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "data.jsonl").write_text('{"question": "q", "answer": "#### 3"}\n')
+    assert default_split(str(tmp_path / "files")) == "train"  # a folder of data files has only that split
+    assert load_benchmark("gsm8k", str(tmp_path / "files"))[0].gold == "3"
+    assert default_split("HuggingFaceH4/MATH-500") == "test" and default_split([{"a": 1}]) == "train"

@@ -76,12 +76,15 @@ def _cases(root):
         "trace missing field": ([*trace, "--samples", str(root / "no_response.jsonl")], "response"),
         "trace missing model": (["trace", "--samples", str(root / "samples.jsonl"), "--teacher", f"{root}/nope",
                                  "--student", s, "--distilled", s], "nope"),
+        "trace without a teacher": (["trace", "--samples", str(root / "samples.jsonl"), "--student", s,
+                                     "--distilled", s], "teacher (--teacher)"),
         "trace alpha above beta": ([*trace, "--samples", str(root / "samples.jsonl"), "--alpha", "0.3"], "alpha"),
         # select
         "select unknown method": (["select", good, "--teacher", s, "--student", s, "--method", "grap",
                                    "--per-question", "--out", str(root / "sel.jsonl")], "grap"),
         "select missing data": (["select", f"{root}/nope.jsonl", "--teacher", s, "--student", s, "--per-question",
                                  "--out", str(root / "sel.jsonl")], "nope.jsonl"),
+        "select without models": (["select", good, "--per-question", "--out", str(root / "sel.jsonl")], "--teacher"),
         "select keep zero": (["select", good, "--teacher", s, "--student", s, "--keep", "0",
                               "--out", str(root / "sel.jsonl")], "keep"),
         # data stats
@@ -93,7 +96,7 @@ def _cases(root):
                                 str(root / "cache")], "nope.jsonl"),
         "cache missing teacher": (["teacher", "cache", good, "--teacher", f"{root}/nope", "--out",
                                    str(root / "cache")], "nope"),
-        "cache over its input": (["teacher", "cache", good, "--teacher", s, "--out", good], "overwrite the input"),
+        "cache over its input": (["teacher", "cache", good, "--teacher", s, "--out", good], "--out"),
         # sweep, select-experiment, correlate, world export
         "sweep lsp not a number": (["sweep", f"train.student={s}", "--lsp", "0.5,abc"], "abc"),
         "sweep unknown window": (["sweep", f"train.student={s}", "--window", "up"], "up"),

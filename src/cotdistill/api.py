@@ -92,7 +92,7 @@ def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None,
 
 def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=None, limit: int | None = None,
              max_new_tokens: int | None = None, samples: int = 1, temperature: float = 0.0, batch_size: int = 32,
-             system: str | None = None, chat_template: str | None = None, split: str = "test",
+             system: str | None = None, chat_template: str | None = None, split: str | None = None,
              subset: str | None = None, extraction: str = "strict", out_dir: str | Path | None = None,
              device: str = "auto", progress: bool = True) -> dict:
     """Generate, extract and grade ``model`` on a benchmark; returns the results dict (``accuracy``, ``ci95``,
@@ -123,8 +123,10 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
             "max_new_tokens": max_new_tokens, "samples": samples, "temperature": temperature,
             "batch_size": batch_size, "system": system, "chat_template": chat_template, "split": split,
             "subset": subset, "extraction": extraction})
-    if isinstance(model, str) and tokenizer is None and not rows_given:
-        return evaluate_model(model, spec, out_dir=out_dir, progress=progress, device=device)
+    if isinstance(model, str) and tokenizer is None:
+        if not rows_given:
+            return evaluate_model(model, spec, out_dir=out_dir, progress=progress, device=device)
+        tokenizer = model  # a model named by path reads its own tokenizer
     if tokenizer is None:
         raise ConfigError("a model passed as an object needs its tokenizer: evaluate(model, tokenizer, …)")
     items = load_benchmark(spec.bench, data if rows_given else spec.data, limit=spec.limit,

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
@@ -85,7 +86,9 @@ class Command:
     positional: str | None = None  # the key a bare word sets (eval MODEL → model)
     many: bool = False  # bare words form a list (correlate's pairs)
     flags: tuple[Flag, ...] = ()
-    adjust: Callable[[dict], dict] | None = None  # turns the flags given into key values (data stats' --lsp)
+    # from the flags given, the defaults they imply (data stats' --window: lsp 0.5; demo --quick: small sizes):
+    # a layer below the YAML, so that every key the user names wins over it
+    implied: Callable[[dict], dict] | None = None
 
 
 def _set_key(tree: dict, key: str, value: Any) -> None:
@@ -270,20 +273,21 @@ def _demo_config():
 
 
 def _stats_truncation(values: dict) -> dict:
-    """``--lsp`` alone means lead-span truncation, ``--window`` alone a window at half the tokens."""
+    """``--lsp`` alone means lead-span truncation; ``--window`` or ``--truncation window`` a window over half the
+    tokens unless an lsp is given."""
     encode = values.get("encode", {})
-    if "truncation" not in encode and ("lsp" in encode or "window" in encode):
-        encode["truncation"] = "window" if "window" in encode else "lsp"
-        if "window" in encode:
-            encode.setdefault("lsp", 0.5)
-    return values
+    implied: dict[str, Any] = {}
+    if "window" in encode or encode.get("truncation") == "window":
+        implied = {"truncation": "window", "lsp": 0.5}
+    elif "lsp" in encode:
+        implied = {"truncation": "lsp"}
+    return {"encode": implied} if implied else {}
 
 
 def _demo_quick(values: dict) -> dict:
-    from cotdistill.config import merge
     from cotdistill.stages.demo import QUICK
 
-    return merge(QUICK, {k: v for k, v in values.items() if k != "quick"}) if values.pop("quick", False) else values
+    return QUICK if values.pop("quick", False) else {}
 
 
 SYSTEM_HELP = "keep | drop | replace:TEXT, as train's data.system"
@@ -315,7 +319,7 @@ COMMANDS = (
             flags=(*DATA_FLAGS, *ENCODE_FLAGS, Flag("--on-error", "data.on_error", {"choices": ["raise", "skip"]}),
                    Flag("--tokenizer", "tokenizer"), Flag("--max-length", "max_length", {"type": _positive_int}),
                    Flag("--json", "json", {"action": "store_true"})),
-            adjust=_stats_truncation),
+            implied=_stats_truncation),
     Command(("world", "build"), "rebuild tokenizer, teacher and student from seeds", _world_build_config,
             _run_world_build, flags=(Flag("--out", "out"), Flag("--quick", "quick", {"action": "store_true"}),
                                      Flag("--only", "only", {"choices": ["tokenizer", "teacher", "student",
@@ -374,7 +378,7 @@ COMMANDS = (
             flags=(Flag("--out", "out"),
                    Flag("--quick", "quick", {"action": "store_true",
                                              "help": "tiny sizes: a smoke test in about a minute"})),
-            adjust=_demo_quick),
+            implied=_demo_quick),
 )
 
 
@@ -417,7 +421,7 @@ def command_config(command: Command, args: argparse.Namespace):
     for word in args.words:
         if OVERRIDE.match(word):
             overrides.append(word)
-        elif word.endswith(YAML_SUFFIXES) and path is None:
+        elif path is None and (word.endswith(YAML_SUFFIXES) or (command.positional is None and Path(word).is_file())):
             path = word
         else:
             bare.append(word)
@@ -430,9 +434,8 @@ def command_config(command: Command, args: argparse.Namespace):
     for name, value in vars(args).items():
         if name.startswith("flag:"):
             _set_key(values, name[len("flag:"):], value)
-    if command.adjust is not None:
-        values = command.adjust(values)
-    return load_config(command.config(), path, overrides, values)
+    implied = command.implied(values) if command.implied is not None else {}
+    return load_config(command.config(), path, overrides, values, base=implied)
 
 
 # errors of what was asked for: a missing file or folder is the user's to fix, as is every UserError

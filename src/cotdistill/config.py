@@ -122,16 +122,34 @@ def _expand_includes(data: dict[str, Any], fields: dict[str, dataclasses.Field])
 
 
 def _renamed_keys(cls: type, data: dict[str, Any], path: str) -> dict[str, Any]:
-    """A key a class lists in ``DEPRECATED_KEYS`` (old → new) is read as its new name, with a warning."""
+    """A key a class lists in ``DEPRECATED_KEYS`` (old → new, where new may be a dotted path into a section:
+    ``eval_limit`` → ``eval.limit``) is read as its new name, with a warning."""
     for old, new in getattr(cls, "DEPRECATED_KEYS", {}).items():
         if old not in data:
             continue
         where = f"{path}." if path else ""
-        if new in data:
+        *sections, last = new.split(".")
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}{old} is the old name of {where}{new}: set it there")
+        if last in node:
             raise ConfigError(f"{where}{old} is the old name of {where}{new}: give only {where}{new}")
-        logging.getLogger("cotdistill.config").warning(f"{where}{old} is deprecated: it is now called {where}{new}")
-        data[new] = data.pop(old)
+        logging.getLogger("cotdistill.config").warning(f"{where}{old} is deprecated: it is now {where}{new}")
+        node[last] = data.pop(old)
     return data
+
+
+def _section_hint(unknown: list[str], fields: dict[str, dataclasses.Field], hints: dict[str, Any]) -> str:
+    """Keys that belong to a section (a training config's keys given at the top of a sweep's): say where."""
+    for name in fields:
+        sub = _dataclass_in(hints[name])
+        if sub is not None and set(unknown) <= {f.name for f in dataclasses.fields(sub)}:
+            include = f"{name}{INCLUDE_SUFFIX}"
+            also = f", or name the file as {include}: FILE (--{include.replace('_', '-')})" if include in fields else ""
+            return f"; these are keys of '{name}': put them under {name}:{also}"
+    return ""
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
@@ -144,7 +162,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f" in '{path}'" if path else ""
-        raise ConfigError(f"unknown config key{where}: {', '.join(unknown)} (allowed: {', '.join(sorted(fields))})")
+        raise ConfigError(f"unknown config key{where}: {', '.join(unknown)} (allowed: {', '.join(sorted(fields))})"
+                          + _section_hint(unknown, fields, hints))
     data = _expand_includes(data, fields)
     kwargs = {}
     for name, value in data.items():
@@ -203,11 +222,16 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
-                values: dict[str, Any] | None = None) -> T:
-    """YAML file, then ``key=value`` overrides, then ``values`` (a nested dict of already-typed values, as the
-    command line's named flags give) — each laid over the one before."""
+                values: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> T:
+    """``base`` (defaults a command derives, such as ``demo --quick``'s sizes), the YAML file, ``key=value``
+    overrides, then ``values`` (a nested dict of already-typed values, as the command line's named flags give) —
+    each laid over the one before."""
     data = read_yaml_mapping(path) if path is not None else {}
-    return from_dict(cls, merge(merge(data, parse_overrides(overrides or [])), values or {}))
+    layers = [base or {}, data, parse_overrides(overrides or []), values or {}]
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = merge(merged, layer)
+    return from_dict(cls, merged)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -55,17 +55,20 @@ def test_methods_and_modes():
         method_scores("best", scores)
 
 
+WORLD = {"teacher": "world:teacher", "student": "world:student"}
+
+
 def test_select_cli_keeps_exact_fraction_and_reuses_cache(tmp_path, monkeypatch):
     records = [ReasoningRecord(f"What is {i}+1?", f"{i} + 1 = {i + 1}.", f"The answer is \\boxed{{{i + 1}}}.",
                                {"question_id": i // 2}) for i in range(10)]
     data = tmp_path / "cands.jsonl"
     write_jsonl(records, data, "messages")
-    info = select_records(SelectConfig(data=str(data), method="teacher", out=str(tmp_path / "sel.jsonl"), keep=0.3,
-                                       device="cpu"), progress=False)
+    info = select_records(SelectConfig(data=str(data), **WORLD, method="teacher", out=str(tmp_path / "sel.jsonl"),
+                                       keep=0.3, device="cpu"), progress=False)
     assert info["selected"] == 3 and len(load_records(tmp_path / "sel.jsonl").records) == 3
     rows = [json.loads(line) for line in open(tmp_path / "sel.scores.jsonl")]
     assert sum(r["selected"] for r in rows) == 3
-    per_q = select_records(SelectConfig(data=str(data), method="grape", out=str(tmp_path / "pq.jsonl"),
+    per_q = select_records(SelectConfig(data=str(data), **WORLD, method="grape", out=str(tmp_path / "pq.jsonl"),
                                         per_question=True, device="cpu"), progress=False)
     assert per_q["selected"] == 5
 
@@ -73,8 +76,8 @@ def test_select_cli_keeps_exact_fraction_and_reuses_cache(tmp_path, monkeypatch)
         raise AssertionError("a model was loaded although every score is cached")
 
     monkeypatch.setattr("cotdistill.models.load_model", no_model)
-    again = select_records(SelectConfig(data=str(data), method="shortest", out=str(tmp_path / "s2.jsonl"), keep=2,
-                                        cache_dir=str(tmp_path / "sel.score-cache")), progress=False)
+    again = select_records(SelectConfig(data=str(data), **WORLD, method="shortest", out=str(tmp_path / "s2.jsonl"),
+                                        keep=2, cache_dir=str(tmp_path / "sel.score-cache")), progress=False)
     assert again["selected"] == 2
 
 

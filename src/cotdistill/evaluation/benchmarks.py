@@ -61,7 +61,7 @@ def _pick(row: dict[str, Any], names: tuple[str, ...], source: str, index: int, 
 
 
 def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None = None,
-                   prompt_field: str | None = None, answer_field: str | None = None, split: str = "test",
+                   prompt_field: str | None = None, answer_field: str | None = None, split: str | None = None,
                    subset: str | None = None) -> list[BenchItem]:
     if name not in BENCHMARKS:
         raise ConfigError(f"benchmark must be one of {sorted(BENCHMARKS)}, got {name!r}")
@@ -77,7 +77,7 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
     prompts = (prompt_field,) if prompt_field else bench.prompt_fields
     answers = (answer_field,) if answer_field else bench.answer_fields
     items, source = [], source_name(data_path)
-    for index, row in iter_rows(data_path, split=split, subset=subset):
+    for index, row in iter_rows(data_path, split=split or default_split(data_path), subset=subset):
         prompt = _pick(row, prompts, source, index, "prompt")
         raw_gold = _pick(row, answers, source, index, "answer")
         if raw_gold is None or not str(raw_gold).strip():  # was graded against the string "None"
@@ -114,6 +114,24 @@ def ci95(values: list[float]) -> tuple[float, float]:
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     half = 1.96 * math.sqrt(var / n)
     return max(0.0, mean - half), min(1.0, mean + half)
+
+
+def default_split(data) -> str:
+    """The split a benchmark is read from when none is named: ``test`` where the data has one (a hub benchmark such
+    as HuggingFaceH4/MATH-500, a saved DatasetDict, a folder with test files), else ``train`` (the only split of a
+    folder of data files; a single file or rows in memory have no splits)."""
+    if not isinstance(data, (str, Path)):
+        return "train"
+    path = Path(data)
+    if not path.exists():
+        return "test"  # a hub id
+    if not path.is_dir():
+        return "train"
+    listing = path / "dataset_dict.json"
+    if listing.exists():
+        splits = json.loads(listing.read_text()).get("splits", [])
+        return "test" if "test" in splits or not splits else splits[0]
+    return "test" if any(f.name.startswith("test") for f in path.iterdir()) else "train"
 
 
 def spec_items(spec: EvalSpec) -> list[BenchItem]:
@@ -180,13 +198,13 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
         fh.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
 
 
-def evaluate_model(model_path: str, spec: EvalSpec | None = None, *, out_dir: str | Path | None = None,
+def evaluate_model(model_path: str, spec: EvalSpec | str | None = None, *, out_dir: str | Path | None = None,
                    progress: bool = True, device: str = "auto") -> dict:
-    """Load a model by path, hub id or ``world:`` name and evaluate it as ``spec`` says; ``results.json`` and
-    ``samples.jsonl`` go to ``out_dir`` when given."""
+    """Load a model by path, hub id or ``world:`` name and evaluate it as ``spec`` says (a benchmark name: its
+    defaults); ``results.json`` and ``samples.jsonl`` go to ``out_dir`` when given."""
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
 
-    spec = spec or EvalSpec()
+    spec = EvalSpec(bench=spec) if isinstance(spec, str) else spec or EvalSpec()
     items = spec_items(spec)  # a bad bench or file is found before the model loads
     tokenizer = load_tokenizer(model_path, chat_template=spec.chat_template)
     model = load_model(model_path, pick_device(device))

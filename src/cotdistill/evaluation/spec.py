@@ -16,7 +16,7 @@ EXTRACTIONS = ("strict", "flexible")
 class EvalSpec:
     bench: str = "world"  # world | gsm8k | math500 | aime24 | aime25 | jsonl
     data: str | None = None  # file, dataset folder or hub id (null for world: its test split)
-    split: str = "test"  # split of a hub dataset or DatasetDict folder
+    split: str | None = None  # null: "test" where the dataset has one (hub ids, DatasetDicts), else "train"
     subset: str | None = None  # a hub dataset's configuration ("main" for openai/gsm8k)
     prompt_field: str | None = None  # the column holding the question (null: the benchmark's usual names)
     answer_field: str | None = None  # the column holding the reference answer

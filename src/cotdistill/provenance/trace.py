@@ -22,8 +22,8 @@ POSITION_BINS = 10
 @dataclass
 class TraceConfig:
     samples: str = ""  # samples.jsonl from `cotdistill eval` (a prompt and a response per line)
-    teacher: str = "world:teacher"
-    student: str = "world:student"  # the original student
+    teacher: str = ""  # path, hub id or world:teacher
+    student: str = ""  # the original student
     distilled: str = ""  # the distilled student that wrote the samples
     out: str = "runs/trace"
     unit: str = "sentence"  # sentence | line | step

@@ -57,9 +57,12 @@ def loss_curve_plot(metrics: list[dict], path: Path) -> None:
     for key, style in (("loss", "-"), ("ce", ":"), ("kd", "--")):
         if any(m.get(key) for m in metrics):
             ax.plot(steps, [m.get(key) for m in metrics], style, label=f"train {key}", linewidth=1.2)
-    val = [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+    # validation CE alone where a teacher cache does not hold the validation records (no KD was measured there)
+    figure = "val_loss" if any("val_loss" in m for m in metrics) else "val_ce"
+    val = [(m["step"], m[figure]) for m in metrics if figure in m]
     if val:
-        ax.plot(*zip(*val), "o-", color="#e4572e", label="validation loss", markersize=4)
+        label = "validation loss" if figure == "val_loss" else "validation CE"
+        ax.plot(*zip(*val), "o-", color="#e4572e", label=label, markersize=4)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss per supervised token")
     ax.set_ylim(bottom=0)

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from cotdistill.provenance.classify import CATEGORIES
+from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_MARGIN
 from cotdistill.report.tables import markdown_table
 
 COLOURS = {"teacher": "#e4572e", "student": "#29335c", "shared": "#a8c686", "boosted": "#f3a712"}
@@ -79,7 +79,7 @@ def response_plot(rows: list[dict], path: Path, title: str) -> None:
 
 def _margin(summary: dict) -> float:
     """β of a summary; summaries written before the rename call it ``beta``."""
-    return summary.get("margin", summary.get("beta", 0.1))
+    return summary.get("margin", summary.get("beta", DEFAULT_MARGIN))
 
 
 def _definitions(alpha: float, beta: float) -> str:
@@ -113,7 +113,7 @@ def trace_html(samples: list[dict], rows: list[dict], limit: int = 50, summary: 
              ".a{padding:1px 2px;border-radius:3px}.p{font-size:.7em;color:#555;margin-left:.3em}"
              ".r{white-space:pre-wrap;border:1px solid #ddd;padding:.6em;margin:.6em 0}img{max-width:100%}</style>",
              "<h1>Provenance of generated actions</h1>",
-             _definitions(summary.get("alpha", 0.05), _margin(summary)),
+             _definitions(summary.get("alpha", DEFAULT_ALPHA), _margin(summary)),
              f"<p><b>All {len(rows)} actions of {len(by_sample)} responses:</b> {_shares_line(rows)}."
              + (f" Context: {html.escape(str(summary['context']))}." if "context" in summary else "") + "</p>",
              "<p><img src='position_shares.png' alt='category shares by position in the response'></p>"]

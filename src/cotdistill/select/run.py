@@ -36,10 +36,10 @@ def check_select_arguments(data: str, method: str, out: Path, keep: float | None
     if method not in METHODS:
         raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
     if keep is not None and keep <= 0:
-        raise ConfigError(f"keep must be a fraction in (0, 1] or a count > 1, got {keep:g}")
+        raise ConfigError(f"--keep (keep) must be a fraction in (0, 1] or a count > 1, got {keep:g}")
     if not Path(data).exists():
         raise ConfigError(f"{data}: no such file or dataset directory")
     source = Path(data)
     for written in (out, out.with_name(out.stem + ".scores.jsonl")):
         if source.exists() and written.resolve() == source.resolve():
-            raise ConfigError(f"out would overwrite the input {data}: write the selection to another file")
+            raise ConfigError(f"--out (out) would overwrite the input {data}: write the selection to another file")

@@ -55,9 +55,14 @@ def _local_inputs(actions: list[Action]) -> tuple[list[str], list[str]]:
 def score_candidates(records: list[ReasoningRecord], teacher: str, student: str, cache_dir: str | Path, *,
                      margin: float = DEFAULT_MARGIN, batch_size: int = 8, device: str = "auto",
                      local_naturalness: bool = False, progress: bool = True,
-                     context: str = "own_template") -> list[CandidateScore]:
+                     context: str = "own_template", beta: float | None = None) -> list[CandidateScore]:
     """``context``: see :func:`cotdistill.provenance.scoring.shared_contexts` (``shared_text`` renders with the
-    student's template)."""
+    student's template). ``beta``: the deprecated name of ``margin``."""
+    if beta is not None:
+        import warnings
+
+        warnings.warn("beta= is deprecated: the provenance threshold is now margin=", DeprecationWarning, stacklevel=2)
+        margin = beta
     cache_dir = Path(cache_dir)
     keys = [record_key(r) for r in records]
     prompts, raw = shared_contexts([r.prompt for r in records], student, context)

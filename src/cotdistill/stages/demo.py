@@ -15,6 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from cotdistill.config import from_dict
 from cotdistill.evaluation.spec import EvalSpec
@@ -38,6 +39,7 @@ class DemoConfig:
     select_methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "shortest"])
     select_seeds: list[int] = field(default_factory=lambda: [0])
     progress: bool = True
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"eval_limit": "eval.limit", "max_new_tokens": "eval.max_new_tokens"}
 
 
 QUICK = {"train_records": 48, "eval": {"limit": 10, "max_new_tokens": 96}, "trace_limit": 6, "select_questions": 6,

@@ -19,8 +19,8 @@ from cotdistill.select.scores import score_candidates, score_rows
 @dataclass
 class SelectConfig:
     data: str = ""  # candidate records (several per question share metadata.question_id or the prompt)
-    teacher: str = "world:teacher"
-    student: str = "world:student"
+    teacher: str = ""  # path, hub id or world:teacher
+    student: str = ""  # the student the selection is for
     method: str = "teacher"  # teacher | random | grape | longest | shortest | local_naturalness
     per_question: bool = False  # the best candidate of each question
     keep: float | None = None  # a fraction (<= 1) or count (> 1) of the dataset (of the winners with per_question)
@@ -42,8 +42,11 @@ def select_records(config: SelectConfig, *, progress: bool = True) -> dict:
     from cotdistill.distributed import init_distributed
     from cotdistill.models import pick_device
 
-    if not config.data or not config.out:
-        raise ConfigError("select needs data (the candidate records) and out (where the selection goes)")
+    missing = [name for name, given in (("DATA", config.data), ("--teacher", config.teacher),
+                                        ("--student", config.student), ("--out", config.out)) if not given]
+    if missing:
+        raise ConfigError(f"select needs {', '.join(missing)} (data, teacher, student, out): the candidate records, "
+                          "the two models that score them and the file the selection goes to")
     if not config.per_question and config.keep is None:
         raise ConfigError("select needs per_question: true (--per-question) or keep (--keep) or both")
     out = Path(config.out)

@@ -30,7 +30,8 @@ from cotdistill.training.config import TrainConfig
 
 def sft_defaults() -> TrainConfig:
     """Each cell's fine-tuning: SFT on the selection, two epochs, no validation-driven checkpoints. The cell sets
-    ``student``, ``data.path``, ``seed`` and ``output_dir``; every other key may be changed under ``train:``."""
+    ``data.path``, ``seed`` and ``output_dir``; every other key may be changed under ``train:`` (``train.student``
+    is the student that is scored and trained)."""
     return TrainConfig(teacher=None, loss={"distill_ratio": 0.0}, optim={"epochs": 2, "warmup_steps": 5},
                        eval_every=0, save_every=0, keep_best=False)
 
@@ -38,8 +39,7 @@ def sft_defaults() -> TrainConfig:
 @dataclass
 class SelectExperimentConfig:
     data: str = "world:candidates"  # a candidates file, or sample them from the world's teacher
-    teacher: str = "world:teacher"
-    student: str = "world:student"
+    teacher: str = "world:teacher"  # scores the candidates with the student (train.student)
     methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "longest", "shortest",
                                                          "local_naturalness"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -48,13 +48,16 @@ class SelectExperimentConfig:
     margin: float = DEFAULT_MARGIN  # the provenance β, as `select`'s
     context: str = "own_template"  # own_template | shared_text, as `select --context`
     out: str = "runs/select"
-    train: TrainConfig = field(default_factory=sft_defaults)
+    train_config: str | None = None  # a training YAML: the base of train (keys under train: override it)
+    train: TrainConfig = field(default_factory=sft_defaults)  # per cell: data.path, seed, output_dir are set
     eval: EvalSpec = field(default_factory=lambda: EvalSpec(limit=200))
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
     world_sources: list[str] = field(default_factory=lambda: ["world:teacher"])  # models that write candidates
-    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin", "student": "train.student",
+                                                  "eval_limit": "eval.limit", "max_new_tokens": "eval.max_new_tokens",
+                                                  "progress": "train.progress"}
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -67,7 +70,7 @@ class SelectExperimentConfig:
 
 
 def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, seed: int) -> dict:
-    config = replace(cfg.train, student=cfg.student, data=replace(cfg.train.data, path=str(data_file)), seed=seed)
+    config = replace(cfg.train, data=replace(cfg.train.data, path=str(data_file)), seed=seed)
     summary, results = train_and_evaluate(config, cfg.eval, cell, progress=cfg.train.progress)
     return {"accuracy": results["accuracy"], "ci95": results["ci95"], "supervised_tokens": summary["supervised_tokens"],
             "records": summary["records"]}
@@ -98,7 +101,7 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     records = loaded.records
     if loaded.skipped:
         (out / "skipped.json").write_text(json.dumps(loaded.skipped, indent=2))
-    scores = score_candidates(records, cfg.teacher, cfg.student, out / "score-cache", margin=cfg.margin,
+    scores = score_candidates(records, cfg.teacher, cfg.train.student, out / "score-cache", margin=cfg.margin,
                               local_naturalness="local_naturalness" in cfg.methods, progress=cfg.train.progress,
                               context=cfg.context)
     cells = []

@@ -51,10 +51,14 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     if not data_path:
         raise ConfigError("teacher cache needs training data (train.data.path, or data.path in the training config)")
     if not is_world(data_path) and Path(out).resolve() == Path(data_path).resolve():
-        raise ConfigError(f"out would overwrite the input {data_path}: write the cache to a new folder")
+        raise ConfigError(f"--out (out) would overwrite the input {data_path}: write the cache to a new folder")
     resolve(train.teacher)  # a typo in the teacher's name is found before the data is read
     records, _ = load_config_records(train.data, limit=train.data.max_records)
-    tokenizer = load_tokenizer(train.teacher, chat_template=train.chat_template)
+    # with a training config, the run's own tokenizer and template (the student's unless tokenizer: is set): the
+    # cache is checked against exactly these token ids, and a teacher whose template renders differently would fit
+    # no run; named by flags alone, the student is unknown and the teacher's tokenizer renders
+    own = train.tokenizer or (train.student if config.train_config else train.teacher)
+    tokenizer = load_tokenizer(own, chat_template=train.chat_template)
     examples = encode_records(tokenizer, records, train.encode, data_path).examples
     teacher = load_model(train.teacher, pick_device(train.device))
     return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,

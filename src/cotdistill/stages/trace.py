@@ -35,9 +35,11 @@ def run_trace(config: TraceConfig, *, progress: bool = True) -> dict:
     from cotdistill.distributed import init_distributed
     from cotdistill.models import pick_device, resolve
 
-    if not config.samples or not config.distilled:
-        raise ConfigError("trace needs samples (a samples.jsonl from `cotdistill eval`) and distilled (the model "
-                          "that wrote them)")
+    missing = [f"{key} (--{key})" for key in ("samples", "teacher", "student", "distilled")
+               if not getattr(config, key)]
+    if missing:
+        raise ConfigError(f"trace needs {', '.join(missing)}: the samples.jsonl of `cotdistill eval`, the teacher, "
+                          "the original student and the distilled student that wrote the samples")
     paths = {"teacher": config.teacher, "student": config.student, "distilled": config.distilled}
     for name in paths.values():  # a typo in a model name is found before any scoring
         resolve(name)
