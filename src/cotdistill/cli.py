@@ -75,6 +75,7 @@ class Flag:
     name: str
     key: str
     options: dict[str, Any] = field(default_factory=dict)  # argparse's type / choices / action / help
+    is_key: bool = True  # False: a switch the command turns into several keys (demo --quick)
 
 
 @dataclass(frozen=True)
@@ -377,7 +378,7 @@ COMMANDS = (
     Command(("demo",), "the main job on the embedded world", _demo_config, _run_demo,
             flags=(Flag("--out", "out"),
                    Flag("--quick", "quick", {"action": "store_true",
-                                             "help": "tiny sizes: a smoke test in about a minute"})),
+                                             "help": "tiny sizes: a smoke test in about a minute"}, is_key=False)),
             implied=_demo_quick),
 )
 
@@ -407,8 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
                               + (f", and {command.positional} as a bare word" if command.positional else ""))
         cmd.add_argument("--print-config", action="store_true", help="print the whole config as YAML and stop")
         for flag in command.flags:
-            cmd.add_argument(flag.name, dest=f"flag:{flag.key}", default=argparse.SUPPRESS,
-                             **{"help": f"= {flag.key}", **flag.options})
+            options = dict(flag.options)
+            if flag.is_key:
+                options["help"] = f"{options['help']} (= {flag.key})" if "help" in options else f"= {flag.key}"
+            if options.get("action") != "store_true":
+                options.setdefault("metavar", flag.key.rsplit(".", 1)[-1].upper())
+            cmd.add_argument(flag.name, dest=f"flag:{flag.key}", default=argparse.SUPPRESS, **options)
         cmd.set_defaults(command_spec=command)
     return parser
 
