@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from cotdistill.config import ConfigError
 from cotdistill.data.formats import load_records, write_jsonl
+from cotdistill.outputs import output_lock
 from cotdistill.provenance.classify import DEFAULT_MARGIN
 from cotdistill.provenance.scoring import CONTEXTS
 from cotdistill.select.methods import method_scores
@@ -52,9 +53,14 @@ def select_records(config: SelectConfig, *, progress: bool = True) -> dict:
     out = Path(config.out)
     check_select_arguments(config.data, config.method, out, config.keep)
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / f"{out.stem}.score-cache"
+    with output_lock(cache_dir, enabled=is_main):  # two selections filling one score cache would interleave it
+        return _select_locked(config, out, cache_dir, is_main, progress)
+
+
+def _select_locked(config: SelectConfig, out: Path, cache_dir: Path, is_main: bool, progress: bool) -> dict:
     loaded = load_records(config.data)
     records = loaded.records
-    cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / f"{out.stem}.score-cache"
     scores = score_candidates(records, config.teacher, config.student, cache_dir, margin=config.margin,
                               batch_size=config.batch_size, device=config.device,
                               local_naturalness=config.method == "local_naturalness", progress=progress,

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cotdistill.config import save_config
+from cotdistill.data.records import parse_system_policy
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.training.config import TrainConfig
 
@@ -28,6 +29,13 @@ def train_in_subprocess(config: TrainConfig, config_file: Path) -> None:
         raise SettingError(f"training {config_file.parent.name} failed: {last[0]}")
 
 
+def evaluated_as_trained(spec: EvalSpec, config: TrainConfig) -> EvalSpec:
+    """The spec with the system prompt the model was trained with (``data.system: replace:TEXT``) where the spec
+    names none: a model evaluated without the prompt it always saw is scored on another task."""
+    kind, text = parse_system_policy(config.data.system)
+    return replace(spec, system=text) if spec.system is None and kind == "replace" else spec
+
+
 def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_subprocess: bool = False,
                        progress: bool = True) -> tuple[dict, dict]:
     """(run summary, evaluation results) of one setting: trained into ``where/train``, evaluated into
@@ -43,5 +51,6 @@ def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_s
         else:
             train(config)
     if not results_file.exists():
-        evaluate_model(str(where / "train" / "final"), spec, out_dir=where / "eval", progress=progress)
+        evaluate_model(str(where / "train" / "final"), evaluated_as_trained(spec, config), out_dir=where / "eval",
+                       progress=progress)
     return json.loads(summary_file.read_text()), json.loads(results_file.read_text())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.config import ConfigError
+from cotdistill.outputs import output_lock
 from cotdistill.provenance.actions import Action, split_actions
 from cotdistill.provenance.scoring import score_with_cache, shared_contexts
 from cotdistill.provenance.trace import MODEL_ROLES, TraceConfig, build_action_rows, load_samples, summarise
@@ -46,6 +47,11 @@ def run_trace(config: TraceConfig, *, progress: bool = True) -> dict:
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, enabled=is_main):  # two traces into one folder would interleave their score files
+        return _trace_locked(config, paths, out, is_main, progress)
+
+
+def _trace_locked(config: TraceConfig, paths: dict[str, str], out: Path, is_main: bool, progress: bool) -> dict:
     samples = load_samples(config.samples, config.limit)
     actions = [split_actions(s["response"], config.unit) for s in samples]
     contexts = shared_contexts([s["prompt"] for s in samples], config.distilled, config.context)
