@@ -124,3 +124,40 @@ def test_the_cache_builder_refuses_a_teacher_with_fewer_rows_than_the_tokenizer(
     with pytest.raises(ModelError, match=f"teacher {len(tok) - 5}, tokenizer {len(tok)} tokens"):
         build_cache(tiny_qwen(len(tok) - 5, layers=1), tok, examples, tmp_path / "cache", top_k=4,
                     encode_config=cfg.encode, data_path=cfg.data.path, teacher_name=cfg.teacher, progress=False)
+
+
+@pytest.mark.parametrize("dtype, top_k", [("uint8", 10_000), ("uint8", 6), ("float16", 6)])
+def test_the_manifests_kl_is_the_kl_of_what_training_reads_back(tmp_path, dtype, top_k):
+    """The stored values (uint8 steps, float16) are what the loss reads: the manifest's KL is measured on them, not
+    on the log-probs before storage (it was, and called a uint8 cache as exact as a float32 one)."""
+    import json
+
+    from cotdistill.cli import main
+    from cotdistill.data.batching import collate
+    from cotdistill.data.encode import IGNORE_INDEX
+    from cotdistill.losses import reconstruct_teacher_logp
+    from cotdistill.models import load_model, load_tokenizer
+    from cotdistill.teacher.cache import TeacherCache
+    from cotdistill.training.loop import load_split_records
+    from tests.training.helpers import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / "cache"
+    assert main(["teacher", "cache", cfg.data.path, "--teacher", cfg.teacher, "--top-k", str(top_k),
+                 "--kl-target", "-1", "--dtype", dtype, "--out", str(out), "--device", "cpu"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    from cotdistill.data.encode import encode_records
+
+    tok = load_tokenizer(cfg.teacher)
+    examples = encode_records(tok, load_split_records(cfg.data.path)[0], cfg.encode, cfg.data.path).examples
+    teacher, cache = load_model(cfg.teacher), TeacherCache.open(out)
+    batch = collate(examples, tok.pad_token_id)
+    with torch.no_grad():
+        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    dense = torch.log_softmax(logits[batch["labels"][:, 1:] != IGNORE_INDEX].float(), -1)
+    ids, logp, tail = cache.rows([e.index for e in examples])
+    recon = reconstruct_teacher_logp(ids, logp, tail, dense.shape[-1])
+    read_back = (dense.exp() * (dense - recon)).sum(-1).mean().item()
+    assert manifest["mean_kl_dense_vs_reconstructed"] == pytest.approx(read_back, rel=1e-3, abs=1e-7)
+    if top_k > len(tok):  # every token kept: all that is lost is the uint8 rounding, and it shows
+        assert read_back > 1e-6

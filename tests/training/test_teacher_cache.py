@@ -25,7 +25,7 @@ def _build(tmp_path, k, *extra):
 def test_full_vocab_cache_matches_online_teacher(tmp_path):
     cfg, cache = _build(tmp_path, 10_000, "--dtype", "float32")  # k larger than the vocab: every token kept
     manifest = json.loads((cache / "manifest.json").read_text())
-    assert manifest["mean_kl_dense_vs_reconstructed"] == 0.0
+    assert manifest["mean_kl_dense_vs_reconstructed"] == pytest.approx(0.0, abs=1e-7)  # float32 rounding only
     online = train(tiny_config(tmp_path, output_dir=str(tmp_path / "online"), **{"optim.max_steps": 2}))
     offline = train(tiny_config(tmp_path, output_dir=str(tmp_path / "offline"), teacher_cache=str(cache),
                                 **{"optim.max_steps": 2}))

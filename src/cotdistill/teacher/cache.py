@@ -69,12 +69,29 @@ def kept_reconstruction_kl(t_logp: torch.Tensor, sorted_ids: torch.Tensor, sorte
 
     vocab = t_logp.shape[-1]
     ids = torch.where(keep, sorted_ids, sorted_ids[:, :1])
-    logp = torch.where(keep, sorted_logp, sorted_logp[:, :1])
     mass = (sorted_logp.double().exp() * keep).sum(-1)
+    # as TeacherCache.rows reads them: stored values whose rounding pushed the kept mass past 1 are renormalised
+    sorted_logp = sorted_logp - mass.clamp_min(1.0).log()[:, None].to(sorted_logp.dtype)
+    logp = torch.where(keep, sorted_logp, sorted_logp[:, :1])
     rest, others = (1.0 - mass).clamp_min(0.0), vocab - keep.sum(-1)
     tail = torch.where((rest > 0) & (others > 0), (rest / others.clamp_min(1)).log(), torch.full_like(rest, TAIL_FLOOR))
     recon = reconstruct_teacher_logp(ids, logp, tail.clamp_min(TAIL_FLOOR).float(), vocab)
     return (t_logp.exp() * (t_logp - recon)).sum(-1)
+
+
+def as_stored(sorted_logp: torch.Tensor, counts: torch.Tensor, logp_dtype: str) -> torch.Tensor:
+    """The kept log-probs ``[n, k]`` (descending; row r keeps its first ``counts[r]``) as the cache will give them
+    back: rounded to float16, or to :func:`_quantise`'s uint8 steps below each row's maximum. The manifest's KL is
+    measured on these, so it is the KL of what training reads, not of the values before storage."""
+    if logp_dtype == "float32":
+        return sorted_logp
+    if logp_dtype == "float16":
+        return sorted_logp.half().float()
+    row_max = sorted_logp[:, 0].half()
+    row_min = sorted_logp.gather(1, (counts - 1).clamp_min(0)[:, None])[:, 0]
+    step = ((row_max.float() - row_min) / 255.0).clamp_min(1e-4).half().float()
+    steps = ((row_max.float()[:, None] - sorted_logp) / step[:, None]).round().clamp(0, 255)
+    return row_max.float()[:, None] - steps * step[:, None]
 
 
 def entries_needed(top_logp: torch.Tensor, row_plogp: torch.Tensor, vocab: int,
@@ -187,7 +204,8 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
             row_plogp = (t_logp.exp() * t_logp).sum(-1)
             counts_t = entries_needed(sorted_logp, row_plogp, vocab, kl_target)
             keep_t = torch.arange(k_max, device=t_logp.device)[None, :] < counts_t[:, None]
-            kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, sorted_logp, keep_t).sum().item()
+            stored = as_stored(sorted_logp, counts_t, logp_dtype)
+            kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, stored, keep_t).sum().item()
             counts, keep = counts_t.cpu().numpy(), keep_t.cpu().numpy()
             sorted_logp, sorted_ids = sorted_logp.cpu(), sorted_ids.cpu()
             n = len(counts)
