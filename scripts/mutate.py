@@ -44,7 +44,8 @@ TARGETS = {
     "grade": ("evaluation/grade.py", ["tests/evaluation/test_extract_grade.py"]),
     "methods": ("select/methods.py", ["tests/select/test_select.py"]),
     "schedule": ("training/schedule.py", ["tests/training/test_schedule.py"]),
-    "cache": ("teacher/cache.py", ["tests/training/test_teacher_cache.py"]),
+    "cache": ("teacher/cache.py", ["tests/training/test_teacher_cache.py", "tests/teacher/test_interface.py"]),
+    "config": ("config.py", ["tests/test_config.py", "tests/test_cli_config.py"]),
     # the trainer's tests take about a minute a run: sample these with --limit
     "loop": ("training/loop.py", ["tests/training/test_trainer.py"]),
     "checkpoint": ("training/checkpoint.py",

@@ -138,3 +138,27 @@ def test_rows_in_memory(tmp_path):
     with pytest.raises(DataError) as err:
         load_records([GSM8K_ROWS[0], "not a row"])
     assert "<in-memory list>, record 1" in str(err.value)
+
+
+def test_validation_is_read_from_val_split_of_the_same_dataset(tmp_path):
+    """``data.val_path`` read with ``data.split`` validated on the training split of the same hub id or folder;
+    ``data.val_split`` names the split it is read from."""
+    import datasets
+
+    from cotdistill.config import from_dict
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import Trainer
+    from cotdistill.world import world_records
+    from tests.training.helpers import tiny_config
+
+    records = world_records("train", "teacher", 10, min_steps=2, max_steps=2)
+    rows = [{"prompt": r.prompt, "cot": r.cot, "answer": r.answer} for r in records]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:7]),
+                          "validation": datasets.Dataset.from_list(rows[7:])}).save_to_disk(tmp_path / "dd")
+    config = tiny_config(tmp_path, **{"data.path": str(tmp_path / "dd"), "data.val_path": str(tmp_path / "dd"),
+                                      "data.val_split": "validation"})
+    trainer = Trainer(config)
+    assert len(trainer.examples) == 7 and len(trainer.val_examples) == 3
+    assert trainer.data_notes["validation_records_in_training"] == 0
+    with pytest.raises(ConfigError, match="set val_path too"):
+        from_dict(TrainConfig, {"data": {"val_split": "validation"}})

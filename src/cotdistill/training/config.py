@@ -19,7 +19,8 @@ class DataConfig:
     split: str = "train"  # the split of a hub dataset or a DatasetDict folder
     subset: str | None = None  # a hub dataset's configuration ("main" for openai/gsm8k)
     on_error: str = "raise"  # raise | skip
-    val_path: str | None = None
+    val_path: str | None = None  # a file, folder or hub id (the training id again with val_split: its other split)
+    val_split: str | None = None  # the split val_path is read from (null: split)
     val_fraction: float = 0.05  # used when val_path is empty
     max_records: int | None = None
     system: str = "drop"  # drop | keep | replace:TEXT — the system turn trained with (drop: as the paper's code)
@@ -32,6 +33,9 @@ class DataConfig:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         parse_system_policy(self.system)
         check_fields(self.fields)
+        if self.val_split is not None and not self.val_path:  # it would silently validate on the training tail
+            raise ValueError("val_split names the split of val_path: set val_path too (it may be the same hub id "
+                             "or folder as path)")
         if self.max_records is not None and self.max_records < 1:  # 0 silently trained on one record
             raise ValueError(f"max_records must be >= 1 or null, got {self.max_records}")
 

@@ -136,10 +136,13 @@ def load_split_records(path, fmt: str = "auto", on_error: str = "raise", limit: 
     return result.records, result.format
 
 
-def load_config_records(data: DataConfig, path=None, limit: int | None = None) -> tuple[list[ReasoningRecord], str]:
-    """``load_split_records`` with every reading option taken from the run's ``data`` config."""
+def load_config_records(data: DataConfig, path=None, limit: int | None = None, *,
+                        validation: bool = False) -> tuple[list[ReasoningRecord], str]:
+    """``load_split_records`` with every reading option taken from the run's ``data`` config; ``validation``: the
+    validation source, read from ``data.val_split`` (a hub dataset's validation split of the training id)."""
+    split = (data.val_split or data.split) if validation else data.split
     return load_split_records(data.path if path is None else path, data.format, data.on_error, limit, data.system,
-                              fields=data.fields, split=data.split, subset=data.subset)
+                              fields=data.fields, split=split, subset=data.subset)
 
 
 # keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
@@ -339,7 +342,7 @@ class Trainer:
         records, self.data_format = load_config_records(cfg.data, given.data, cfg.data.max_records)
         if given.val_data is not None or cfg.data.val_path:
             val_records, _ = load_config_records(cfg.data, given.val_data if given.val_data is not None
-                                                 else cfg.data.val_path)
+                                                 else cfg.data.val_path, validation=True)
         else:
             n_val = int(len(records) * cfg.data.val_fraction)
             val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
