@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cotdistill.config import ConfigError, from_dict, load_config, save_config
@@ -138,3 +140,36 @@ def test_python_users_may_pass_nested_dicts_checked_like_yaml():
         TrainConfig(optim={"lrr": 1e-3})
     with pytest.raises(ConfigError, match="optim must be a OptimConfig or a dict, got int"):
         TrainConfig(optim=3)
+
+
+@dataclasses.dataclass
+class _Shapes:
+    sizes: tuple[int, ...] = (1,)
+    pair: tuple[float, float] = (0.0, 1.0)
+    counts: dict[str, int] | None = None
+    columns: dict[str, str] | None = None
+
+
+def test_variable_tuples_lists_and_mappings_are_checked_as_their_types():
+    shapes = from_dict(_Shapes, {"sizes": [1, 2, 3], "pair": [2, 3], "counts": {"a": 1}})
+    assert shapes.sizes == (1, 2, 3) and isinstance(shapes.sizes, tuple) and shapes.pair == (2.0, 3.0)
+    with pytest.raises(ConfigError, match="pair must have 2 items"):
+        from_dict(_Shapes, {"pair": [1, 2, 3]})
+    with pytest.raises(ConfigError, match="counts must be a mapping or null"):
+        from_dict(_Shapes, {"counts": [1, 2]})
+    # a mapping-typed field given a mapping is a value, not a section to recurse into
+    assert from_dict(_Shapes, {"columns": {"prompt": "question"}}).columns == {"prompt": "question"}
+    assert from_dict(TrainConfig, {"data": {"fields": {"prompt": "q"}}}).data.fields == {"prompt": "q"}
+
+
+def test_printed_and_saved_configs_keep_field_order_and_text_as_written(tmp_path):
+    from cotdistill.config import dump_config
+
+    config = from_dict(TrainConfig, {"data": {"system": "replace:Réfléchis étape par étape."}})
+    printed = dump_config(config)
+    assert printed.splitlines()[0] == "student: world:student"  # field order, not sorted keys
+    assert "Réfléchis étape par étape." in printed  # readable, not \\xE9 escapes
+    save_config(config, tmp_path / "new" / "folder" / "config.yaml")
+    saved = (tmp_path / "new" / "folder" / "config.yaml").read_text()
+    assert saved.splitlines()[0] == "student: world:student"
+    assert load_config(TrainConfig, tmp_path / "new" / "folder" / "config.yaml") == config

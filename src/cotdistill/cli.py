@@ -311,7 +311,10 @@ EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help"
               Flag("--batch-size", "eval.batch_size", {"type": _positive_int}),
               Flag("--system", "eval.system", {"help": "system prompt of every question: the one the model was "
                                                        "trained with (data.system: replace:TEXT)"}),
-              Flag("--chat-template", "eval.chat_template", {"help": "a Jinja file or text"}))
+              Flag("--chat-template", "eval.chat_template", {"help": "a Jinja file or text"}),
+              Flag("--split", "eval.split", {"help": "default: test where the data has one, else train"}),
+              Flag("--subset", "eval.subset"),
+              Flag("--extraction", "eval.extraction", {"choices": ["strict", "flexible"]}))
 CONTEXT = {"choices": ["own_template", "shared_text"]}
 
 COMMANDS = (
