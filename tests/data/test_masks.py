@@ -243,3 +243,24 @@ def test_the_inference_prompt_ends_with_the_assistant_header():
     assert render_prompt(tok, "ab") == "<|im_start|>user\nab<|im_end|>\n<|im_start|>assistant\n"
     assert render_prompt(tok, "ab", system="S") == ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nab<|im_end|>\n"
                                                     "<|im_start|>assistant\n")
+
+
+def test_full_share_keeps_a_seeded_share_of_records_whole_and_truncates_the_rest():
+    from cotdistill.data.encode import encode_records
+    from cotdistill.world import world_records
+
+    tok = char_tokenizer()
+    records = world_records("train", "teacher", 200, min_steps=2, max_steps=2)
+    config = EncodeConfig(truncation="lsp", lsp=0.5, full_share=0.3)
+    examples = encode_records(tok, records, config, "world").examples
+    whole = {e.index for e in examples if len(e) == e.full_length}
+    assert all(len(e) == e.full_length // 2 for e in examples if e.index not in whole)  # floor(0.5 n) otherwise
+    assert 0.2 < len(whole) / len(examples) < 0.4
+    again = encode_records(tok, records, config, "world").examples
+    assert {e.index for e in again if len(e) == e.full_length} == whole  # the same records, run after run
+    other = encode_records(tok, records, EncodeConfig(truncation="lsp", lsp=0.5, full_share=0.3, seed=1), "w")
+    assert {e.index for e in other.examples if len(e) == e.full_length} != whole
+    with pytest.raises(ValueError, match="full_share 0.3 has no effect"):
+        EncodeConfig(full_share=0.3)
+    with pytest.raises(ValueError, match="full_share must be in"):
+        EncodeConfig(truncation="lsp", lsp=0.5, full_share=1.0)

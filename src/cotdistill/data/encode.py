@@ -67,6 +67,7 @@ class EncodeConfig:
     lsp: float = 1.0  # lead-span proportion; also the kept fraction for ``window``
     window: str = "left"  # left | middle | right (with truncation=window)
     random_mask: float = 0.0  # fraction of supervised tokens ignored, seeded per record
+    full_share: float = 0.0  # records kept whole despite the truncation (each with this probability, seeded)
     max_seq_len: int | None = None  # hard cap applied after the truncation protocol
     on_empty: str = "drop"  # drop | error: a record left with zero supervised tokens
     seed: int = 0
@@ -81,6 +82,11 @@ class EncodeConfig:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
         if not 0.0 <= self.random_mask < 1.0:
             raise ValueError(f"random_mask must be in [0, 1), got {self.random_mask}")
+        if not 0.0 <= self.full_share < 1.0:
+            raise ValueError(f"full_share must be in [0, 1), got {self.full_share}")
+        if self.full_share > 0 and self.truncation == "none":
+            raise ValueError(f"full_share {self.full_share} has no effect with truncation 'none': every record is "
+                             "already whole")
         if self.max_seq_len is not None and self.max_seq_len < 2:
             raise ValueError(f"max_seq_len must be >= 2 or null, got {self.max_seq_len}")
         if self.on_empty not in ("drop", "error"):
@@ -172,6 +178,12 @@ def truncate_span(n: int, config: EncodeConfig, think_end: int | None) -> tuple[
     return start, end
 
 
+def kept_whole(config: EncodeConfig, index: int) -> bool:
+    """Whether record ``index`` escapes the truncation (``full_share``): a draw seeded by (``seed``, index), so the
+    same records are whole in every run and in the teacher cache built with this config."""
+    return config.full_share > 0 and random.Random(f"whole:{config.seed}:{index}").random() < config.full_share
+
+
 def random_mask(labels: list[int], share: float, rng: random.Random) -> list[int]:
     """Ignore exactly ``round(share · N)`` of the ``N`` supervised positions (a coin flip per token made the count
     vary from record to record). Position 0 is never a target, so it is not eligible."""
@@ -191,7 +203,9 @@ def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, inde
     full_counts = [segments.count(s) for s in (PROMPT, COT, ANSWER)]
     # the token that completes ``</think>`` is the last one kept by cut_after_think
     think_end = next((i + 1 for i, (_, e) in enumerate(offsets) if e >= answer_start), None)
-    start, end = truncate_span(len(ids), config, think_end)
+    start, end = (0, len(ids)) if kept_whole(config, index) else truncate_span(len(ids), config, think_end)
+    if config.max_seq_len is not None:  # the hard cap applies to whole records too
+        end = min(end, start + config.max_seq_len)
     ids, segments = ids[start:end], segments[start:end]
 
     keep = config.segment_ids

@@ -53,14 +53,15 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> 
     """LSP points (lsp=1.0 is the full-sequence reference), window points, and section-allocation points."""
     points = []
     for lsp in lsps:
-        enc = {"truncation": "none", "lsp": 1.0} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
+        # the reference trains on every record whole (a base config's full_share means nothing there)
+        enc = {"truncation": "none", "lsp": 1.0, "full_share": 0.0} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
         points.append(SweepPoint(f"lsp{lsp:g}", enc))
     for w in windows:
         points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
     for s in sections:
         points.append(SweepPoint(f"sections-{s}", {"sections": s}))
     if not any(p.name == "lsp1" for p in points):  # retention needs the full-sequence reference
-        points.insert(0, SweepPoint("lsp1", {"truncation": "none", "lsp": 1.0}))
+        points.insert(0, SweepPoint("lsp1", {"truncation": "none", "lsp": 1.0, "full_share": 0.0}))
     return points
 
 
