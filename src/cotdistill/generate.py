@@ -75,10 +75,11 @@ def can_shrink(model) -> bool:
 
 @torch.no_grad()
 def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-                     eos_id: int) -> list[list[int]]:
+                     eos_id: int, vocab: int | None = None) -> list[list[int]]:
     """Greedy decoding of a left-padded batch that drops each row from the batch, and its keys and values from the
     cache, once it has written EOS: reasoning traces differ in length by thousands of tokens, and a batch decoded
-    to its longest row spends most steps on rows that are done. Returns each row's new tokens (EOS included)."""
+    to its longest row spends most steps on rows that are done. Returns each row's new tokens (EOS included).
+    ``vocab``: the tokenizer's size; logit rows past it are padding and never chosen."""
     n = input_ids.shape[0]
     alive = torch.arange(n, device=input_ids.device)
     outputs: list[list[int]] = [[] for _ in range(n)]
@@ -89,7 +90,7 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     cache, mask, next_position = out.past_key_values, attention_mask, positions[:, -1] + 1
     ended = torch.zeros(n, dtype=torch.bool, device=input_ids.device)
     for step in range(max_new_tokens):
-        token = out.logits[:, -1].argmax(-1)
+        token = out.logits[:, -1, :vocab].argmax(-1)
         for row, t in zip(alive.tolist(), token.tolist()):
             outputs[row].append(t)  # a row that rides along after EOS is cut at its first EOS by the caller
         ended = ended | (token == eos_id)
@@ -126,6 +127,10 @@ def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, 
     do_sample = config.temperature > 0
     if do_sample:
         torch.manual_seed(config.seed)
+    # logit rows past the tokenizer are padding (Qwen: 152,064 rows for 151,665 tokens): never generated, the rule
+    # the loss, the teacher cache and provenance scoring follow too
+    head_rows = model.get_output_embeddings().weight.shape[0]
+    padding_rows = list(range(len(tokenizer), head_rows))
     jobs = [(i, s) for i in range(len(prompts)) for s in range(config.samples)]
     # sorting by prompt length keeps padding small; results are returned in job order
     jobs.sort(key=lambda job: len(prompts[job[0]]))
@@ -143,10 +148,13 @@ def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, 
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if do_sample or not config.shrink or not can_shrink(model):
+            if padding_rows:
+                kwargs.update(suppress_tokens=padding_rows)
             seqs = model.generate(**enc, **kwargs)
             rows = [row.tolist() for row in seqs[:, enc["input_ids"].shape[1]:]]
         else:
-            rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], config.max_new_tokens, eos_id)
+            rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], config.max_new_tokens, eos_id,
+                                    vocab=len(tokenizer))
         for (i, s), ids in zip(chunk, rows):
             ended = eos_id in ids
             ids = ids[:ids.index(eos_id)] if ended else [t for t in ids if t != tokenizer.pad_token_id]

@@ -60,3 +60,27 @@ def test_a_generation_config_with_a_repetition_penalty_is_decoded_by_hf_generate
     assert can_shrink(model)
     model.generation_config.repetition_penalty = 1.05
     assert not can_shrink(model)
+
+
+def test_padding_logit_rows_are_never_generated():
+    """A head with rows past the tokenizer (Qwen's padding) is decoded over the tokenizer's tokens only, on every
+    path: greedy with finished rows dropped, HF greedy, and sampling."""
+    from tests.conftest import char_tokenizer, tiny_qwen
+
+    tok = char_tokenizer()
+    model = tiny_qwen(len(tok) + 8)
+
+    def loud_padding(module, args, output) -> None:
+        output.logits[..., len(tok):] = 1e4  # a padding row that would win every step
+
+    model.register_forward_hook(loud_padding)
+    decoded: list[list[int]] = []
+    decode = tok.decode
+    tok.decode = lambda ids, **kwargs: decoded.append(list(ids)) or decode(ids, **kwargs)  # what was generated
+    questions = ["1+2?", "3+4+5?"]
+    for config in (GenerationConfig(max_new_tokens=6), GenerationConfig(max_new_tokens=6, shrink=False),
+                   GenerationConfig(max_new_tokens=6, temperature=1.0)):
+        decoded.clear()
+        generate(model, tok, questions, config, progress=False)
+        assert len(decoded) == 2 and all(decoded), config
+        assert all(i < len(tok) for row in decoded for i in row), config
