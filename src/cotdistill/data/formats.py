@@ -203,7 +203,7 @@ def _load_hf(path: Path, split: str, subset: str | None):
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             if split not in ds:
-                raise DataError(str(path), None, f"a DatasetDict with a {split!r} split (data.split)",
+                raise DataError(str(path), None, f"a DatasetDict with a {split!r} split (data.split, eval.split)",
                                 f"splits {list(ds)}")
             ds = ds[split]
         return ds
