@@ -82,6 +82,8 @@ def test_train_and_evaluate_with_objects_in_memory(tmp_path):
     by_spec = cotdistill.evaluate(student, tok, spec={"bench": "gsm8k", "max_new_tokens": 4}, data=GSM8K_ROWS[:2],
                                   progress=False)
     assert by_spec["n"] == 2 and by_spec["generation"]["max_new_tokens"] == 4
+    with pytest.raises(ConfigError, match="give limit in spec"):
+        cotdistill.evaluate(student, tok, spec={"bench": "gsm8k"}, limit=3, data=GSM8K_ROWS[:2])
 
 
 def test_train_from_paths_and_a_yaml(tmp_path):

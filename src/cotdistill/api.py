@@ -99,7 +99,7 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
     ``pass@k`` …) and writes ``results.json`` + ``samples.jsonl`` to ``out_dir`` when given.
 
     ``model``: a path, hub id or loaded ``PreTrainedModel`` (then ``tokenizer`` is needed: a path or object);
-    ``spec``: an ``EvalSpec`` or a dict of the ``eval:`` section of a config (it replaces the keyword settings);
+    ``spec``: an ``EvalSpec`` or a dict of the ``eval:`` section of a config (then the keyword settings are refused);
     ``data``: a file, dataset folder, hub id, ``datasets.Dataset`` or list of rows for benchmarks read from data.
     ``max_new_tokens=None`` is the benchmark's default.
     """
@@ -117,12 +117,18 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
     if isinstance(spec, dict):
         spec = from_dict(EvalSpec, spec, "spec")
     rows_given = data is not None and not isinstance(data, (str, Path))
+    settings = {"bench": bench, "data": None if data is None or rows_given else str(data), "limit": limit,
+                "max_new_tokens": max_new_tokens, "samples": samples, "temperature": temperature,
+                "batch_size": batch_size, "system": system, "chat_template": chat_template, "split": split,
+                "subset": subset, "extraction": extraction}
     if spec is None:
-        spec = from_dict(EvalSpec, {
-            "bench": bench, "data": None if data is None or rows_given else str(data), "limit": limit,
-            "max_new_tokens": max_new_tokens, "samples": samples, "temperature": temperature,
-            "batch_size": batch_size, "system": system, "chat_template": chat_template, "split": split,
-            "subset": subset, "extraction": extraction})
+        spec = from_dict(EvalSpec, settings)
+    else:  # one place for each setting: a keyword the spec would silently override is refused
+        defaults = EvalSpec()
+        both = [key for key, value in settings.items() if key != "data" and value != getattr(defaults, key)]
+        if both or settings["data"] is not None:
+            raise ConfigError(f"give {', '.join(both or ['data'])} in spec, not as keywords next to it (rows in "
+                              "memory may still be passed as data=)")
     if isinstance(model, str) and tokenizer is None:
         if not rows_given:
             return evaluate_model(model, spec, out_dir=out_dir, progress=progress, device=device)
