@@ -161,3 +161,22 @@ def test_the_manifests_kl_is_the_kl_of_what_training_reads_back(tmp_path, dtype,
     assert manifest["mean_kl_dense_vs_reconstructed"] == pytest.approx(read_back, rel=1e-3, abs=1e-7)
     if top_k > len(tok):  # every token kept: all that is lost is the uint8 rounding, and it shows
         assert read_back > 1e-6
+
+
+def test_one_token_left_out_gets_all_the_tail_mass_and_the_cache_may_go_in_a_new_folder(tmp_path):
+    """With every token but one kept, the one left out is the whole tail: its log-prob is log(1 - kept mass), not
+    the floor. The cache folder's parents are made as needed."""
+    import json
+
+    from cotdistill.cli import main
+
+    cfg = tiny_config(tmp_path)
+    tok = load_tokenizer(cfg.teacher)
+    out = tmp_path / "new" / "deeper" / "cache"
+    assert main(["teacher", "cache", cfg.data.path, "--teacher", cfg.teacher, "--top-k", str(len(tok) - 1),
+                 "--kl-target", "-1", "--dtype", "float32", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["top_k"] == len(tok) - 1
+    ids, logp, tail = TeacherCache.open(out).rows([0, 1])
+    kept_mass = logp.double().exp().sum(-1)
+    assert torch.allclose(tail.double(), (1.0 - kept_mass).clamp_min(1e-30).log(), atol=1e-3)
+    assert (tail > -30).any()  # a real tail, not the floor
