@@ -22,7 +22,7 @@ DEFAULT_MARGIN = 0.1  # the paper's β
 DEFAULT_BETA = DEFAULT_MARGIN  # deprecated name
 
 
-def _margin_of(margin: float, beta: float | None) -> float:
+def margin_of(margin: float, beta: float | None) -> float:
     """``beta=`` is the deprecated name of ``margin=``."""
     if beta is None:
         return margin
@@ -34,7 +34,7 @@ def _margin_of(margin: float, beta: float | None) -> float:
 
 def classify(p_t: float, p_s: float, p_d: float, *, alpha: float = DEFAULT_ALPHA,
              margin: float = DEFAULT_MARGIN, beta: float | None = None) -> str:
-    margin = _margin_of(margin, beta)
+    margin = margin_of(margin, beta)
     if alpha > margin:  # "shared" would swallow actions the teacher prefers by more than β
         raise ValueError(f"alpha ({alpha}) must not exceed margin ({margin})")
     d_sd, d_td, d_ts = p_s - p_d, p_t - p_d, p_t - p_s
@@ -49,7 +49,7 @@ def classify(p_t: float, p_s: float, p_d: float, *, alpha: float = DEFAULT_ALPHA
 
 def classify_pair(p_t: float, p_s: float, *, margin: float = DEFAULT_MARGIN, beta: float | None = None) -> str:
     """Before distillation only teacher and student exist: teacher, student or common."""
-    margin = _margin_of(margin, beta)
+    margin = margin_of(margin, beta)
     d_ts = p_t - p_s
     if d_ts > margin:
         return "teacher"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.provenance.actions import Action, split_actions
-from cotdistill.provenance.classify import DEFAULT_MARGIN, classify_pair
+from cotdistill.provenance.classify import DEFAULT_MARGIN, classify_pair, margin_of
 from cotdistill.provenance.scoring import score_with_cache, shared_contexts
 
 LOCAL_WINDOW = 1  # actions of context for local naturalness
@@ -58,11 +58,7 @@ def score_candidates(records: list[ReasoningRecord], teacher: str, student: str,
                      context: str = "own_template", beta: float | None = None) -> list[CandidateScore]:
     """``context``: see :func:`cotdistill.provenance.scoring.shared_contexts` (``shared_text`` renders with the
     student's template). ``beta``: the deprecated name of ``margin``."""
-    if beta is not None:
-        import warnings
-
-        warnings.warn("beta= is deprecated: the provenance threshold is now margin=", DeprecationWarning, stacklevel=2)
-        margin = beta
+    margin = margin_of(margin, beta)
     cache_dir = Path(cache_dir)
     keys = [record_key(r) for r in records]
     prompts, raw = shared_contexts([r.prompt for r in records], student, context)

@@ -79,19 +79,21 @@ def kept_reconstruction_kl(t_logp: torch.Tensor, sorted_ids: torch.Tensor, sorte
     return (t_logp.exp() * (t_logp - recon)).sum(-1)
 
 
-def as_stored(sorted_logp: torch.Tensor, counts: torch.Tensor, logp_dtype: str) -> torch.Tensor:
-    """The kept log-probs ``[n, k]`` (descending; row r keeps its first ``counts[r]``) as the cache will give them
-    back: rounded to float16, or to :func:`_quantise`'s uint8 steps below each row's maximum. The manifest's KL is
-    measured on these, so it is the KL of what training reads, not of the values before storage."""
+def as_stored(sorted_logp: torch.Tensor, keep: torch.Tensor, logp_dtype: str) -> torch.Tensor:
+    """The kept log-probs ``[n, k]`` (``keep``: the kept entries, a prefix of each descending row) as the cache will
+    give them back, by the very functions that write and read them (float16, or :func:`_quantise`'s uint8 steps).
+    The manifest's KL is measured on these: the KL of what training reads, not of the values before storage."""
     if logp_dtype == "float32":
         return sorted_logp
+    kept = sorted_logp[keep].cpu().numpy()
+    counts = keep.sum(-1).cpu().numpy()
     if logp_dtype == "float16":
-        return sorted_logp.half().float()
-    row_max = sorted_logp[:, 0].half()
-    row_min = sorted_logp.gather(1, (counts - 1).clamp_min(0)[:, None])[:, 0]
-    step = ((row_max.float() - row_min) / 255.0).clamp_min(1e-4).half().float()
-    steps = ((row_max.float()[:, None] - sorted_logp) / step[:, None]).round().clamp(0, 255)
-    return row_max.float()[:, None] - steps * step[:, None]
+        values = kept.astype(np.float16).astype(np.float32)
+    else:
+        values = _dequantise(*_quantise(kept, counts), counts)
+    stored = sorted_logp.clone()
+    stored[keep] = torch.from_numpy(values).to(stored.device, stored.dtype)
+    return stored
 
 
 def entries_needed(top_logp: torch.Tensor, row_plogp: torch.Tensor, vocab: int,
@@ -204,7 +206,7 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
             row_plogp = (t_logp.exp() * t_logp).sum(-1)
             counts_t = entries_needed(sorted_logp, row_plogp, vocab, kl_target)
             keep_t = torch.arange(k_max, device=t_logp.device)[None, :] < counts_t[:, None]
-            stored = as_stored(sorted_logp, counts_t, logp_dtype)
+            stored = as_stored(sorted_logp, keep_t, logp_dtype)
             kl_sum += kept_reconstruction_kl(t_logp, sorted_ids, stored, keep_t).sum().item()
             counts, keep = counts_t.cpu().numpy(), keep_t.cpu().numpy()
             sorted_logp, sorted_ids = sorted_logp.cpu(), sorted_ids.cpu()
