@@ -277,3 +277,54 @@ def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_still_do():
                                            vocab=30, **teacher)
     objective.backward()
     assert weight.grad is None and hidden.grad is not None and hidden.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl"])  # closed-form gradient, autograd's
+@pytest.mark.parametrize("path", ["fused", "chunked", "plain"])
+@pytest.mark.parametrize("teacher", ["online", "cached", None])
+def test_weighted_sums_equal_the_weighted_formula_values_and_grads(kind, path, teacher):
+    """``weights`` (the per-sequence mean's 1 / n_s per position) multiply each position's CE and KD, in every path:
+    values and gradients equal Σ w·(plain per-position formula)."""
+    torch.manual_seed(7)
+    n, h, v, tau = 13, 8, 30, 1.5
+    hidden = torch.randn(n, h, requires_grad=True)
+    weight = (2 * torch.randn(v, h)).requires_grad_()
+    targets = torch.randint(0, v, (n,))
+    weights = torch.tensor([1 / 3] * 3 + [1 / 8] * 8 + [1 / 2] * 2)
+    t_logits = 3 * torch.randn(n, v)
+    t_logp = torch.log_softmax(t_logits / tau, -1)
+    inputs = {"online": {"teacher_hidden": t_logits, "teacher_weight": torch.eye(v)},
+              "cached": {"topk_ids": t_logp.topk(v, -1)[1], "topk_logp": t_logp.topk(v, -1)[0],
+                         "topk_tail": torch.full((n,), -80.0)}, None: {}}[teacher]
+    cfg = LossConfig(kind=kind, chunk_size=4, temperature=tau, distill_ratio=0.4)
+    if path == "fused":
+        objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, **inputs)
+    elif path == "chunked":
+        ce, kd = chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, **inputs)
+        objective = combine(ce, kd, cfg)
+    else:
+        ce, kd = distill_sums(hidden @ weight.T, t_logits if teacher else None, targets, cfg, weights)
+        objective = combine(ce, kd, cfg)
+    objective.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    logits = hidden @ weight.T
+    ce_rows = -torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0]
+    kd_rows = naive(logits, t_logits, kind, temperature=tau) if teacher else torch.zeros(n)
+    ce_ref, kd_ref = (ce_rows * weights).sum(), (kd_rows * weights).sum()
+    combine(ce_ref, kd_ref, cfg).backward()
+    torch.testing.assert_close(torch.stack([ce, kd]).detach().double(), torch.stack([ce_ref, kd_ref]).double(),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], hidden.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[1], weight.grad, atol=1e-5, rtol=1e-5)
+    assert kd.item() > 0.1 or teacher is None
+
+
+def test_weights_of_ones_change_nothing():
+    torch.manual_seed(8)
+    hidden, weight, targets = torch.randn(11, 8), torch.randn(30, 8), torch.randint(0, 30, (11,))
+    teacher = {"teacher_hidden": torch.randn(11, 8), "teacher_weight": torch.randn(30, 8)}
+    plain = fused_objective_sums(hidden, weight, targets, LossConfig(chunk_size=4), vocab=30, **teacher)
+    ones = fused_objective_sums(hidden, weight, targets, LossConfig(chunk_size=4), vocab=30, weights=torch.ones(11),
+                                **teacher)
+    torch.testing.assert_close(torch.stack(ones), torch.stack(plain))

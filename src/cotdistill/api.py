@@ -148,8 +148,9 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
         model = load_model(model, pick_device(device))
     # model_path=None: an object is generated with directly (a path would let vLLM reload it from disk)
     results, rows = run_evaluation(model, tokenizer, items, spec.generation(), bench=spec.bench, model_path=None,
-                                   progress=progress, system=spec.system, extraction=spec.extraction)
-    results["model"], results["system"] = _name_of(model), spec.system
+                                   progress=progress, system=spec.system, extraction=spec.extraction,
+                                   prompt_template=spec.template_text)
+    results["model"], results["system"], results["preset"] = _name_of(model), spec.system, spec.preset
     if out_dir is not None:
         write_eval(out_dir, results, rows)
     return results

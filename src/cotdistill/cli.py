@@ -58,6 +58,11 @@ def _words_from(allowed: tuple[str, ...] | list[str]):
     return parse
 
 
+def _comma_words(text: str) -> list[str]:
+    """argparse type for ``a,b``: the words, any."""
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def _positive_int(text: str) -> int:
     """argparse type for counts: 0 or a negative number is an error here, not "all" (``--limit 0`` evaluated all)."""
     try:
@@ -205,6 +210,15 @@ def _run_select_experiment(config) -> int:
     return 0
 
 
+def _run_compare(config) -> int:
+    from cotdistill.stages.compare import run_compare
+
+    result = run_compare(config)
+    print(json.dumps({k: v for k, v in result.items() if k != "sentences"}) if config.json
+          else "\n".join(result["sentences"]))
+    return 0
+
+
 def _run_demo(config) -> int:
     from cotdistill.stages.demo import run_demo
 
@@ -268,6 +282,11 @@ def _select_experiment_config():
     return SelectExperimentConfig
 
 
+def _compare_config():
+    from cotdistill.stages.compare import CompareConfig
+    return CompareConfig
+
+
 def _demo_config():
     from cotdistill.stages.demo import DemoConfig
     return DemoConfig
@@ -304,6 +323,10 @@ ENCODE_FLAGS = (Flag("--sections", "encode.sections"),
                 Flag("--window", "encode.window", {"choices": list(WINDOWS)}))
 EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help": "file, dataset folder or hub id"}),
               Flag("--limit", "eval.limit", {"type": _positive_int}),
+              Flag("--preset", "eval.preset", {"help": "a named protocol filling the eval keys not given (paper: "
+                                                       "the truncation paper's lighteval settings)"}),
+              Flag("--prompt-template", "eval.prompt_template", {"help": "text holding {problem}, or a file whose "
+                                                                         "text does: the question the model sees"}),
               Flag("--samples", "eval.samples", {"type": _positive_int}),
               Flag("--temperature", "eval.temperature", {"type": float}),
               Flag("--max-new-tokens", "eval.max_new_tokens", {"type": _positive_int,
@@ -378,6 +401,11 @@ COMMANDS = (
                    Flag("--device", "device"), Flag("--context", "context", CONTEXT))),
     Command(("select-experiment",), "one student per selection method, evaluated", _select_experiment_config,
             _run_select_experiment, flags=(Flag("--out", "out"),)),
+    Command(("compare",), "two evaluations of the same problems: paired difference, McNemar's p, retention",
+            _compare_config, _run_compare, positional="results", many=True,
+            flags=(Flag("--names", "names", {"type": _comma_words, "help": "A,B: what the sentences call them"}),
+                   Flag("--resamples", "resamples", {"type": _positive_int}), Flag("--seed", "seed", {"type": int}),
+                   Flag("--json", "json", {"action": "store_true"}))),
     Command(("demo",), "the main job on the embedded world", _demo_config, _run_demo,
             flags=(Flag("--out", "out"),
                    Flag("--quick", "quick", {"action": "store_true",

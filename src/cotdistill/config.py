@@ -152,6 +152,14 @@ def _section_hint(unknown: list[str], fields: dict[str, dataclasses.Field], hint
     return ""
 
 
+def _preset_layer(cls: type, section: dict[str, Any]) -> dict[str, Any]:
+    """What a named preset in a section (``eval.preset: paper``) sets, from the class's ``preset_layer``: laid over
+    the field's default and under the keys given, so a preset fills only what the user left out, and the printed
+    config holds its values and reads back unchanged."""
+    layer = getattr(cls, "preset_layer", None)
+    return layer(section) if layer is not None else {}
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     """Build ``cls`` from a nested dict, recursing into dataclass fields; unknown keys are errors. A section given
     as a dict is laid over that field's own default, so a stage's defaults for a nested config (a selection
@@ -172,6 +180,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
         if sub is not None and isinstance(value, dict):
             default = _field_default(fields[name])
             base = to_dict(default) if dataclasses.is_dataclass(default) else {}
+            base = merge(base, _preset_layer(sub, merge(base, value)))
             kwargs[name] = from_dict(sub, merge(base, value), key)
         else:
             kwargs[name] = check_value(hints[name], value, key)

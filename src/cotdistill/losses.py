@@ -5,9 +5,10 @@ Contract (every function here):
 * inputs are rows of logits ``[N, V]`` at *supervised positions only* (the caller has already shifted labels and
   dropped ignored positions), or log-probabilities of the same shape;
 * computation is in float32 whatever the input dtype; log-probs come from ``log_softmax``, never ``log(softmax)``;
-* the ``*_sum`` functions return a masked **sum** over positions; the training loop divides once by the number of
-  supervised tokens in the whole accumulated (and all-reduced) batch. With ``N = 0`` they return a zero that
-  still carries a graph, so a rank with nothing to learn joins the backward pass.
+* the ``*_sum`` functions return a masked **sum** over positions, each position times its ``weights`` entry where
+  given (``[N]``; :func:`sequence_weights` under ``normalize: sequences``); the training loop divides once by the
+  number of supervised tokens (or of sequences) in the whole accumulated (and all-reduced) batch. With ``N = 0``
+  they return a zero that still carries a graph, so a rank with nothing to learn joins the backward pass.
 
 Divergences, with ``p_T`` the teacher and ``p_S`` the student distribution at temperature ``τ``:
 
@@ -29,6 +30,7 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd")
+NORMALIZE_MODES = ("tokens", "sequences")
 
 
 @dataclass
@@ -43,6 +45,12 @@ class LossConfig:
     # multiply KD by τ² (Hinton et al., and the truncation paper's code) so the gradient size is τ-independent
     scale_by_temperature: bool = True
     chunk_size: int = 1024  # supervised positions per chunk; 0 = materialise all logits at once
+    # what an optimizer step's loss is a mean over. "tokens": every supervised token of the step (all micro-batches
+    # and processes) counts once. "sequences": each sequence's own token mean, averaged over the step's sequences
+    # with ≥ 1 supervised token (a packed row's records are sequences) — what the truncation paper's code trains
+    # (batch 1 per GPU, token mean per sequence). Validation figures follow the same mean, as the paper's (batch 1)
+    # do, so a validation loss stays the objective that training lowers.
+    normalize: str = "tokens"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.distill_ratio <= 1.0:
@@ -57,10 +65,38 @@ class LossConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.chunk_size < 0:
             raise ValueError(f"chunk_size must be >= 0, got {self.chunk_size}")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
 
     @property
     def kd_scale(self) -> float:
         return self.temperature**2 if self.scale_by_temperature else 1.0
+
+
+def sequence_weights(targets_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """``1 / n_s`` at each supervised position of a sequence ``s`` with ``n_s`` supervised positions: ``[N]``, in
+    the order of ``targets_mask``'s true entries, so that a weighted sum is a sum of per-sequence token means.
+
+    ``targets_mask [B, T − 1]`` (label shift applied: position ``t`` is the label of token ``t + 1``);
+    ``position_ids [B, T]`` or ``None``. Without position ids each row is one sequence; with them, a packed row's
+    records are told apart where the position id restarts at 0 (``data/packing.py``). Naive equivalent: for each
+    row and record, ``w[mask of that record] = 1 / (mask of that record).sum()``.
+    """
+    if position_ids is None:
+        record = torch.zeros_like(targets_mask, dtype=torch.long)
+    else:  # the label of token t + 1 belongs to that token's record
+        record = (position_ids == 0).long().cumsum(1)[:, 1:]
+    rows = torch.arange(record.shape[0], device=record.device)[:, None]
+    key = (rows * (record.shape[1] + 2) + record)[targets_mask]  # one id per (row, record); record ≤ T
+    _, inverse, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse].float()
+
+
+def _weighted_sum(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``Σ_i w_i·Σ_j values[i, j]`` over rows ``i`` (``values [N]`` or ``[N, K]``); the plain sum without weights."""
+    if weights is None:
+        return values.sum()
+    return (values.reshape(weights.shape[0], -1).sum(-1) * weights).sum()
 
 
 def _kl(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
@@ -112,20 +148,25 @@ def per_token_divergence(student_logits: torch.Tensor, teacher_logits: torch.Ten
     return divergence_from_logprobs(s_logp, t_logp, kind, beta=beta, alpha=alpha)
 
 
-def cross_entropy_sum(student_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Σ −log p_S(target). ``student_logits [N, V]``, ``targets [N]``; no temperature (CE fits the data)."""
-    return F.cross_entropy(student_logits.float(), targets, reduction="sum")
+def cross_entropy_sum(student_logits: torch.Tensor, targets: torch.Tensor,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ w·(−log p_S(target)). ``student_logits [N, V]``, ``targets [N]``, ``weights [N]`` (none: 1); no
+    temperature (CE fits the data)."""
+    if weights is None:
+        return F.cross_entropy(student_logits.float(), targets, reduction="sum")
+    return _weighted_sum(F.cross_entropy(student_logits.float(), targets, reduction="none"), weights)
 
 
 def distill_sums(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor,
-                 config: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE sum, KD sum) over ``N`` supervised rows, unchunked. KD is 0 without a teacher."""
-    ce = cross_entropy_sum(student_logits, targets)
+                 config: LossConfig, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE sum, KD sum) over ``N`` supervised rows, unchunked, each row times ``weights [N]`` where given. KD is 0
+    without a teacher."""
+    ce = cross_entropy_sum(student_logits, targets, weights)
     if teacher_logits is None:
         return ce, torch.zeros((), device=ce.device)
     kd = per_token_divergence(student_logits, teacher_logits, config.kind, beta=config.beta, alpha=config.alpha,
-                              temperature=config.temperature).sum()
-    return ce, kd
+                              temperature=config.temperature)
+    return ce, _weighted_sum(kd, weights)
 
 
 def sparse_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, teacher_topk_logp: torch.Tensor,
@@ -174,18 +215,20 @@ def _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tai
 
 def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                 teacher_logits: torch.Tensor | None, config: LossConfig, vocab: int,
-                cap: float | None = None) -> torch.Tensor:
+                cap: float | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """CE and KD sums of one chunk, stacked ``[2]``; the student's logits are computed here from hidden states."""
-    return torch.stack(distill_sums(softcap((hidden @ weight.T)[:, :vocab], cap), teacher_logits, targets, config))
+    logits = softcap((hidden @ weight.T)[:, :vocab], cap)
+    return torch.stack(distill_sums(logits, teacher_logits, targets, config, weights))
 
 
 def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
                          vocab: int, teacher_hidden: torch.Tensor | None = None,
                          teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
                          topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
-                         cap: float | None = None,
-                         teacher_cap: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE sum, KD sum) from final hidden states, walking the positions in chunks.
+                         cap: float | None = None, teacher_cap: float | None = None,
+                         weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CE sum, KD sum) from final hidden states, walking the positions in chunks (``weights [N]``: as in
+    :func:`distill_sums`).
 
     ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher_hidden [N, H_t]`` with
     ``teacher_weight [V_t, H_t]`` (online teacher) or ``topk_ids``/``topk_logp [N, k]`` with ``topk_tail [N]``
@@ -207,7 +250,8 @@ def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         with torch.no_grad():
             teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
                                             vocab, config.temperature, teacher_cap)
-        args = (hidden[sl], weight, targets[sl], teacher_logits, config, vocab, cap)
+        args = (hidden[sl], weight, targets[sl], teacher_logits, config, vocab, cap,
+                None if weights is None else weights[sl])
         if config.chunk_size and torch.is_grad_enabled():
             total = total + checkpoint(_chunk_sums, *args, use_reentrant=False)
         else:
@@ -223,16 +267,18 @@ def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
 
 
 def _closed_form_chunk(z: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None, tau: float,
-                       w_ce: float, w_kd: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(CE sum, forward-KL sum, d(w_ce·CE + w_kd·KD)/dz) of one chunk; ``z`` and ``teacher_logits`` are float32
-    buffers this function owns and overwrites (no copies of them are made).
+                       w_ce: float, w_kd: float,
+                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CE sum, forward-KL sum, d(w_ce·CE + w_kd·KD)/dz) of one chunk, each row times its ``weights`` entry where
+    given; ``z`` and ``teacher_logits`` are float32 buffers this function owns and overwrites (no copies of them
+    are made).
 
     ``dCE/dz = softmax(z) − onehot(y)``; with ``p_S = softmax(z/τ)``, ``dKL(p_T‖p_S)/dz = (p_S − p_T)/τ``; and
     ``KL = Σ p_T·log p_T − Σ p_T·z/τ + Σ_rows logsumexp(z/τ)`` (each row of ``p_T`` sums to 1), so no student
     log-prob table is stored: the largest tensors alive are ``z``, the teacher's table and ``p_T``."""
     rows = torch.arange(z.shape[0], device=z.device)
     lse = torch.logsumexp(z, -1)
-    ce = lse.sum() - z[rows, targets].sum()
+    ce = _weighted_sum(lse, weights) - _weighted_sum(z[rows, targets], weights)
     kd = torch.zeros((), device=z.device)
     p_t = p_s = None
     if teacher_logits is not None:
@@ -243,9 +289,9 @@ def _closed_form_chunk(z: torch.Tensor, targets: torch.Tensor, teacher_logits: t
         lse_tau = lse if tau == 1.0 else torch.logsumexp(z_tau, -1)
         # sums over [chunk, V] products, written into the teacher's buffer: a flat dot product accumulates millions
         # of tiny terms into one float32 and drifted by 0.2% at V = 151,936; torch's sum adds in a cascade
-        p_t_log_p_t = t_logp.mul_(p_t).sum()
-        p_t_z = torch.mul(p_t, z_tau, out=t_logp).sum()
-        kd = p_t_log_p_t - p_t_z + lse_tau.sum()
+        p_t_log_p_t = _weighted_sum(t_logp.mul_(p_t), weights)
+        p_t_z = _weighted_sum(torch.mul(p_t, z_tau, out=t_logp), weights)
+        kd = p_t_log_p_t - p_t_z + _weighted_sum(lse_tau, weights)
         del t_logp
         if tau != 1.0:
             p_s = z_tau.sub_(lse_tau[:, None]).exp_()
@@ -257,6 +303,8 @@ def _closed_form_chunk(z: torch.Tensor, targets: torch.Tensor, teacher_logits: t
     else:
         grad.mul_(w_ce).add_(p_s, alpha=w_kd / tau).add_(p_t, alpha=-w_kd / tau)
     grad[rows, targets] -= w_ce
+    if weights is not None:  # each row's loss is weighted, so is its gradient
+        grad.mul_(weights[:, None])
     return ce, kd, grad
 
 
@@ -276,7 +324,7 @@ class _FusedHeadObjective(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail,
-                config, vocab, cap, teacher_cap, need_grad):
+                config, vocab, cap, teacher_cap, need_grad, weights):
         w_ce, w_kd = 1.0 - config.distill_ratio, config.distill_ratio * config.kd_scale
         head = weight[:vocab]
         # a frozen head (LoRA, PEFT) needs no [V, H] gradient: neither allocated nor computed
@@ -290,11 +338,12 @@ class _FusedHeadObjective(torch.autograd.Function):
         for start in range(0, hidden.shape[0], step):
             sl = slice(start, start + step)
             h = hidden[sl]
+            w = None if weights is None else weights[sl]
             teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
                                             vocab, config.temperature, teacher_cap)
             if need_grad and closed_form:
                 ce, kd, d_logits = _closed_form_chunk((h @ head.T).float(), targets[sl], teacher_logits,
-                                                      config.temperature, w_ce, w_kd)
+                                                      config.temperature, w_ce, w_kd, w)
                 teacher_logits = None
                 sums += torch.stack([ce.float(), kd.float()])
                 _accumulate(grad_hidden, grad_weight, d_logits, h, head, sl, vocab)
@@ -303,7 +352,7 @@ class _FusedHeadObjective(torch.autograd.Function):
             with torch.enable_grad():
                 logits = (h @ head.T).detach().requires_grad_(need_grad)
                 # soft-capped inside the graph, so the gradient flows through the cap
-                ce, kd = distill_sums(softcap(logits, cap), teacher_logits, targets[sl], config)
+                ce, kd = distill_sums(softcap(logits, cap), teacher_logits, targets[sl], config, w)
                 if need_grad:
                     (d_logits,) = torch.autograd.grad(w_ce * ce + w_kd * kd, logits)
             sums += torch.stack([ce.detach().float(), kd.detach().float()])
@@ -328,15 +377,15 @@ class _FusedHeadObjective(torch.autograd.Function):
             grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
         if grad_weight is not None:
             grad_weight = grad_weight.mul_(grad_objective).to(ctx.weight_dtype)
-        return (grad_hidden, grad_weight, *[None] * 11)
+        return (grad_hidden, grad_weight, *[None] * 12)
 
 
 def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
                          vocab: int, teacher_hidden: torch.Tensor | None = None,
                          teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
                          topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
-                         cap: float | None = None,
-                         teacher_cap: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         cap: float | None = None, teacher_cap: float | None = None,
+                         weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective sum, CE sum, KD sum): the objective ``combine(CE, KD)`` carries the gradient, CE and KD are
     detached figures for logging. Same inputs and values as :func:`chunked_distill_sums`, at less memory: the
     backward needs no chunk's logits (they are not recomputed) — only ``[N, H]`` and ``[V, H]`` gradients, which
@@ -347,7 +396,7 @@ def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     # parameters require grad under no_grad too: validation must not compute (and hold) [V, H] gradients
     need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     return _FusedHeadObjective.apply(hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp,
-                                     topk_tail, config, vocab, cap, teacher_cap, need_grad)
+                                     topk_tail, config, vocab, cap, teacher_cap, need_grad, weights)
 
 
 def combine(ce_sum: torch.Tensor, kd_sum: torch.Tensor, config: LossConfig) -> torch.Tensor:

@@ -99,3 +99,18 @@ def test_a_window_alone_means_window_truncation(tmp_path, capsys):
         runs[len(argv)] = json.loads(capsys.readouterr().out)["after"]
     assert runs[2] == runs[6]  # --window right alone = the explicit right window at half the sequence
     assert runs[2]["segments"]["prompt"]["total"] == 0  # the right half of these rows holds no prompt token
+
+
+def test_data_stats_counts_the_records_train_drops_for_data_max_tokens(tmp_path, capsys):
+    path = tmp_path / "stratos.jsonl"
+    _stratos_file(path)
+    assert main(["data", "stats", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert "longer_than_max_tokens" not in stats
+    longest = stats["before"]["sequence_length"]["max"]
+    # rows grow with i: one token under the longest row leaves that row alone over the limit
+    assert main(["data", "stats", str(path), "--json", f"data.max_tokens={longest - 1}"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["max_tokens"], stats["longer_than_max_tokens"]) == (longest - 1, 1)
+    assert main(["data", "stats", str(path), f"data.max_tokens={longest - 1}"]) == 0
+    assert f"longer than data.max_tokens {longest - 1} = 1 (train drops them" in capsys.readouterr().out

@@ -22,6 +22,9 @@ def test_sweep_writes_table_and_skips_finished_points(tmp_path, monkeypatch):
         assert r["compute"] == pytest.approx(r["flops"] / rows[0]["flops"])
         assert r["time_ratio"] == pytest.approx(r["wall_time_s"] / rows[0]["wall_time_s"])
     assert rows[0]["compute"] == 1.0 and 0.3 < rows[1]["compute"] < 0.6
+    # paired against LSP 1.0 on the same two problems (the figures are checked in test_paired_reports.py)
+    assert rows[0]["p_vs_ref"] is None and 0.0 <= rows[1]["p_vs_ref"] <= 1.0
+    assert rows[1]["diff_vs_ref"] == pytest.approx(rows[1]["accuracy"] - rows[0]["accuracy"])
     import csv
 
     from PIL import Image

@@ -227,11 +227,13 @@ class EncodeResult:
     dropped: list[int]  # record indices left with zero supervised tokens
 
 
-def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig, source: str,
-                   index_offset: int = 0) -> EncodeResult:
-    """Encode all records; ``index_offset`` numbers them from there (a validation tail keeps its file indices)."""
+def encode_records(tokenizer, records: list[ReasoningRecord], config: EncodeConfig, source: str, *,
+                   indices: list[int] | None = None) -> EncodeResult:
+    """Encode all records, each numbered by its index in its file: ``indices[k]`` for ``records[k]`` (records
+    selected from a file by ``cotdistill.data.split``), else ``k`` (the whole file)."""
     examples, dropped = [], []
-    for i, record in enumerate(records, start=index_offset):
+    numbers = range(len(records)) if indices is None else indices
+    for i, record in zip(numbers, records, strict=True):
         example = encode_record(tokenizer, record, config, i, source)
         if example is None:
             dropped.append(i)

@@ -78,6 +78,9 @@ def format_stats(stats: dict) -> str:
     if "system_token_share" in stats:
         lines.append(f"system turns = {stats['system_token_share']:.3f} of the tokens as given "
                      f"(data.system: {stats['system']})")
+    if "longer_than_max_tokens" in stats:
+        lines.append(f"longer than data.max_tokens {stats['max_tokens']} = {stats['longer_than_max_tokens']} "
+                     "(train drops them before its split)")
     if "duplicate_records" in stats:
         lines.append(f"duplicate records = {stats['duplicate_records']} (train keeps them unless data.dedup: true)")
     return "\n".join(lines)

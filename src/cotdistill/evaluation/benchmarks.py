@@ -18,7 +18,7 @@ from cotdistill.data.formats import iter_rows, source_name
 from cotdistill.data.records import DataError
 from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
 from cotdistill.evaluation.grade import GRADER, answers_match
-from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.evaluation.spec import EvalSpec, render_question
 from cotdistill.generate import GenerationConfig, generate
 from cotdistill.sources import world_benchmark
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
@@ -96,24 +96,37 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
     return items
 
 
-def ci95(values: list[float]) -> tuple[float, float]:
-    """95% interval of the mean of per-prompt scores: Wilson's score interval when every score is 0 or 1 (one
-    sample per prompt; it stays honest near 0 and 1, where the normal interval collapses to a point), else the
-    normal approximation."""
+Z95 = 1.96
+
+
+def wilson_ci(values: list[float]) -> tuple[float, float]:
+    """Wilson's 95% score interval of the share of 1s among 0/1 ``values``: it stays honest near 0 and 1, where
+    the normal interval collapses to a point."""
+    n = len(values)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean, z = sum(values) / n, Z95
+    centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def normal_ci(values: list[float]) -> tuple[float, float]:
+    """Normal 95% interval of the mean: mean ± 1.96 · sd / √n (sd with n - 1), clipped to [0, 1]."""
     n = len(values)
     if n == 0:
         return float("nan"), float("nan")
     mean = sum(values) / n
-    if all(v in (0, 1) for v in values):
-        z = 1.96
-        centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(mean * (1 - mean) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
     if n < 2:
         return mean, mean
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    half = 1.96 * math.sqrt(var / n)
+    half = Z95 * math.sqrt(var / n)
     return max(0.0, mean - half), min(1.0, mean + half)
+
+
+def ci95(values: list[float]) -> tuple[float, float]:
+    """95% interval of the mean of per-prompt scores: Wilson's when every score is 0 or 1, else the normal one."""
+    return wilson_ci(values) if all(v in (0, 1) for v in values) else normal_ci(values)
 
 
 def default_split(data) -> str:
@@ -141,12 +154,15 @@ def spec_items(spec: EvalSpec) -> list[BenchItem]:
 
 def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *, bench: str = "custom",
              model_path: str | None = None, progress: bool = True, system: str | None = None,
-             extraction: str = "strict") -> tuple[dict, list[dict]]:
+             extraction: str = "strict", prompt_template: str | None = None) -> tuple[dict, list[dict]]:
     """Generate, extract, grade; return (results, samples). ``system``: the system prompt of every question (the
     one the model was trained with; see ``data.system``). ``extraction``: which grading is ``accuracy`` (both are
-    reported; strict by default)."""
-    generations, stats = generate(model, tokenizer, [it.prompt for it in items], gen, model_path=model_path,
-                                  system=system, progress=progress)
+    reported; strict by default). ``prompt_template``: the template's text; each problem is rendered through it,
+    and the rendered question is what the model sees and what a sample's ``prompt`` holds (``problem``: the raw
+    problem), so provenance tracing scores the text the model saw."""
+    questions = [render_question(prompt_template, it.prompt) for it in items]
+    generations, stats = generate(model, tokenizer, questions, gen, model_path=model_path, system=system,
+                                  progress=progress)
     samples, strict, flexible = [], defaultdict(list), defaultdict(list)
     for g in generations:
         item = items[g.prompt_index]
@@ -157,15 +173,25 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
         strict[g.prompt_index].append(answers_match(item.gold, found.answer))
         flexible[g.prompt_index].append(answers_match(item.gold, loose.answer))
         correct = (strict if extraction == "strict" else flexible)[g.prompt_index][-1]
-        samples.append({"bench": bench, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
-                        "prompt": item.prompt, "response": g.text, "extracted": found.answer,
-                        "extraction": found.method, "gold": item.gold, "correct": correct,
-                        "correct_strict": strict[g.prompt_index][-1], "correct_flexible": flexible[g.prompt_index][-1],
-                        "extracted_flexible": loose.answer, "response_tokens": g.num_tokens,
-                        "hit_max_tokens": g.hit_max_tokens, **item.meta})
+        sample = {"bench": bench, "prompt_index": g.prompt_index, "sample_index": g.sample_index,
+                  "prompt": questions[g.prompt_index], "problem": item.prompt, "response": g.text,
+                  "extracted": found.answer, "extraction": found.method, "gold": item.gold, "correct": correct,
+                  "correct_strict": strict[g.prompt_index][-1], "correct_flexible": flexible[g.prompt_index][-1],
+                  "extracted_flexible": loose.answer, "response_tokens": g.num_tokens,
+                  "hit_max_tokens": g.hit_max_tokens}
+        # a dataset's other columns ride along, but never over a key of the evaluation (a column named "problem"
+        # next to a "question" prompt, or one named "correct")
+        samples.append(sample | {k: v for k, v in item.meta.items() if k not in sample})
     per_prompt = strict if extraction == "strict" else flexible  # the scores `accuracy`, its interval and pass@k use
+    # per problem, the share of its n samples that are correct. Their mean is `accuracy`, which is also `pass@1`
+    # (the unbiased pass@1 estimate from n samples) and `avg@n` (lighteval's "pass@1 over n samples"): three
+    # names of one number, the first two kept for readers of older results. `ci95` is Wilson's interval when
+    # every per-problem score is 0 or 1, else the normal one; `avg@n_ci95` is Wilson's at n = 1 and always the
+    # normal interval of the per-problem means at n > 1 (a problem scored 0 or 1 by all its samples is no 0/1 draw)
     pass1 = [sum(v) / len(v) for v in per_prompt.values()]
+    solved = [float(any(v)) for v in per_prompt.values()]  # pass@n: some sample of the problem is correct
     low, high = ci95(pass1)
+    n = gen.samples
     by_difficulty: dict[str, list[float]] = defaultdict(list)
     for i, v in per_prompt.items():
         if "difficulty" in items[i].meta:
@@ -178,8 +204,10 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
         "accuracy": sum(pass1) / len(pass1), "pass@1": sum(pass1) / len(pass1),
         "accuracy_strict": sum(sum(v) / len(v) for v in strict.values()) / len(strict),
         "accuracy_flexible": sum(sum(v) / len(v) for v in flexible.values()) / len(flexible),
-        f"pass@{gen.samples}": sum(any(v) for v in per_prompt.values()) / len(per_prompt),
         "ci95": [low, high],
+        f"avg@{n}": sum(pass1) / len(pass1), f"avg@{n}_ci95": list(wilson_ci(pass1) if n == 1 else normal_ci(pass1)),
+        f"pass@{n}": sum(solved) / len(solved), f"pass@{n}_ci95": list(wilson_ci(solved)),
+        "prompt_template": prompt_template,
         "mean_response_tokens": sum(g.num_tokens for g in generations) / len(generations),
         "truncated_responses": sum(g.hit_max_tokens for g in generations),
         "by_difficulty": {k: sum(by_difficulty[k]) / len(by_difficulty[k]) for k in levels},
@@ -210,8 +238,8 @@ def evaluate_model(model_path: str, spec: EvalSpec | str | None = None, *, out_d
     model = load_model(model_path, pick_device(device))
     results, rows = evaluate(model, tokenizer, items, spec.generation(), bench=spec.bench,
                              model_path=resolve(model_path), progress=progress, system=spec.system,
-                             extraction=spec.extraction)
-    results["model"], results["system"] = model_path, spec.system
+                             extraction=spec.extraction, prompt_template=spec.template_text)
+    results["model"], results["system"], results["preset"] = model_path, spec.system, spec.preset
     if out_dir is not None:
         write_eval(out_dir, results, rows)
     return results

@@ -1,5 +1,6 @@
 """The demo's report: one Markdown file and one HTML page over everything the stages wrote, with the findings
-said in words — including where the intervals overlap and nothing can be claimed."""
+said in words. Every model-vs-model claim is the stage's paired comparison (``comparisons.json``): a difference
+with its 95% interval and McNemar's exact p, claimed only where the interval excludes 0 and p < 0.05."""
 
 from __future__ import annotations
 
@@ -20,36 +21,32 @@ def _model_row(label: str, res: dict) -> dict:
             "n": res["n"], **{f"d{k}": v for k, v in res["by_difficulty"].items()}}
 
 
-def compare(name_a: str, a: dict, name_b: str, b: dict) -> str:
-    """One sentence on whether ``a`` and ``b`` differ, read from their CI95 (no test beyond non-overlap)."""
-    (a_lo, a_hi), (b_lo, b_hi) = a["ci95"], b["ci95"]
-    if a_lo > b_hi:
-        return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) is ahead of {name_b} "
-                f"({b['accuracy']:.3f}, {_ci(b['ci95'])}): the intervals do not overlap.")
-    if b_lo > a_hi:
-        return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) is behind {name_b} "
-                f"({b['accuracy']:.3f}, {_ci(b['ci95'])}): the intervals do not overlap.")
-    return (f"{name_a} ({a['accuracy']:.3f}, CI95 {_ci(a['ci95'])}) and {name_b} ({b['accuracy']:.3f}, "
-            f"{_ci(b['ci95'])}): the intervals overlap, so no difference can be claimed at this size.")
+def _sentence(c: dict) -> str:
+    return c["sentence"][:1].upper() + c["sentence"][1:] + "."
 
 
-def findings(baselines: dict, distilled: dict, sweep_rows: list[dict], prov_rows: list[dict],
-             select_cells: list[dict]) -> list[str]:
-    """The report's sentences, each computed from the figures it is about."""
-    out = [compare("The teacher", baselines["teacher"], "the original student", baselines["student"])]
-    for name, res in distilled.items():
-        out.append(compare(f"The student distilled at {name}", res, "the original student", baselines["student"]))
+def _retention(c: dict) -> str:
+    if c["retention"] != c["retention"]:
+        return "undefined (LSP 1.0 never answers correctly)"
+    low, high = c["retention_ci95"]
+    interval = "" if low != low else f" [{low:.2f}, {high:.2f}] (paired bootstrap over the test problems)"
+    return f"{c['retention']:.2f}{interval}"
+
+
+def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], select_cells: list[dict]) -> list[str]:
+    """The report's sentences, each rendered from figures a stage computed (``comparisons``: the demo's
+    ``comparisons.json``, every model-vs-model claim paired on the same test problems)."""
+    by_kind: dict[str, list[dict]] = {}
+    for c in comparisons["comparisons"]:
+        by_kind.setdefault(c["kind"], []).append(c)
+    out = [_sentence(c) for kind in ("teacher_vs_student", "distilled_vs_student")
+           for c in by_kind.get(kind, [])]
     rows = {r["setting"]: r for r in sweep_rows}
-    if "lsp1" in rows:
-        for name, r in rows.items():
-            if name == "lsp1":
-                continue
-            retention = r["retention"]
-            said = "undefined (LSP 1.0 never answers correctly)" if retention != retention else f"{retention:.2f}"
-            out.append(f"{name} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the training time "
-                       f"and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention (accuracy / "
-                       f"accuracy at LSP 1.0) is {said}. "
-                       + compare(f"The {name} student", distilled[name], "the LSP 1.0 student", distilled["lsp1"]))
+    for c in by_kind.get("setting_vs_reference", []):
+        r = rows[c["a"]]
+        out.append(f"{c['a']} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the training time "
+                   f"and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention (accuracy / accuracy "
+                   f"at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
     for row in prov_rows:
         mix = ", ".join(f"{c} {row[c]:.2f}" for c in CATEGORIES)
         agree = row.get("agreement")
@@ -61,14 +58,22 @@ def findings(baselines: dict, distilled: dict, sweep_rows: list[dict], prov_rows
         t, r = by_method["teacher"], by_method["random"]
         out.append(f"Selection: the teacher-guided pick carried {t['teacher_actions_mean']:.1f} teacher-originated "
                    f"actions per record, random {r['teacher_actions_mean']:.1f}. "
-                   + compare("The student trained on the teacher-guided selection", t,
-                             "the one trained on a random selection", r))
+                   + " ".join(_sentence(c) for c in by_kind.get("selection", [])))
     return out
+
+
+def how_claims_are_decided(level: float) -> str:
+    return ("Every comparison of two models is paired: both answered the same test problems, so it is read from "
+            "the per-problem outcomes. *A vs B: difference [95% interval], McNemar p (problems only A solved vs "
+            "problems only B solved)*, where the difference is A's accuracy minus B's and p is McNemar's exact "
+            f"test. A difference is claimed only where its interval excludes 0 and p < {level:g}; elsewhere the "
+            "sentence says that none can be claimed.\n\n")
 
 
 def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces: dict, corr: dict,
                       select_cells: list[dict], select_table: list[dict], seconds: float) -> Path:
     """Render what the stages wrote; ``corr`` is the teacher-share / accuracy correlation the demo computed."""
+    comparisons = json.loads((out / "comparisons.json").read_text())
     distilled = {r["setting"]: json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
                  for r in sweep_rows}
     models = [_model_row(f"{name} (embedded)", res) for name, res in baselines.items()]
@@ -76,15 +81,17 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
                   **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]
-    said = findings(baselines, distilled, sweep_rows, prov_rows, select_cells)
+    said = findings(comparisons, sweep_rows, prov_rows, select_cells)
     md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n\n## What the figures show\n\n",
+          how_claims_are_decided(comparisons["level"]),
           *[f"- {s}\n" for s in said],
           "\n## Models on the world's test split\n\nStrict accuracy (an answer the model gave: boxed or the answer "
           "line), its CI95 (Wilson), the flexible column (adds the last number in the text; never the score), "
           "responses that hit the token limit, and accuracy per difficulty (d2…d6 = number of steps).\n\n",
           markdown_table(models),
           "\n## Truncation trade-off (distilled students)\n\nCost of each setting against LSP 1.0: training FLOPs "
-          "(`compute`), wall time and peak memory, measured in the same run.\n\n",
+          "(`compute`), wall time and peak memory, measured in the same run; `diff_vs_ref` [`diff_ci95`], "
+          "`p_vs_ref` and `retention_ci95` compare each setting with LSP 1.0 on the same problems (paired).\n\n",
           markdown_table(sweep_rows, TRADEOFF_COLUMNS),
           "\n![trade-off](distill/tradeoff.png)\n",
           "\n## Provenance of the distilled students' actions\n\nEach sentence a distilled student wrote, scored "
@@ -107,6 +114,7 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     (out / "report.md").write_text(text)
     (out / "summary.json").write_text(json.dumps({"models": models, "tradeoff": sweep_rows, "provenance": prov_rows,
                                                    "correlation": corr, "selection": select_table,
+                                                   "comparisons": comparisons["comparisons"],
                                                    "findings": said, "seconds": seconds}, indent=2, default=str))
     (out / "index.html").write_text(markdown_page("cotdistill demo", text))
     return out / "index.html"

@@ -5,14 +5,20 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-# the truncation trade-off table, as the sweep writes it and the demo report shows it
+# the truncation trade-off table, as the sweep writes it and the demo report shows it; diff_vs_ref, diff_ci95,
+# p_vs_ref and retention_ci95 compare each point with LSP 1.0 on the same problems (paired), blank on LSP 1.0 itself
 TRADEOFF_COLUMNS = ["setting", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib", "accuracy",
-                    "retention", "compute", "time_ratio", "memory_ratio"]
+                    "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention", "retention_ci95", "compute", "time_ratio",
+                    "memory_ratio"]
 
 
 def _fmt(value) -> str:
+    if value is None:  # a figure that does not apply to this row (a point compared with itself)
+        return ""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    if isinstance(value, (list, tuple)):  # an interval: [low, high]
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
 
 

@@ -44,4 +44,9 @@ def data_stats(config: DataStatsConfig) -> dict:
     stats.update(format=result.format, skipped=len(result.skipped), tokenizer=config.tokenizer,
                  duplicate_records=len(repeated_positions(records)), max_length=max_length, system=data.system,
                  system_token_share=system_token_share(tokenizer, as_given, config.encode, str(data.path)))
+    if data.max_tokens is not None:  # what train drops before its split; the stats above still cover every record
+        from cotdistill.data.split import templated_lengths
+
+        stats.update(max_tokens=data.max_tokens, longer_than_max_tokens=sum(
+            n > data.max_tokens for n in templated_lengths(tokenizer, records)))
     return stats

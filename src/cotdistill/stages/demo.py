@@ -5,8 +5,10 @@
    trade-off table (FLOPs, time, memory, accuracy);
 3. trace the provenance of the distilled students' actions (checked against the generator's known styles);
 4. teacher-guided data selection against random selection, on several teacher samples per question;
-5. a report folder: ``index.html``, ``report.md`` and everything the stages wrote, with the findings in words
-   (including where the intervals overlap and nothing can be claimed).
+5. a report folder: ``index.html``, ``report.md`` and everything the stages wrote, with the findings in words.
+   Every model-vs-model claim is paired on the test problems both models answered (``comparisons.json``): the
+   difference in accuracy with its 95% interval and McNemar's exact p, and it is claimed only where the interval
+   excludes 0 and p < 0.05 — a sentence says so where it cannot be.
 """
 
 from __future__ import annotations
@@ -107,8 +109,56 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     from cotdistill.report.demo import write_demo_report
 
+    comparisons = demo_comparisons(out, [r["setting"] for r in sweep_rows], cfg.select_methods, cfg.select_seeds)
+    (out / "comparisons.json").write_text(json.dumps(comparisons, indent=2))
     select_cells = json.loads((out / "selection" / "cells.json").read_text())
     report = write_demo_report(out, baselines, sweep_rows, traces, corr, select_cells, select_table,
                                time.time() - start)
     _log(f"done in {time.time() - start:.0f} s; report: {report}")
     return report
+
+
+@dataclass(frozen=True)
+class _Scored:
+    name: str  # as comparisons.json names the model
+    label: str  # as a sentence names it
+    scores: dict  # its per-problem scores on the test problems
+
+
+def _paired(kind: str, a: _Scored, b: _Scored, **extra) -> dict:
+    from cotdistill.evaluation.paired import compare_scores
+
+    paired = compare_scores(a.scores, b.scores)
+    return {"kind": kind, "a": a.name, "b": b.name, **paired.to_dict(), "sentence": paired.sentence(a.label, b.label),
+            **extra}
+
+
+def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: list[int]) -> dict:
+    """Every model-vs-model claim of the report, paired on the test problems both models answered (read from each
+    evaluation's ``samples.jsonl``): the teacher and each distilled student against the original student, each
+    truncated setting against LSP 1.0 (with its retention and paired bootstrap interval), and per seed the
+    teacher-guided selection against the random one. ``level``: where a difference is claimed."""
+    from cotdistill.evaluation.paired import ALPHA, load_scores, retention_interval
+    from cotdistill.stages.select_experiment import BASELINE, cell_dir
+    from cotdistill.stages.sweep import REFERENCE
+
+    student = _Scored("student", "the original student", load_scores(out / "eval" / "student"))
+    found = [_paired("teacher_vs_student", _Scored("teacher", "the teacher", load_scores(out / "eval" / "teacher")),
+                     student)]
+    distilled = {name: load_scores(out / "distill" / name / "eval") for name in settings}
+    found += [_paired("distilled_vs_student", _Scored(name, f"the student distilled at {name}", scores), student)
+              for name, scores in distilled.items()]
+    if REFERENCE in distilled:
+        ref = _Scored(REFERENCE, "the LSP 1.0 student", distilled[REFERENCE])
+        for name, scores in distilled.items():
+            if name != REFERENCE:
+                ratio, low, high = retention_interval(scores, ref.scores)
+                found.append(_paired("setting_vs_reference", _Scored(name, f"the {name} student", scores), ref,
+                                     retention=ratio, retention_ci95=[low, high]))
+    for seed in seeds if {"teacher", BASELINE} <= set(methods) else []:
+        cell = {m: load_scores(cell_dir(out / "selection", m, seed) / "eval") for m in ("teacher", BASELINE)}
+        found.append(_paired(
+            "selection", _Scored("teacher", f"the student trained on the teacher-guided selection (seed {seed})",
+                                 cell["teacher"]),
+            _Scored(BASELINE, "the one trained on a random selection", cell[BASELINE]), seed=seed))
+    return {"level": ALPHA, "comparisons": found}

@@ -3,13 +3,14 @@
 Every method picks one candidate per question (so selections have the same number of records); the student is
 fine-tuned (SFT) on each selection with the same settings and seed, and evaluated on the same test set. Scores
 are computed once and shared by all methods. Re-running skips finished (method, seed) cells. Every cell is scored
-as ``eval`` says (the world's test split by default).
+as ``eval`` says (the world's test split by default), and each method is compared with ``random`` of the same
+seed on those problems (paired difference, its interval, McNemar's exact p); over seeds, mean ± sd and the
+interval of the mean.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,8 +25,19 @@ from cotdistill.provenance.scoring import CONTEXTS
 from cotdistill.select.methods import METHODS
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
-from cotdistill.stages.setting import train_and_evaluate
+from cotdistill.stages.setting import check_checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
+
+BASELINE = "random"  # every method is compared with the student trained on a random selection of the same size
+CELL_COLUMNS = ["method", "seed", "selected", "accuracy", "ci95", "diff_vs_random", "diff_ci95", "p_vs_random",
+                "supervised_tokens"]
+SELECTION_NOTE = (
+    "Every student answered the same test problems, so each method is compared with `random` problem by problem: "
+    "per seed, `diff_vs_random` (accuracy minus random's) with its 95% interval `diff_ci95` and McNemar's exact "
+    "`p_vs_random`. Over several seeds the method table gives the mean accuracy, its `sd` and the Student t "
+    "interval of the mean (`ci95_low`, `ci95_high`), and the per-seed differences summarised the same way "
+    "(`diff_sd`, `diff_ci95`); over one seed, that run's Wilson interval and paired figures. A method is better "
+    "than random where the interval of its difference excludes 0 (and, per seed, p < 0.05).")
 
 
 def sft_defaults() -> TrainConfig:
@@ -51,6 +63,11 @@ class SelectExperimentConfig:
     train_config: str | None = None  # a training YAML: the base of train (keys under train: override it)
     train: TrainConfig = field(default_factory=sft_defaults)  # per cell: data.path, seed, output_dir are set
     eval: EvalSpec = field(default_factory=lambda: EvalSpec(limit=200))
+    # final (unlike sweep's best): every cell's validation records are a share of its own method's selection, so a
+    # checkpoint picked by them would mix the selection's quality with its validation set's difficulty; after the
+    # same number of steps the cells differ only in their selection (sft_defaults keeps no best/ either).
+    # best: each cell's best/ (set train.keep_best: true and train.eval_every), final/ where it kept none
+    evaluate: str = "final"  # best | final
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
@@ -60,6 +77,7 @@ class SelectExperimentConfig:
                                                   "progress": "train.progress"}
 
     def __post_init__(self) -> None:
+        check_checkpoint(self.evaluate)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ValueError(f"methods must be among {METHODS}, got {unknown}")
@@ -71,7 +89,8 @@ class SelectExperimentConfig:
 
 def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, seed: int) -> dict:
     config = replace(cfg.train, data=replace(cfg.train.data, path=str(data_file)), seed=seed)
-    summary, results = train_and_evaluate(config, cfg.eval, cell, progress=cfg.train.progress)
+    summary, results = train_and_evaluate(config, cfg.eval, cell, progress=cfg.train.progress,
+                                          evaluate=cfg.evaluate)
     return {"accuracy": results["accuracy"], "ci95": results["ci95"], "supervised_tokens": summary["supervised_tokens"],
             "records": summary["records"]}
 
@@ -107,7 +126,7 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     cells = []
     for method in cfg.methods:
         for seed in cfg.seeds:
-            cell = out / f"{method}-seed{seed}"
+            cell = cell_dir(out, method, seed)
             done = cell / "cell.json"
             if done.exists():
                 cells.append(json.loads(done.read_text()))
@@ -124,6 +143,10 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
                       **_train_and_eval(cfg, cell / "selected.jsonl", cell, seed)}
             done.write_text(json.dumps(result))
             cells.append(result)
+    from cotdistill.evaluation.paired import load_scores
+
+    outcomes = {(c["method"], c["seed"]): load_scores(cell_dir(out, c["method"], c["seed"]) / "eval") for c in cells}
+    cells = paired_with_baseline(cells, outcomes)
     table = summarise_cells(cells)
     (out / "cells.json").write_text(json.dumps(cells, indent=2))
     write_experiment_report(out, cells, table)
@@ -134,22 +157,66 @@ def _count_sources(records) -> dict[str, int]:
     return dict(Counter(str(r.metadata.get("source", "unknown")) for r in records))
 
 
+def cell_dir(out: Path, method: str, seed: int) -> Path:
+    return out / f"{method}-seed{seed}"
+
+
+def paired_with_baseline(cells: list[dict], scores: dict[tuple[str, int], dict]) -> list[dict]:
+    """Each cell against the random cell of its seed, on the same test problems (``scores``: (method, seed) ->
+    per-problem scores): ``diff_vs_random`` with its 95% interval ``diff_ci95`` and ``p_vs_random`` (McNemar's exact
+    p); None on the random cells and where no random cell of that seed was run."""
+    from cotdistill.evaluation.paired import compare_scores
+
+    for c in cells:
+        base = scores.get((BASELINE, c["seed"]))
+        if c["method"] == BASELINE or base is None:
+            c.update(diff_vs_random=None, diff_ci95=None, p_vs_random=None)
+            continue
+        paired = compare_scores(scores[(c["method"], c["seed"])], base)
+        c.update(diff_vs_random=paired.difference, diff_ci95=list(paired.ci95), p_vs_random=paired.p_value)
+    return cells
+
+
 def summarise_cells(cells: list[dict]) -> list[dict]:
+    """One row per method (cells already paired with :func:`paired_with_baseline`). Over several seeds: the mean
+    accuracy, its sd and the Student t interval of the mean, and the per-seed differences from random summarised
+    the same way (each seed's McNemar p is in the per-seed table). Over one seed: that run's Wilson interval, and
+    its paired difference with interval and p."""
     by_method: dict[str, list[dict]] = {}
     for c in cells:
         by_method.setdefault(c["method"], []).append(c)
     table = []
     for method, rows in by_method.items():
-        accs = [r["accuracy"] for r in rows]
-        mean = sum(accs) / len(accs)
-        std = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
         table.append({"method": method, "seeds": len(rows), "records": rows[0]["selected"],
-                      "tokens": sum(r["supervised_tokens"] for r in rows) / len(rows), "accuracy": mean,
-                      "std": std, "ci95_low": min(r["ci95"][0] for r in rows),
-                      "ci95_high": max(r["ci95"][1] for r in rows),
+                      "tokens": sum(r["supervised_tokens"] for r in rows) / len(rows), **_accuracy_summary(rows),
+                      **_difference_summary(rows),
                       "selected_correct_share": sum(r["selected_correct_share"] for r in rows) / len(rows),
                       "teacher_actions_mean": sum(r["teacher_actions_mean"] for r in rows) / len(rows)})
     return table
+
+
+def _accuracy_summary(rows: list[dict]) -> dict:
+    if len(rows) == 1:  # one seed has no spread: its test-set interval is the only uncertainty measured
+        return {"accuracy": rows[0]["accuracy"], "sd": None, "ci95_low": rows[0]["ci95"][0],
+                "ci95_high": rows[0]["ci95"][1]}
+    from cotdistill.evaluation.paired import seed_summary
+
+    summary = seed_summary([r["accuracy"] for r in rows])
+    return {"accuracy": summary["mean"], "sd": summary["sd"], "ci95_low": summary["ci95"][0],
+            "ci95_high": summary["ci95"][1]}
+
+
+def _difference_summary(rows: list[dict]) -> dict:
+    paired = [r for r in rows if r["diff_vs_random"] is not None]
+    if len(paired) <= 1:  # random itself, no random cell, or one seed: that seed's paired figures (or none)
+        one = paired[0] if paired else {"diff_vs_random": None, "diff_ci95": None, "p_vs_random": None}
+        return {"diff_vs_random": one["diff_vs_random"], "diff_sd": None, "diff_ci95": one["diff_ci95"],
+                "p_vs_random": one["p_vs_random"]}
+    from cotdistill.evaluation.paired import seed_summary
+
+    summary = seed_summary([r["diff_vs_random"] for r in paired])
+    return {"diff_vs_random": summary["mean"], "diff_sd": summary["sd"], "diff_ci95": list(summary["ci95"]),
+            "p_vs_random": None}
 
 
 def write_experiment_report(out: Path, cells: list[dict], table: list[dict]) -> None:
@@ -157,9 +224,9 @@ def write_experiment_report(out: Path, cells: list[dict], table: list[dict]) -> 
     from cotdistill.report.tables import markdown_table, write_csv
 
     write_csv(table, out / "selection.csv")
-    (out / "selection.md").write_text("# Teacher-guided selection vs baselines\n\n" + markdown_table(table)
-                                      + "\nPer seed:\n\n" + markdown_table(cells, ["method", "seed", "selected",
-                                                                                   "accuracy", "supervised_tokens"]))
+    (out / "selection.md").write_text("# Teacher-guided selection vs baselines\n\n" + SELECTION_NOTE + "\n\n"
+                                      + markdown_table(table) + "\nPer seed:\n\n"
+                                      + markdown_table(cells, CELL_COLUMNS))
     bar_plot([r["method"] for r in table], [r["accuracy"] for r in table],
              [(r["ci95_low"], r["ci95_high"]) for r in table], out / "selection.png",
              ylabel="test accuracy (95% interval)", title="student accuracy by selection method")

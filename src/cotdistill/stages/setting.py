@@ -1,4 +1,5 @@
-"""Train one setting, then evaluate its final model: the step that sweeps and selection experiments repeat."""
+"""Train one setting, then evaluate its best or final model: the step that sweeps and selection experiments
+repeat."""
 
 from __future__ import annotations
 
@@ -13,9 +14,30 @@ from cotdistill.data.records import parse_system_policy
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.training.config import TrainConfig
 
+# the checkpoints a stage may evaluate: best/ (lowest validation figure, TrainConfig.best_metric) or final/
+CHECKPOINTS = ("best", "final")
+
 
 class SettingError(RuntimeError):
     """Training one setting failed; the stage reports it and goes on with the next."""
+
+
+def check_checkpoint(evaluate: str) -> None:
+    """The rule for a stage config's ``evaluate`` key."""
+    if evaluate not in CHECKPOINTS:
+        raise ValueError(f"evaluate must be one of {', '.join(CHECKPOINTS)}, got {evaluate!r}")
+
+
+def chosen_checkpoint(train_dir: Path, summary: dict, evaluate: str) -> tuple[str, int | None]:
+    """(folder, step) of the checkpoint to evaluate in a finished run ``train_dir``: ``best/`` or ``final/`` as
+    ``evaluate`` says. A run that kept no ``best/`` (no validation records, or keep_best false) has only
+    ``final/``: that is evaluated, with a note."""
+    if evaluate == "best":
+        if (train_dir / "best").is_dir():
+            return "best", summary.get("best_checkpoint_step")
+        print(f"note: {train_dir} kept no best/ checkpoint (no validation records, or keep_best: false); "
+              "evaluating final/", file=sys.stderr, flush=True)
+    return "final", summary["steps"]
 
 
 def train_in_subprocess(config: TrainConfig, config_file: Path) -> None:
@@ -37,9 +59,11 @@ def evaluated_as_trained(spec: EvalSpec, config: TrainConfig) -> EvalSpec:
 
 
 def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_subprocess: bool = False,
-                       progress: bool = True) -> tuple[dict, dict]:
-    """(run summary, evaluation results) of one setting: trained into ``where/train``, evaluated into
-    ``where/eval``. A half whose output exists is not run again, so a stage killed midway resumes here."""
+                       progress: bool = True, evaluate: str = "best") -> tuple[dict, dict]:
+    """(run summary, evaluation results) of one setting: trained into ``where/train``, its ``evaluate`` checkpoint
+    (``chosen_checkpoint``) evaluated into ``where/eval``, whose results.json says which (``checkpoint``: best or
+    final, ``checkpoint_step``). A half whose output exists is not run again, so a stage killed midway resumes
+    here; results of another checkpoint than the one now chosen are redone."""
     from cotdistill.evaluation.benchmarks import evaluate_model
     from cotdistill.training.loop import train
 
@@ -50,7 +74,13 @@ def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_s
             train_in_subprocess(config, where / "train.yaml")
         else:
             train(config)
-    if not results_file.exists():
-        evaluate_model(str(where / "train" / "final"), evaluated_as_trained(spec, config), out_dir=where / "eval",
-                       progress=progress)
-    return json.loads(summary_file.read_text()), json.loads(results_file.read_text())
+    summary = json.loads(summary_file.read_text())
+    checkpoint, step = chosen_checkpoint(where / "train", summary, evaluate)
+    # results written before this key existed were of final/
+    if results_file.exists() and json.loads(results_file.read_text()).get("checkpoint", "final") == checkpoint:
+        return summary, json.loads(results_file.read_text())
+    results = evaluate_model(str(where / "train" / checkpoint), evaluated_as_trained(spec, config),
+                             out_dir=where / "eval", progress=progress)
+    results.update(checkpoint=checkpoint, checkpoint_step=step)
+    results_file.write_text(json.dumps(results, indent=2))
+    return summary, json.loads(results_file.read_text())

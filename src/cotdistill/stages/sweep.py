@@ -2,8 +2,10 @@
 
 Each point lives in ``OUT/<name>/`` with its ``train/run_summary.json`` and ``eval/results.json``; a point whose
 files exist is not run again. The table has, per setting: supervised tokens, FLOPs, wall time, peak memory,
-accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute = FLOPs / reference FLOPs. Every
-point is evaluated as ``eval`` says (the world's test split by default; ``eval.bench=gsm8k eval.data=FILE`` …).
+accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute = FLOPs / reference FLOPs; and,
+paired on the problems both answered (each point's ``eval/samples.jsonl``), the difference from the reference with
+its 95% interval, McNemar's exact p and the retention's bootstrap interval. Every point is evaluated as ``eval``
+says (the world's test split by default; ``eval.bench=gsm8k eval.data=FILE`` …).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import output_lock
 from cotdistill.report.tables import TRADEOFF_COLUMNS
-from cotdistill.stages.setting import SettingError, train_and_evaluate
+from cotdistill.stages.setting import SettingError, check_checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
 
 
@@ -30,9 +32,13 @@ class SweepConfig:
     lsps: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])  # 1.0: the full-sequence reference
     windows: list[str] = field(default_factory=list)  # left | middle | right, each at LSP 0.5
     sections: list[str] = field(default_factory=list)  # supervised sections, e.g. cotAns, cot, ans (at LSP 1.0)
+    # best: each point's best/ checkpoint (lowest train.best_metric on validation: the paper's choice), final/ where
+    # the run kept none; final: the last step's model
+    evaluate: str = "best"  # best | final
     out: str = "runs/sweep"
 
     def __post_init__(self) -> None:
+        check_checkpoint(self.evaluate)
         bad = [x for x in self.lsps if not 0.0 < x <= 1.0]
         if bad:
             raise ValueError(f"lsps must be numbers in (0, 1], found {bad}")
@@ -41,6 +47,9 @@ class SweepConfig:
         if unknown:
             raise ValueError(f"windows must be among {list(WINDOWS)} and sections among {sorted(SECTION_ALIASES)}; "
                              f"found {unknown}")
+
+
+REFERENCE = "lsp1"  # the point every other is compared with: LSP 1.0, every record whole
 
 
 @dataclass
@@ -60,15 +69,15 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> 
         points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
     for s in sections:
         points.append(SweepPoint(f"sections-{s}", {"sections": s}))
-    if not any(p.name == "lsp1" for p in points):  # retention needs the full-sequence reference
-        points.insert(0, SweepPoint("lsp1", {"truncation": "none", "lsp": 1.0, "full_share": 0.0}))
+    if not any(p.name == REFERENCE for p in points):  # retention needs the full-sequence reference
+        points.insert(0, SweepPoint(REFERENCE, {"truncation": "none", "lsp": 1.0, "full_share": 0.0}))
     return points
 
 
 def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
     config = from_dict(TrainConfig, merge(to_dict(cfg.train), {"encode": point.encode}))
     summary, results = train_and_evaluate(config, cfg.eval, out / point.name, in_subprocess=True,
-                                          progress=cfg.train.progress)
+                                          progress=cfg.train.progress, evaluate=cfg.evaluate)
     return {"setting": point.name, "records": summary["examples"], "tokens": summary["processed_tokens"],
             "supervised_tokens": summary["supervised_tokens"], "flops": summary["flops"],
             "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
@@ -76,13 +85,32 @@ def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
             "ci95_high": results["ci95"][1]}
 
 
-def tradeoff_table(rows: list[dict], reference: str = "lsp1") -> list[dict]:
+def tradeoff_table(rows: list[dict], reference: str = REFERENCE) -> list[dict]:
     ref = next(r for r in rows if r["setting"] == reference)
     for r in rows:
         r["retention"] = r["accuracy"] / ref["accuracy"] if ref["accuracy"] > 0 else float("nan")
         r["compute"] = r["flops"] / ref["flops"]
         r["time_ratio"] = r["wall_time_s"] / ref["wall_time_s"]
         r["memory_ratio"] = r["peak_memory_mib"] / ref["peak_memory_mib"] if ref["peak_memory_mib"] else float("nan")
+    return rows
+
+
+def paired_with_reference(rows: list[dict], scores: dict[str, dict], reference: str = REFERENCE) -> list[dict]:
+    """Each row against the reference on the same problems (``scores``: setting -> per-problem scores):
+    ``diff_vs_ref`` (accuracy minus the reference's) with its 95% interval ``diff_ci95``, ``p_vs_ref`` (McNemar's
+    exact p) and ``retention_ci95`` (paired bootstrap); None on the reference's own row. Both models answered the
+    same problems, so the paired figures see a difference that two overlapping Wilson intervals hide."""
+    from cotdistill.evaluation.paired import compare_scores, retention_interval
+
+    ref = scores[reference]
+    for r in rows:
+        if r["setting"] == reference:
+            r.update(diff_vs_ref=None, diff_ci95=None, p_vs_ref=None, retention_ci95=None)
+            continue
+        paired = compare_scores(scores[r["setting"]], ref)
+        _, low, high = retention_interval(scores[r["setting"]], ref)
+        r.update(diff_vs_ref=paired.difference, diff_ci95=list(paired.ci95), p_vs_ref=paired.p_value,
+                 retention_ci95=[low, high])
     return rows
 
 
@@ -108,6 +136,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
 
 def _run_sweep_locked(cfg: SweepConfig, out: Path) -> list[dict]:
     from cotdistill.config import save_config
+    from cotdistill.evaluation.paired import load_scores
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -119,6 +148,7 @@ def _run_sweep_locked(cfg: SweepConfig, out: Path) -> list[dict]:
             print(f"sweep: {err}", file=sys.stderr)
             failed.append({"setting": point.name, "error": str(err)})
     rows = tradeoff_table(rows)
+    rows = paired_with_reference(rows, {r["setting"]: load_scores(out / r["setting"] / "eval") for r in rows})
     write_tradeoff(rows, out)
     if failed:
         (out / "failed.json").write_text(json.dumps(failed, indent=2))

@@ -1,7 +1,8 @@
 """``cotdistill teacher cache``: the teacher's top-k log-probs at every supervised position, for offline KD.
 
 The cache is built from the training config that will read it (``train_config: train.yaml``): its teacher, data,
-``encode`` (truncation, sections), ``loss.temperature``, ``chat_template`` and ``data.system`` — so the cache
+``encode`` (truncation, sections), ``loss.temperature``, ``chat_template`` and ``data.system``, for the records the
+run selects (``data.max_tokens``, its validation split and ``max_records``: ``select_config_records``) — so the cache
 cannot disagree with the run; a run still checks its cache against itself before training.
 """
 
@@ -39,7 +40,7 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     from cotdistill.data.encode import encode_records
     from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.training.loop import load_config_records
+    from cotdistill.training.loop import load_config_records, select_config_records
 
     train = config.train
     out = config.out or train.teacher_cache
@@ -53,13 +54,17 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     if not is_world(data_path) and Path(out).resolve() == Path(data_path).resolve():
         raise ConfigError(f"--out (out) would overwrite the input {data_path}: write the cache to a new folder")
     resolve(train.teacher)  # a typo in the teacher's name is found before the data is read
-    records, _ = load_config_records(train.data, limit=train.data.max_records)
+    records, _ = load_config_records(train.data, limit=train.data.read_limit)
     # with a training config, the run's own tokenizer and template (the student's unless tokenizer: is set): the
     # cache is checked against exactly these token ids, and a teacher whose template renders differently would fit
     # no run; named by flags alone, the student is unknown and the teacher's tokenizer renders
     own = train.tokenizer or (train.student if config.train_config else train.teacher)
     tokenizer = load_tokenizer(own, chat_template=train.chat_template)
-    examples = encode_records(tokenizer, records, train.encode, data_path).examples
+    # the records the run trains and validates on (length filter, split, max_records), each at its file index
+    chosen = select_config_records(train.data, records, tokenizer, separate_val=bool(train.data.val_path))
+    indices = sorted(chosen.train + chosen.val)
+    examples = encode_records(tokenizer, [records[i] for i in indices], train.encode, data_path,
+                              indices=indices).examples
     teacher = load_model(train.teacher, pick_device(train.device))
     return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
                        data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,

@@ -3,7 +3,8 @@
 Reduction contract: each micro-batch's loss is a *sum* over its supervised tokens; before the first backward of an
 optimizer step the supervised tokens of all its micro-batches on all ranks are counted, and every micro-batch's
 sum is divided by that one number. So batch 8 × accumulation 1, batch 1 × accumulation 8 and 2 processes × 4
-give the same gradient.
+give the same gradient. Under ``loss.normalize: sequences`` each token enters the sum times 1 / (its sequence's
+supervised tokens) and the number counted is the sequences with a supervised token: the same invariances hold.
 
 Data order: the length-grouped micro-batches of an epoch form one global list; optimizer step ``s`` consumes
 micro-batches ``[s·G, (s+1)·G)`` with ``G = grad_accum × world_size``, rank ``r`` taking every ``world_size``-th
@@ -31,9 +32,10 @@ from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, encode_records
 from cotdistill.data.formats import load_records, source_name
 from cotdistill.data.packing import collate_packed, pack_examples
 from cotdistill.data.records import ReasoningRecord, apply_system_policy, repeated_positions
+from cotdistill.data.split import Selection, split_records, templated_lengths, within_limit
 from cotdistill.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from cotdistill.errors import UserError
-from cotdistill.losses import combine, fused_objective_sums, softcap
+from cotdistill.losses import combine, fused_objective_sums, sequence_weights, softcap
 from cotdistill.models import (
     check_same_tokenizer,
     config_max_positions,
@@ -51,10 +53,10 @@ from cotdistill.teacher import Teacher
 from cotdistill.teacher.online import OnlineTeacher
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
-from cotdistill.training.config import DataConfig, TrainConfig
+from cotdistill.training.config import DataConfig, OptimConfig, TrainConfig
 from cotdistill.training.parallel import full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
 from cotdistill.training.reporting import Reporters, check_report_to
-from cotdistill.training.schedule import lr_factor
+from cotdistill.training.schedule import build_scheduler, check_schedule, cosine_warmup_steps, lr_factor
 
 logger = logging.getLogger("cotdistill.training")
 
@@ -74,13 +76,15 @@ class StudentLoss(nn.Module):
         self.student, self.config, self.vocab = student, config, vocab
 
     def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, **teacher) -> torch.Tensor:
+        # per-sequence token means: the loss weights each position by its sequence; the trainer divides by sequences
+        weights = sequence_weights(targets_mask, position_ids) if self.config.normalize == "sequences" else None
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                          position_ids=position_ids, use_cache=False).last_hidden_state
         # one-token shift: the hidden state at t predicts the label at t + 1
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
         objective, ce, kd = fused_objective_sums(selected, weight, targets, self.config, vocab=self.vocab,
-                                                 cap=final_logit_cap(self.student), **teacher)
+                                                 cap=final_logit_cap(self.student), weights=weights, **teacher)
         return torch.stack([objective, ce, kd])
 
 
@@ -88,12 +92,34 @@ class StudentLoss(nn.Module):
 VAL_FIGURES = ("val_loss", "val_ce", "val_kd")
 
 
-def best_figure(val: dict[str, float]) -> str | None:
-    """The figure ``keep_best`` ranks checkpoints by: the objective, or CE where the teacher does not hold the
-    validation records (then ``evaluate`` reports CE only); ``None`` without validation records."""
+def ranked_figure(val: dict[str, float], metric: str) -> str | None:
+    """The figure ``keep_best`` ranks checkpoints by: ``best_metric``, or ``val_ce`` where that is ``val_loss`` and
+    the teacher does not hold the validation records (then ``evaluate`` reports CE only; the run warned once at
+    its start); ``None`` without validation records."""
     if not val:
         return None
-    return "val_loss" if "val_loss" in val else "val_ce"
+    return metric if metric in val else "val_ce"
+
+
+def record_best(state: dict, val: dict[str, float], metric: str) -> bool:
+    """Whether the validation ``val`` at ``state["step"]`` is the best so far by ``metric``; if so ``state`` now
+    says so (``best_val``, ``best_by``, ``best_step``). A best measured in another figure (``best_metric`` changed
+    on resume) is not comparable: the first validation after the change replaces it."""
+    figure = ranked_figure(val, metric)
+    if figure is None or (figure == state.get("best_by") and not val[figure] < state["best_val"]):
+        return False
+    state.update(best_val=val[figure], best_by=figure, best_step=state["step"])
+    return True
+
+
+def param_groups(params: list[nn.Parameter], optim: OptimConfig) -> list[dict]:
+    """AdamW's parameter groups. By default matrices decay and 1-D parameters (biases, norm scales) do not: decay
+    pulls a norm's scale towards 0 instead of regularising anything. ``decay_all_parameters``: one group, all
+    decaying, as the paper's code (the group count is fixed for a run: a checkpoint's optimizer state follows it)."""
+    if optim.decay_all_parameters:
+        return [{"params": params, "weight_decay": optim.weight_decay}]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
 def final_logit_cap(model: nn.Module) -> float | None:
@@ -145,13 +171,26 @@ def load_config_records(data: DataConfig, path=None, limit: int | None = None, *
                               fields=data.fields, split=split, subset=data.subset)
 
 
+def select_config_records(data: DataConfig, records: list[ReasoningRecord], tokenizer, *,
+                          separate_val: bool) -> Selection:
+    """Which of ``records`` (read from ``data.path`` with ``data.read_limit``) train and validate, by ``data``'s
+    rules (``split_records``); ``separate_val``: validation is another file, so nothing is split off. The teacher
+    cache stage calls this too, so that a cache holds exactly the records its run reads."""
+    lengths = templated_lengths(tokenizer, records) if data.max_tokens is not None else None
+    return split_records(len(records), lengths=lengths, max_tokens=data.max_tokens,
+                         val_size=None if separate_val else data.val_size,
+                         val_fraction=0.0 if separate_val else data.val_fraction, split_seed=data.split_seed,
+                         max_records=data.max_records)
+
+
 # keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
 WATCH_ONLY_KEYS = {"progress", "resume", "allow_config_change", "log_every", "eval_every", "save_every", "keep_best",
-                   "output_dir", "device", "report_to", "wandb_project", "threads"}
+                   "best_metric", "output_dir", "device", "report_to", "wandb_project", "threads"}
 
 
 # a change to one of these re-stretches the learning-rate schedule of a resumed run
-SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim.min_lr_ratio", "optim.lr")
+SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim.warmup_ratio", "optim.min_lr_ratio",
+                 "optim.lr")
 
 
 def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
@@ -252,7 +291,7 @@ def check_inputs(cfg: TrainConfig) -> None:
     """Every check a run makes before loading weights (models, pairing, data), for stages that start runs later:
     a sweep refuses a bad base config at once instead of failing each of its settings."""
     load_tokenizers(cfg)
-    load_config_records(cfg.data, limit=cfg.data.max_records)
+    load_config_records(cfg.data, limit=cfg.data.read_limit)
 
 
 @dataclass
@@ -260,6 +299,16 @@ class Batch:
     tensors: dict[str, torch.Tensor]
     indices: list[int]
     num_supervised: int
+    num_sequences: int  # records with at least one supervised token
+
+    @staticmethod
+    def of(tensors: dict[str, torch.Tensor], examples: list[EncodedExample]) -> Batch:
+        return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples),
+                     sum(e.num_supervised > 0 for e in examples))
+
+    def divisor(self, normalize: str) -> int:
+        """What this batch adds to the step's divisor under ``loss.normalize``: supervised tokens or sequences."""
+        return self.num_sequences if normalize == "sequences" else self.num_supervised
 
 
 class Trainer:
@@ -280,6 +329,8 @@ class Trainer:
         # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
         self.tokenizer, cache = load_tokenizers(config, self.given)
         self._load_data()
+        check_schedule(config.optim, self.total_steps)  # before any weights load
+        self.eval_interval = config.validation_interval(self.steps_per_epoch)  # steps between validations
         if cache is not None:  # a cache that does not fit this run is refused before any weights load too
             cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
                                    config.loss.temperature, teacher=config.teacher)
@@ -332,53 +383,72 @@ class Trainer:
         if self.val_examples and not self.val_kd_known:
             _warn(f"the teacher cache {cfg.teacher_cache} does not hold the validation records (it holds those of "
                   "the file it was built on; data.val_path is another file): validation reports val_ce only, no "
-                  "val_kd or val_loss, and keep_best keeps the checkpoint with the lowest val_ce. To measure KD "
-                  "on validation, split it off the cached file with data.val_fraction", self.dist.is_main)
+                  "val_kd or val_loss, and keep_best keeps the checkpoint with the lowest val_ce"
+                  f"{' (best_metric val_loss cannot be measured)' if cfg.best_metric == 'val_loss' else ''}. To "
+                  "measure KD on validation, split it off the cached file with data.val_fraction", self.dist.is_main)
         return rows
 
     def _load_data(self) -> None:
-        cfg = self.cfg
-        given = self.given
-        records, self.data_format = load_config_records(cfg.data, given.data, cfg.data.max_records)
-        if given.val_data is not None or cfg.data.val_path:
-            val_records, _ = load_config_records(cfg.data, given.val_data if given.val_data is not None
-                                                 else cfg.data.val_path, validation=True)
-        else:
-            n_val = int(len(records) * cfg.data.val_fraction)
-            val_records, records = records[len(records) - n_val:], records[:len(records) - n_val]
+        cfg, given = self.cfg, self.given
+        records, self.data_format = load_config_records(cfg.data, given.data, cfg.data.read_limit)
+        separate_val = bool(cfg.data.val_path) or given.val_data is not None
+        if given.val_data is not None and cfg.data.val_size is not None:
+            raise TrainingError("data.val_size splits validation off the training data, and validation rows were "
+                                "passed (val_data=…): give only one")
+        self.selection = select_config_records(cfg.data, records, self.tokenizer, separate_val=separate_val)
         source = source_name(given.data if given.data is not None else cfg.data.path)
-        encoded = encode_records(self.tokenizer, records, cfg.encode, source)
+        # every record is encoded with its index in the file, so a teacher cache built on the file fits either part
+        train_indices = self.selection.train
+        train_records = [records[i] for i in train_indices]
+        encoded = encode_records(self.tokenizer, train_records, cfg.encode, source, indices=train_indices)
         self.examples, self.dropped = encoded.examples, encoded.dropped
-        # duplicates are counted always and removed on request; examples keep their file index either way, so a
-        # teacher cache built on the whole file still fits
+        # duplicates are counted always and removed on request
         train_keys: set = set()
-        repeated = repeated_positions(records, train_keys)
-        self.data_notes = {"duplicate_records": len(repeated)}
+        repeated = {train_indices[k] for k in repeated_positions(train_records, train_keys)}
+        self.data_notes = {"duplicate_records": len(repeated), **self.selection.notes()}
         if repeated and cfg.data.dedup:
             self.examples = [e for e in self.examples if e.index not in repeated]
         elif repeated:
             _warn(f"{len(repeated)} training records repeat an earlier one (set data.dedup: true to drop them)",
                   self.dist.is_main)
-        # a validation tail split off the training file keeps its file indices, so a teacher cache covers it too
-        separate_val = cfg.data.val_path or given.val_data is not None
-        offset = 0 if separate_val else len(records)
-        val_source = source_name(given.val_data) if given.val_data is not None else (
-            cfg.data.val_path or f"{source} (validation tail)")
-        val_examples = encode_records(self.tokenizer, val_records, cfg.encode, val_source, offset).examples
-        in_train = repeated_positions(val_records, train_keys)  # never validate on a record trained on
-        self.val_examples = [e for e in val_examples if e.index - offset not in in_train]
+        val_records, val_indices, val_source = self._validation_records(records, source)
+        val_examples = encode_records(self.tokenizer, val_records, cfg.encode, val_source,
+                                      indices=val_indices).examples
+        # never validate on a record trained on
+        in_train = {val_indices[k] for k in repeated_positions(val_records, train_keys)}
+        self.val_examples = [e for e in val_examples if e.index not in in_train]
         self.data_notes["validation_records_in_training"] = len(in_train)
         self._drop_overlong()
+        self.data_notes["validation_records"] = len(self.val_examples)
         if not self.examples:
-            raise TrainingError(f"no training examples left after truncation ({len(self.dropped)} dropped, "
-                                f"{self.data_notes['overlong_records']} longer than the model's positions)")
-        self.num_records = len(records)
+            too_long = (f", {len(self.selection.too_long)} longer than data.max_tokens {cfg.data.max_tokens}"
+                        if cfg.data.max_tokens is not None else "")
+            raise TrainingError(f"no training examples left ({len(self.dropped)} left no supervised token after "
+                                f"truncation, {self.data_notes['overlong_records']} longer than the model's "
+                                f"positions{too_long})")
+        self.num_records = len(train_records)
         self._report_data()
         self._epochs = {0: self._epoch_batches(0)}
         self.batches_per_epoch = self._epochs[0]
         self.group = cfg.optim.grad_accum * self.dist.world_size
-        steps_per_epoch = max(1, len(self.batches_per_epoch) // self.group)
-        self.total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
+        self.steps_per_epoch = max(1, len(self.batches_per_epoch) // self.group)
+        self.total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * self.steps_per_epoch))
+
+    def _validation_records(self, records: list[ReasoningRecord],
+                            source: str) -> tuple[list[ReasoningRecord], list[int], str]:
+        """The validation records, their indices in their file, and the file's name: split off the training file
+        (``self.selection.val``, so a teacher cache built on it covers them), or another file (indices from 0),
+        whose records longer than ``data.max_tokens`` are dropped as the training file's are."""
+        cfg, given = self.cfg, self.given
+        if given.val_data is None and not cfg.data.val_path:
+            return [records[i] for i in self.selection.val], self.selection.val, source
+        path = given.val_data if given.val_data is not None else cfg.data.val_path
+        val_records, _ = load_config_records(cfg.data, path, validation=True)
+        indices = list(range(len(val_records)))
+        if cfg.data.max_tokens is not None:
+            indices, too_long = within_limit(templated_lengths(self.tokenizer, val_records), cfg.data.max_tokens)
+            self.data_notes["validation_longer_than_max_tokens"] = len(too_long)
+        return [val_records[i] for i in indices], indices, source_name(path)
 
     def _report_data(self) -> None:
         """One line on what will be trained on, before any weights load; a warning when much was dropped (LSP 0.5
@@ -390,11 +460,14 @@ class Trainer:
         lost = len(self.dropped) + notes["overlong_records"] + deduped
         tokens = sum(len(e) for e in self.examples)
         supervised = sum(e.num_supervised for e in self.examples)
+        val_file = self.cfg.data.val_path or ("val_data" if self.given.val_data is not None else None)
+        if "validation_longer_than_max_tokens" in notes:
+            val_file += f" ({notes['validation_longer_than_max_tokens']} longer than data.max_tokens, dropped)"
         logger.info("data: %d training records (%s), %d kept: %d left no supervised token, %d longer than the "
-                    "model, %d duplicates%s; %d validation; %.2f of the kept tokens supervised", n, self.data_format,
-                    len(self.examples), len(self.dropped), notes["overlong_records"], notes["duplicate_records"],
-                    " (dropped)" if self.cfg.data.dedup else " (kept)", len(self.val_examples),
-                    supervised / max(tokens, 1))
+                    "model, %d duplicates%s; %d validation; %.2f of the kept tokens supervised; %s", n,
+                    self.data_format, len(self.examples), len(self.dropped), notes["overlong_records"],
+                    notes["duplicate_records"], " (dropped)" if self.cfg.data.dedup else " (kept)",
+                    len(self.val_examples), supervised / max(tokens, 1), self.selection.describe(val_file))
         if n and lost / n > 0.10:
             _warn(f"{lost} of {n} training records ({lost / n:.0%}) were dropped; see the line above for why "
                   "(for LSP with sections that start late, a smaller share of records has supervised tokens)",
@@ -431,13 +504,8 @@ class Trainer:
     def _build_optimizer(self) -> None:
         o = self.cfg.optim
         params = [p for p in self.loss_module.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=o.lr, betas=o.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
-                                                min_lr_ratio=o.min_lr_ratio))
+        self.optimizer = torch.optim.AdamW(param_groups(params, o), lr=o.lr, betas=o.betas)
+        self.scheduler = build_scheduler(self.optimizer, o, self.total_steps)
 
     # --- data ----------------------------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int) -> list[list[list[int]]]:
@@ -467,14 +535,14 @@ class Trainer:
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
         tensors["position_ids"] = None
         tensors["real_tokens"] = tensors["attention_mask"]
-        return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples))
+        return Batch.of(tensors, examples)
 
     def _make_packed_batch(self, rows: list[list[EncodedExample]]) -> Batch:
         tensors = collate_packed(rows, self.tokenizer.pad_token_id, pad_to_multiple_of=self.cfg.pad_to_multiple_of)
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
         tensors["attention_mask"] = None  # the position-id resets define the blocks
         examples = [e for row in rows for e in row]
-        return Batch(tensors, [e.index for e in examples], sum(e.num_supervised for e in examples))
+        return Batch.of(tensors, examples)
 
     def _step_batches(self, step: int) -> list[Batch]:
         first = step * self.group
@@ -499,7 +567,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation CE, KD and objective per supervised token; CE alone where the teacher (a cache) does not hold
+        """Validation CE, KD and objective per supervised token (under ``loss.normalize: sequences``, the mean of
+        each record's token mean, as in training); CE alone where the teacher (a cache) does not hold
         the validation records, since a KD of 0 there would be a figure nobody measured. The validation batches are
         split across ranks. Under FSDP every forward is a collective, so every rank runs the same number: a rank
         whose share has run out repeats a batch and discards it."""
@@ -518,7 +587,7 @@ class Trainer:
             micro = self._loss_sums(batch, self.loss_module, with_teacher=self.val_kd_known)[1:].float()
             if counted:
                 sums += micro
-                n += batch.num_supervised
+                n += batch.divisor(self.cfg.loss.normalize)
         self.loss_module.train()
         total = torch.cat([sums, torch.tensor([float(n)], device=self.device)])
         all_reduce_sum(total, self.dist)
@@ -538,14 +607,14 @@ class Trainer:
 
     def _train_locked(self) -> dict:
         cfg, is_main = self.cfg, self.dist.is_main
-        state = {"step": 0, "best_val": math.inf, "processed_tokens": 0, "padded_tokens": 0,
-                 "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
+        state = {"step": 0, "best_val": math.inf, "best_by": None, "best_step": None, "processed_tokens": 0,
+                 "padded_tokens": 0, "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
         resumed_from, notes = ckpt.resumable_checkpoint(self.out) if cfg.resume else (None, [])
         self.resume_notes = notes
         for note in notes:
             _warn(note, is_main)
         if resumed_from is not None:
-            state = self._resume(resumed_from)
+            state = {**state, **self._resume(resumed_from)}  # a checkpoint may predate a key
             if is_main:
                 _truncate_metrics(self.out / "metrics.jsonl", state["step"])
         if is_main:  # written once the config is known to be the one this run's weights follow
@@ -564,23 +633,22 @@ class Trainer:
             while state["step"] < self.total_steps:
                 step = state["step"]
                 t_step = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
                 log = self._optimizer_step(step, state)
                 state["step"] = step + 1
                 state["elapsed"] = time.perf_counter() - t_start
-                log.update(step=step + 1, lr=self.scheduler.get_last_lr()[0], elapsed=state["elapsed"],
+                log.update(step=step + 1, lr=lr, elapsed=state["elapsed"],
                            tokens=state["processed_tokens"], supervised_tokens=state["supervised_tokens"],
                            tokens_per_s=log["step_tokens"] / max(time.perf_counter() - t_step, 1e-9),
                            peak_memory=monitor.peak_above_baseline())
                 done = state["step"] == self.total_steps
-                if (cfg.eval_every and state["step"] % cfg.eval_every == 0) or done:
+                if (self.eval_interval and state["step"] % self.eval_interval == 0) or done:
                     last_val = self.evaluate()
                     log.update(last_val)
                     if last_val and is_main:
                         figures = "  ".join(f"{key[4:]} {last_val[key]:.4f}" for key in VAL_FIGURES if key in last_val)
                         logger.info("step %d/%d  validation: %s", state["step"], self.total_steps, figures)
-                    best = best_figure(last_val)
-                    if cfg.keep_best and best is not None and last_val[best] < state["best_val"]:
-                        state["best_val"] = last_val[best]
+                    if cfg.keep_best and record_best(state, last_val, cfg.best_metric):
                         weights = self._full_state_dict()
                         if is_main:
                             ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best", weights)
@@ -620,10 +688,12 @@ class Trainer:
 
     def _optimizer_step(self, step: int, state: dict) -> dict:
         batches = self._step_batches(step)
-        count = torch.tensor([float(sum(b.num_supervised for b in batches))], device=self.device)
-        global_supervised = all_reduce_sum(count, self.dist).item()
+        normalize = self.cfg.loss.normalize
+        counts = torch.tensor([float(sum(b.num_supervised for b in batches)),
+                               float(sum(b.divisor(normalize) for b in batches))], device=self.device)
+        global_supervised, divisor = all_reduce_sum(counts, self.dist).tolist()
         # DDP averages gradients over ranks; scaling by world_size turns that average back into the global sum
-        scale = self.dist.world_size / max(global_supervised, 1.0)
+        scale = self.dist.world_size / max(divisor, 1.0)
         sums = torch.zeros(2, device=self.device)
         bad_loss = None
         for k, batch in enumerate(batches):
@@ -653,7 +723,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         all_reduce_sum(sums, self.dist)
-        n = max(global_supervised, 1.0)
+        n = max(divisor, 1.0)
         ce, kd = sums[0].item() / n, sums[1].item() / n
         return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
                 "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches)}
@@ -709,6 +779,7 @@ class Trainer:
                                 "and optimizer layout depend on both: resume with the same launch, or set "
                                 "resume: false / a new output_dir")
         self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg))
+        self._check_fixed_optim(saved, path)
         if self.config_changes and not self.cfg.allow_config_change:
             schedule = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
             stretched = (" The learning-rate schedule would be recomputed for the new length from step "
@@ -738,15 +809,42 @@ class Trainer:
         ckpt.set_rng_state(saved["rng"])
         return saved["state"]
 
+    def _check_fixed_optim(self, saved: dict, path: Path) -> None:
+        """Refuse, even with ``allow_config_change``, what a checkpoint's optimizer and scheduler state cannot follow:
+        another schedule kind, another parameter grouping, and any change to the length or shape of a onecycle
+        schedule (OneCycleLR lays out its phases over the whole run when it is built)."""
+        old = (saved.get("config") or {}).get("optim", {})
+        o = self.cfg.optim
+        # a checkpoint written before these keys existed ran a cosine schedule with 1-D parameters undecayed
+        fixed = [f"optim.{key}: {old.get(key, default)!r} -> {getattr(o, key)!r}"
+                 for key, default in (("schedule", "cosine"), ("decay_all_parameters", False))
+                 if old.get(key, default) != getattr(o, key)]
+        if o.schedule == "onecycle" and not fixed:
+            fixed = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
+            planned = saved["scheduler"].get("total_steps")
+            if not fixed and planned != self.total_steps:
+                fixed = [f"optimizer steps: {planned} -> {self.total_steps} (did the data change?)"]
+        if fixed:
+            raise TrainingError(f"{path} cannot be resumed with this config ({'; '.join(fixed)}): a run's schedule "
+                                "kind and parameter groups, and a onecycle run's length, peak lr and warm-up, are "
+                                "fixed when it starts. Resume with the checkpoint's values, or use a new output_dir")
+
     def _apply_optim_config(self, step: int) -> None:
         """After an allowed config change: the optimizer's hyper-parameters come from the new config, not from the
-        loaded state (which used to restore the old learning rate while config.yaml claimed the new one)."""
+        loaded state (which used to restore the old learning rate while config.yaml claimed the new one). A onecycle
+        run's lr and beta1 stay the scheduler's (its schedule keys cannot change, see ``_check_fixed_optim``)."""
         o = self.cfg.optim
+        fresh = param_groups([], o)  # the same grouping as the run's: _check_fixed_optim has made sure of it
+        for group, new in zip(self.optimizer.param_groups, fresh):
+            beta1 = group["betas"][0] if o.schedule == "onecycle" else o.betas[0]
+            group.update(weight_decay=new["weight_decay"], betas=(beta1, o.betas[1]))
+        if o.schedule == "onecycle":
+            return
         self.scheduler.base_lrs = [o.lr for _ in self.optimizer.param_groups]
-        factor = lr_factor(step, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
+        factor = lr_factor(step, warmup_steps=cosine_warmup_steps(o, self.total_steps), total_steps=self.total_steps,
                            min_lr_ratio=o.min_lr_ratio)
-        for group, decay in zip(self.optimizer.param_groups, (o.weight_decay, 0.0)):
-            group.update(initial_lr=o.lr, lr=o.lr * factor, weight_decay=decay, betas=o.betas)
+        for group in self.optimizer.param_groups:
+            group.update(initial_lr=o.lr, lr=o.lr * factor)
         self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
@@ -765,7 +863,10 @@ class Trainer:
             "device": str(self.device), "data_format": self.data_format,
             "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
             "config_changes": self.config_changes, **self.data_notes, **last_val,
-            "best_checkpoint_by": best_figure(last_val) if self.cfg.keep_best else None,
+            "validation_every_steps": self.eval_interval,  # eval_every as steps (0: only at the end)
+            # the figure and step of best/ (null: none kept, no validation records or keep_best false)
+            "best_checkpoint_by": state["best_by"] if self.cfg.keep_best else None,
+            "best_checkpoint_step": state["best_step"] if self.cfg.keep_best else None,
             "final_model": str(self.out / "final"),
             "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
         }
