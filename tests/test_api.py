@@ -105,3 +105,12 @@ def test_a_student_object_without_a_tokenizer_is_refused(tmp_path):
     tok = char_tokenizer()
     with pytest.raises(ConfigError.__mro__[1], match="needs its tokenizer"):  # a UserError
         cotdistill.train(_config(tmp_path), student=tiny_qwen(len(tok)), data=GSM8K_ROWS)
+
+
+@pytest.mark.parametrize("name", ["nope.yaml", "."])
+def test_a_config_path_that_is_no_file_is_the_librarys_user_error(tmp_path, monkeypatch, name):
+    """``cotdistill.train("nope.yaml")`` raised FileNotFoundError: a library caller catching UserError missed it."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        cotdistill.train(name)
+    assert str(err.value).startswith(f"config {name}: ") and "YAML file" in str(err.value)

@@ -42,9 +42,8 @@ def test_non_number_for_a_float_field():
     ("seed=true", "seed must be a whole number, found True"),  # bool is an int in Python, never in a config
     ("optim.betas=[0.9]", "optim.betas must have 2 items, found 1"),
     ("optim.betas=[0.9, x]", r"optim.betas\[1\] must be a number, found 'x'"),
-    ("optim.max_steps=[3]", "optim.max_steps must be a whole number or null, found \\[3\\]"),
-    ("teacher=3", "teacher must be a string or null, found 3"),
-    ("encode.sections=[cot, 7]", "encode.sections must be a string or a list, found"),
+    ("optim.max_steps=[3]", "optim.max_steps must be a whole number or null, found '\\[3\\]'"),
+    ("encode.sections=[cot, 7]", r"encode.sections\[1\] must be a string, found 7 \(int\)"),
 ])
 def test_a_value_of_the_wrong_type_names_key_type_and_value(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -173,3 +172,183 @@ def test_printed_and_saved_configs_keep_field_order_and_text_as_written(tmp_path
     saved = (tmp_path / "new" / "folder" / "config.yaml").read_text()
     assert saved.splitlines()[0] == "student: world:student"
     assert load_config(TrainConfig, tmp_path / "new" / "folder" / "config.yaml") == config
+
+
+# --- issue 26: an override arrives as typed; every number finite and bounded; YAML without aliases or twice-given keys
+SYSTEM = "Think step by step. End with #### N"
+
+
+@pytest.mark.parametrize("override, expected", [
+    (f"data.system=replace:{SYSTEM}", ("data", "system", f"replace:{SYSTEM}")),  # YAML cut it at " #"
+    ("data.path=my #1.jsonl", ("data", "path", "my #1.jsonl")),  # YAML made it the hub id "my"
+    ("data.path=123", ("data", "path", "123")),  # a string field takes digits as text
+    ("data.path=true", ("data", "path", "true")),
+    ("data.split='test'", ("data", "split", "'test'")),  # as typed: the shell already took its quotes
+    ("data.subset=none", ("data", "subset", None)),  # a field that may be null reads null / none / ~
+    ("data.subset=NULL", ("data", "subset", None)),
+    ("data.fields={prompt: question}", ("data", "fields", {"prompt": "question"})),  # mappings: YAML flow syntax
+    ("data.fields.prompt=my #q", ("data", "fields", {"prompt": "my #q"})),  # into a mapping: its value type
+    ("optim.lr=1e-3", ("optim", "lr", 1e-3)),
+    ("optim.max_steps=1e3", ("optim", "max_steps", 1000)),  # a whole number written as a float
+    ("optim.max_steps=~", ("optim", "max_steps", None)),
+    ("bf16=off", (None, "bf16", False)),
+])
+def test_an_override_arrives_as_the_field_reads_it(override, expected):
+    section, key, value = expected
+    cfg = load_config(TrainConfig, None, [override])
+    got = getattr(getattr(cfg, section) if section else cfg, key)
+    assert got == value and type(got) is type(value)
+
+
+def test_an_override_of_a_number_is_the_whole_text_with_nothing_cut():
+    with pytest.raises(ConfigError, match=r"seed must be a whole number, found '1 #2'"):
+        load_config(TrainConfig, None, ["seed=1 #2"])  # YAML read 1 and dropped the rest as a comment
+
+
+def test_eval_system_and_train_data_system_are_the_same_text(capsys):
+    import yaml
+
+    from cotdistill.cli import main
+
+    assert main(["eval", "world:student", "--system", SYSTEM, "--print-config"]) == 0
+    evaluated = yaml.safe_load(capsys.readouterr().out)["eval"]["system"]
+    assert main(["train", f"data.system=replace:{SYSTEM}", "--print-config"]) == 0
+    trained = yaml.safe_load(capsys.readouterr().out)["data"]["system"]
+    assert evaluated == SYSTEM and trained == f"replace:{SYSTEM}"
+
+
+def test_the_python_api_types_its_overrides_too():
+    from cotdistill.api import train_config
+
+    assert train_config({}, [f"data.system=replace:{SYSTEM}"]).data.system == f"replace:{SYSTEM}"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.lr=1", "optim.lr.x=2"], r"optim.lr.x: optim.lr is a number, not a section"),
+    (["optim.lr.x=2", "optim.lr=1"], r"optim.lr.x: optim.lr is a number, not a section"),
+    (["data.fields.prompt.x=q"], r"data.fields.prompt.x: data.fields.prompt is a string, not a section"),
+    (["nosuch=1", "nosuch.x=2"], r"nosuch.x: nosuch was set to a value by an earlier override"),
+])
+def test_an_override_through_a_value_is_an_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, overrides)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.nan", "optim.lr must be a finite number, found nan"),  # AdamW refused it after the models loaded
+    ("optim.lr=nan", "optim.lr must be a finite number, found 'nan'"),
+    ("optim.epochs=.nan", "optim.epochs must be a finite number"),
+    ("optim.epochs=.inf", "optim.epochs must be a finite number, found inf"),  # trained forever
+    ("optim.max_grad_norm=.nan", "optim.max_grad_norm must be a finite number"),  # turned clipping off
+    ("optim.betas=[0.9, .nan]", r"optim.betas\[1\] must be a finite number"),
+    ("loss.temperature=-.inf", "loss.temperature must be a finite number"),
+    ("data.val_fraction=.nan", "data.val_fraction must be a finite number"),
+    ("eval_every=.nan", "eval_every must be a finite number"),
+    ("optim.warmup_ratio=.nan", "optim.warmup_ratio must be a finite number"),
+    ("seed=100000000000000000000000000000", r"seed must be a whole number in \[-2\*\*63, 2\*\*63\), found 10{28}"),
+    ("seed=1e29", r"seed must be a whole number in \[-2\*\*63, 2\*\*63\), found '1e29'"),
+    ("optim.max_steps=.inf", "optim.max_steps must be a finite number"),
+    ("pad_to_multiple_of=-3", r"pad_to_multiple_of must be >= 0 or null \(0 or null: no rounding\), got -3"),
+])
+def test_every_number_is_finite_and_bounded(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, [override])
+
+
+def test_non_finite_numbers_are_refused_from_python_and_from_flags_too():
+    with pytest.raises(ConfigError, match="optim.lr must be a finite number, found nan"):
+        from_dict(TrainConfig, {"optim": {"lr": float("nan")}})
+    with pytest.raises(ConfigError, match="optim.lr must be a finite number"):
+        TrainConfig(optim={"lr": float("inf")})
+    from cotdistill.stages.evaluate import EvalConfig
+    from cotdistill.stages.teacher_cache import TeacherCacheConfig
+
+    with pytest.raises(ConfigError, match="eval.temperature must be a finite number, found nan"):
+        load_config(EvalConfig, None, values={"eval": {"temperature": float("nan")}})  # eval --temperature nan
+    with pytest.raises(ConfigError, match="kl_target must be a finite number, found nan"):
+        load_config(TeacherCacheConfig, None, values={"kl_target": float("nan")})  # teacher cache --kl-target nan
+
+
+def test_whole_numbers_are_accepted_in_any_spelling_up_to_the_bound():
+    assert load_config(TrainConfig, None, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
+    assert load_config(TrainConfig, None, [f"seed={-2**63}"]).seed == -2**63
+    with pytest.raises(ConfigError, match="seed must be a whole number in"):
+        load_config(TrainConfig, None, [f"seed={2**63}"])
+    assert from_dict(TrainConfig, {"optim": {"batch_size": 4.0}}).optim.batch_size == 4  # a JSON writer's 4.0
+    for value in (0, 1, None):
+        load_config(TrainConfig, None, [f"pad_to_multiple_of={'null' if value is None else value}"])
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"data": {"fields": {"prompt": ["a", "b"]}}}, r"data.fields.prompt must be a string, found \['a', 'b'\]"),
+    ({"data": {"fields": {"prompt": 3}}}, "data.fields.prompt must be a string, found 3"),
+    ({"data": {"fields": {1: "q"}}}, "data.fields keys must be strings, found 1"),
+    ({1: "x"}, r"config keys must be strings, found 1 \(int\)"),
+    ({None: "x"}, r"config keys must be strings, found None \(NoneType\)"),
+    ({"optim": {None: 1}}, r"config keys in 'optim' must be strings, found None"),
+    ({"teacher": 3}, "teacher must be a string or null, found 3"),
+])
+def test_keys_are_strings_and_values_of_mappings_have_their_type(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(TrainConfig, data)
+
+
+def test_a_huge_value_is_shown_short_in_the_error():
+    with pytest.raises(ConfigError) as caught:
+        from_dict(TrainConfig, {"data": {"fields": {"prompt": [["x"] * 1000] * 1000}}})
+    assert len(str(caught.value)) < 300
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """A 262-byte file of nested aliases printed 1.3 MB; one level deeper hung: a config needs no aliases."""
+    path = tmp_path / "laughs.yaml"
+    levels = ["    prompt: &a [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"    {k}: &{n} [{', '.join([f'*{p}'] * 9)}]" for k, n, p in (("cot", "b", "a"), ("answer", "c", "b"))]
+    path.write_text("data:\n  fields:\n" + "\n".join(levels) + "\n")
+    with pytest.raises(ConfigError, match=r"laughs.yaml: line 4, column 14: an alias \(\*a\) repeats"):
+        load_config(TrainConfig, path)
+    with pytest.raises(ConfigError, match=r"alias \(\*a\)"):
+        load_config(TrainConfig, None, ["report_to=[&a x, *a]"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed: 1\noptim:\n  lr: 0.1\nseed: 2\n",
+     r"c.yaml: line 4, column 1: key 'seed' is given twice \(first on line 1\)"),  # the last silently won
+    ("optim:\n  lr: 0.1\n  batch_size: 2\n  lr: 0.2\n",
+     r"line 4, column 3: key 'lr' is given twice \(first on line 2\)"),
+    ("1: x\n", r"config keys must be strings, found 1 \(int\)"),
+    ("null: x\n", r"config keys must be strings, found None \(NoneType\)"),
+])
+def test_yaml_keys_are_given_once_and_are_strings(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, path)
+
+
+def test_threads_are_bounded_by_the_cores(monkeypatch):
+    """``threads=100000`` segfaulted in torch: at most four threads per core this process may use."""
+    from cotdistill import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert load_config(TrainConfig, None, ["threads=8"]).threads == 8
+    with pytest.raises(ConfigError, match=r"threads must be >= 1 and at most 8 \(4 per core this process may use\), "
+                                          "or null; got 9"):
+        load_config(TrainConfig, None, ["threads=9"])
+    with pytest.raises(ConfigError, match=r"threads must be >= 1 and at most 8"):
+        threads.configure_threads(100000)  # --threads 100000: refused before torch sees it
+
+
+@pytest.mark.parametrize("keep, message", [
+    (1.5, r"keep must be > 0 and, above 1, a whole count: a share in \(0, 1\] or a count such as 100; got 1.5"),
+    (0, "keep must be > 0"), (float("inf"), "keep must be a finite number"), (float("nan"), "finite number"),
+])
+def test_select_keep_is_a_share_or_a_whole_count(keep, message):
+    from cotdistill.stages.select import SelectConfig
+    from cotdistill.stages.select_experiment import SelectExperimentConfig
+
+    for cls in (SelectConfig, SelectExperimentConfig):
+        with pytest.raises(ConfigError, match=message):
+            load_config(cls, None, values={"keep": keep})
+    for good in (0.5, 1.0, 2.0):
+        assert load_config(SelectConfig, None, values={"keep": good}).keep == good

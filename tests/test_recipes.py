@@ -26,7 +26,7 @@ AUTHORS_SETTINGS = {
     "teacher": "Qwen/Qwen3-8B",  # teacher_model_name
     "seed": 42,  # training.py: pl.seed_everything(42)
     "data.path": "bespokelabs/Bespoke-Stratos-17k",  # dataset bespoke_stratos17k
-    "data.max_tokens": 4096,  # the indexes of examples with less than 4k tokens
+    "data.max_tokens": 4095,  # the indexes of examples with less than 4k (4,096) tokens: at most 4,095
     "data.val_size": 1000,  # n_val
     "data.split_seed": 42,  # train_test_split(test_size=n_val, seed=42)
     "data.max_records": 8000,  # n_train

@@ -46,13 +46,16 @@ def train_config(config=None, overrides: list[str] | None = None):
     from cotdistill.config import merge, parse_overrides, to_dict
     from cotdistill.training.config import TrainConfig
 
+    if isinstance(config, (str, Path)) and not Path(config).is_file():  # the library's error, not FileNotFoundError
+        what = "a folder" if Path(config).is_dir() else "nothing there"
+        raise ConfigError(f"config {config}: expected a YAML file, found {what}")
     if config is None or isinstance(config, (str, Path)):
         return load_config(TrainConfig, config, overrides)
     if isinstance(config, TrainConfig):
         config = to_dict(config)
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a TrainConfig, a dict or a YAML path, got {type(config).__name__}")
-    return from_dict(TrainConfig, merge(config, parse_overrides(overrides or [])))
+    return from_dict(TrainConfig, merge(config, parse_overrides(overrides or [], TrainConfig)))
 
 
 def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None, val_data=None,
@@ -106,7 +109,7 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
     from cotdistill.evaluation.benchmarks import evaluate as run_evaluation
     from cotdistill.evaluation.benchmarks import evaluate_model, load_benchmark, write_eval
     from cotdistill.evaluation.spec import EvalSpec
-    from cotdistill.models import load_tokenizer, read_chat_template
+    from cotdistill.models import check_chat_template, load_tokenizer, read_chat_template
 
     _check("model", model, _model_types(), "a path, hub id or transformers PreTrainedModel")
     _check("tokenizer", tokenizer, _tokenizer_types(), "a path, hub id or transformers tokenizer")
@@ -142,6 +145,7 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
         tokenizer = load_tokenizer(tokenizer, chat_template=spec.chat_template)
     elif spec.chat_template is not None:
         tokenizer.chat_template = read_chat_template(spec.chat_template)
+        check_chat_template(tokenizer, spec.chat_template)
     if isinstance(model, str):
         from cotdistill.models import load_model, pick_device
 

@@ -530,6 +530,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {one_line(err)}", file=sys.stderr)
         code = 2
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why it stopped; 128 + SIGINT, as a shell reports it
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        code = 130
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from cotdistill.distributed import exit_launched_process
 

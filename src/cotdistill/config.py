@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import types
 import typing
 from pathlib import Path
@@ -48,36 +49,109 @@ def _type_name(tp: Any) -> str:
     return PLAIN_NAMES.get(typing.get_origin(tp) or tp, str(tp).replace("typing.", ""))
 
 
+class _Specific(ConfigError):
+    """An error about a value of the field's kind (nan for a number, a list holding a wrong item): said as it is
+    where the field also takes another type (``float | None``), not as "must be a number or null"."""
+
+
+# every int field fits a 64-bit integer (a seed of 1e29 overflowed in torch); a field's own range is its __post_init__'s
+INT_BOUND = 2**63
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut: a value built by YAML aliases made a 1.3 MB error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def _number(value: Any, key: str) -> int | float | None:
+    """``value`` as a finite number where it is a number or a number's text (YAML 1.1 leaves ``1e-5`` a string),
+    None where it is neither; nan and inf are refused here, for every field (nan turned gradient clipping off)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    number = value
+    if isinstance(value, str):
+        try:
+            number = int(value)  # exact, where float() would round a 19-digit seed
+        except ValueError:
+            try:
+                number = float(value)
+            except ValueError:
+                return None
+    try:
+        finite = math.isfinite(number)
+    except OverflowError:  # an int past float's range
+        finite = False
+    if not finite:
+        raise _Specific(f"{key} must be a finite number, found {_shown(value)}")
+    return number
+
+
+def _whole(value: Any, key: str) -> int | None:
+    """``value`` as an int where it is a whole number in any spelling (``4.0``, ``1e3``), None where it is not."""
+    exact = isinstance(value, int) and not isinstance(value, bool)
+    number = value if exact else _number(value, key)
+    if number is None or (isinstance(number, float) and not number.is_integer()):
+        return None
+    if not -INT_BOUND <= number < INT_BOUND:
+        raise _Specific(f"{key} must be a whole number in [-2**63, 2**63), found {_shown(value)}")
+    return int(number)
+
+
+def _same_kind(tp: Any, value: Any) -> bool:
+    """``value`` is the container ``tp`` is (a list for ``list[str]``), so its error is about an item."""
+    base = typing.get_origin(tp) or tp
+    return (base in (list, tuple) and isinstance(value, (list, tuple))) or (base is dict and isinstance(value, dict))
+
+
+def _check_union(tp: Any, value: Any, key: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    specific = None
+    for option in (a for a in args if a is not type(None)):
+        try:
+            return check_value(option, value, key)
+        except ConfigError as err:
+            if isinstance(err, _Specific) or _same_kind(option, value):
+                specific = specific or err
+    if specific is not None:
+        raise specific
+    raise ConfigError(f"{key} must be {_type_name(tp)}, found {_shown(value)}")
+
+
+def _check_mapping(tp: Any, value: dict, key: str) -> dict:
+    """A mapping's keys and values as ``dict[K, V]`` says (``data.fields`` took lists, and aliases nested them)."""
+    args = typing.get_args(tp) or (Any, Any)
+    out = {}
+    for name, item in value.items():
+        if args[0] is str and not isinstance(name, str):
+            raise ConfigError(f"{key} keys must be strings, found {_shown(name)} ({type(name).__name__})")
+        out[name] = check_value(args[1], item, f"{key}.{name}")
+    return out
+
+
 def check_value(tp: Any, value: Any, key: str) -> Any:
     """``value`` as the field's type ``tp`` wants it, or a :class:`ConfigError` naming the key, the type and what
-    was found (``optim.batch_size=2.5`` or ``seed=abc`` failed much later, deep in the trainer). Ints are accepted
-    for floats, and strings that YAML 1.1 leaves unparsed (``1e-5``) are read as the number they mean."""
+    was found (``optim.batch_size=2.5`` or ``seed=abc`` failed much later, deep in the trainer). Every number is
+    finite; an int is a whole number (``4.0`` and ``1e3`` are read as one) within 64 bits; ints are accepted for
+    floats, and strings that YAML 1.1 leaves unparsed (``1e-5``) are read as the number they mean."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            try:
-                return check_value(option, value, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key} must be {_type_name(tp)}, found {value!r}")
+        return _check_union(tp, value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        whole = _whole(value, key)
+        if whole is not None:
+            return whole
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        number = _number(value, key)
+        if number is not None:
+            return float(number)
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -85,17 +159,17 @@ def check_value(tp: Any, value: Any, key: str) -> Any:
         if isinstance(value, (list, tuple)):
             if origin is tuple and args and args[-1] is not Ellipsis:
                 if len(value) != len(args):
-                    raise ConfigError(f"{key} must have {len(args)} items, found {len(value)}: {value!r}")
+                    raise ConfigError(f"{key} must have {len(args)} items, found {len(value)}: {_shown(value)}")
                 return tuple(check_value(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
             item = args[0] if args else Any
             checked = [check_value(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
             return tuple(checked) if (origin or tp) is tuple else checked
     elif origin is dict or tp is dict:
         if isinstance(value, dict):
-            return value
+            return _check_mapping(tp, value, key)
     else:
         return value  # a type this checker does not know: the dataclass's own checks apply
-    raise ConfigError(f"{key} must be {_type_name(tp)}, found {value!r} ({type(value).__name__})")
+    raise ConfigError(f"{key} must be {_type_name(tp)}, found {_shown(value)} ({type(value).__name__})")
 
 
 def _field_default(field: dataclasses.Field) -> Any:
@@ -160,11 +234,20 @@ def _preset_layer(cls: type, section: dict[str, Any]) -> dict[str, Any]:
     return layer(section) if layer is not None else {}
 
 
+def _string_keys(data: dict[Any, Any], path: str) -> dict[str, Any]:
+    """A key is a name: YAML reads ``1:`` as an int and ``null:`` as None (which failed as a TypeError)."""
+    for name in data:
+        if not isinstance(name, str):
+            where = f" in '{path}'" if path else ""
+            raise ConfigError(f"config keys{where} must be strings, found {_shown(name)} ({type(name).__name__})")
+    return data
+
+
 def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     """Build ``cls`` from a nested dict, recursing into dataclass fields; unknown keys are errors. A section given
     as a dict is laid over that field's own default, so a stage's defaults for a nested config (a selection
     experiment's SFT settings) are written once, in its field, and shown by ``--print-config``."""
-    data = _renamed_keys(cls, dict(data or {}), path)
+    data = _renamed_keys(cls, _string_keys(dict(data or {}), path), path)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -191,21 +274,83 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
         raise ConfigError(f"{prefix}{err}") from None
 
 
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["loss.kind=jsd", "optim.lr=1e-4"]`` → nested dict; values parsed as YAML scalars/lists."""
+# what a field that may be null reads as null in an override (YAML's spellings, and Python's)
+NULL_WORDS = ("null", "none", "~", "")
+
+
+def _is_container(tp: Any) -> bool:
+    return (typing.get_origin(tp) or tp) in (list, tuple, dict) or _is_dataclass_type(tp)
+
+
+def _scalar(text: str) -> Any:
+    """What YAML makes of ``text`` as one whole plain scalar (``true``, ``3``, ``.nan``); any other text is itself,
+    with nothing cut: ``1 #2`` stays ``'1 #2'`` (a YAML document would read 1 and drop a comment)."""
+    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False))
+    return _ConfigLoader("").construct_object(yaml.ScalarNode(tag, text))
+
+
+def parse_text(tp: Any, text: str, key: str) -> Any:
+    """An override's text read as the type ``tp`` of the field it sets. A string field takes the text as typed
+    (YAML cut ``data.system=replace:… #### N`` at `` #`` and made ``data.path=my #1.jsonl`` the hub id ``my``);
+    booleans and numbers are the whole text as YAML reads it; lists, mappings and sections are YAML's flow syntax
+    (``[a, b]``, ``{a: b}``); a field that may be null reads ``null``, ``none`` or ``~`` as null."""
+    is_union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    options = [a for a in typing.get_args(tp) if a is not type(None)] if is_union else [tp]
+    if is_union and len(options) < len(typing.get_args(tp)) and text.strip().lower() in NULL_WORDS:
+        return None
+    if any(_is_container(o) for o in options) and text.lstrip().startswith(("[", "{")):
+        return _load_yaml(text, f"override {key}")
+    if str in options:
+        return text
+    if all(o in (bool, int, float) for o in options):
+        return _scalar(text.strip())
+    return _load_yaml(text, f"override {key}")
+
+
+def _field_type(cls: type, parts: list[str], key: str) -> Any:
+    """The type of the field a dotted key sets, through sections and into mappings (``data.fields.prompt``: str);
+    ``Any`` for a key no config has (from_dict names it). A key through a plain value is an error."""
+    tp: Any = cls
+    for i, part in enumerate(parts):
+        section = _dataclass_in(tp)
+        if section is None and typing.get_origin(tp) in (typing.Union, types.UnionType):
+            options = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = options[0] if len(options) == 1 else tp  # a mapping that may be null: keys go into the mapping
+        mapping = typing.get_args(tp) if (typing.get_origin(tp) or tp) is dict else None
+        if section is not None:
+            names = {f.name for f in dataclasses.fields(section)}
+            renamed = getattr(section, "DEPRECATED_KEYS", {}).get(part)
+            if part not in names and renamed:  # an old name: the type of the key it now is
+                return _field_type(section, [*renamed.split("."), *parts[i + 1:]], key)
+            if part not in names:
+                return Any
+            tp = typing.get_type_hints(section)[part]
+        elif mapping is not None or tp is Any:
+            tp = mapping[1] if mapping else Any
+        else:
+            where = ".".join(parts[:i])
+            raise ConfigError(f"{key}: {where} is {_type_name(tp)}, not a section with keys")
+    return tp
+
+
+def parse_overrides(overrides: list[str], cls: type) -> dict[str, Any]:
+    """``["loss.kind=jsd", "optim.lr=1e-4"]`` → nested dict, each value read as the type of the field of ``cls``
+    it sets (:func:`parse_text`)."""
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override must look like key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        value = parse_text(_field_type(cls, parts, key), raw, key)
         node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        try:
-            node[parts[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not a valid YAML scalar or list") from None
+            if not isinstance(node, dict):  # a key no config has, given a value and then keys
+                raise ConfigError(f"{key}: {'.'.join(parts[:i + 1])} was set to a value by an earlier override, "
+                                  "not a section with keys")
+        node[parts[-1]] = value
     return out
 
 
@@ -216,15 +361,55 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that parses but that a config refuses (an alias, a key given twice), with its place in the file."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as a config needs it: no aliases (``*name`` repeats an anchored value: nested ones made a 262-byte file
+    print 1.3 MB and one level deeper hang, and no config needs them) and no key given twice (the last silently won).
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(problem=f"an alias (*{event.anchor}) repeats another value: a config takes no aliases "
+                                   "(write the value out)", problem_mark=event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[tuple[type, Any], int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            name = self.construct_object(key_node, deep=True)
+            try:
+                seen = (type(name), name) in first_line
+            except TypeError:  # an unhashable key: the base constructor names it
+                continue
+            if seen:
+                raise _Refused(problem=f"key {name!r} is given twice (first on line {first_line[type(name), name]}): "
+                                       "keep one", problem_mark=key_node.start_mark)
+            first_line[type(name), name] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(stream: Any, where: str) -> Any:
+    """YAML through :class:`_ConfigLoader`; an error names ``where``, the line and column, and what is wrong."""
+    try:
+        return yaml.load(stream, Loader=_ConfigLoader)
+    except yaml.YAMLError as err:  # its message spans lines: keep the place, "line L, column C"
+        mark = getattr(err, "problem_mark", None)
+        place = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or err
+        what = problem if isinstance(err, _Refused) else f"not valid YAML ({problem})"
+        raise ConfigError(f"{where}: {place}{what}") from None
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping; a syntax error names the file, line and column."""
+    """A YAML file's top-level mapping; an error names the file, line and column."""
     with open(path, encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:  # its message spans lines: keep the place, "line L, column C"
-            mark = getattr(err, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise ConfigError(f"{path}: {where}not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        data = _load_yaml(fh, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
     return data
@@ -236,7 +421,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     overrides, then ``values`` (a nested dict of already-typed values, as the command line's named flags give) —
     each laid over the one before."""
     data = read_yaml_mapping(path) if path is not None else {}
-    layers = [base or {}, data, parse_overrides(overrides or []), values or {}]
+    layers = [base or {}, data, parse_overrides(overrides or [], cls), values or {}]
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = merge(merged, layer)

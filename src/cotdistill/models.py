@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cotdistill.errors import UserError
+from cotdistill.hashing import file_sha256
 from cotdistill.sources import HUB_ID, WORLD_ASSETS, WORLD_PREFIX  # noqa: F401 (re-exported)
 from cotdistill.sources import resolve_model as resolve
 
@@ -17,18 +18,65 @@ class ModelError(UserError, ValueError):
     """A model or tokenizer that cannot be found, loaded or paired."""
 
 
-def load_tokenizer(name_or_path: str, *, chat: bool = True, chat_template: str | None = None):
-    """The tokenizer of a model. ``chat``: it must have a chat template (every stage renders records with it).
-    ``chat_template`` replaces the model's own: a file holding a Jinja template, or the template text itself."""
+# the files a tokenizer is read from, one of which a local tokenizer folder holds (fast, BPE, WordPiece, SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "spiece.model")
+
+
+def model_source(name_or_path: str, role: str = "model", *, needs: str = "config") -> str:
+    """The resolved path of a model (``needs="config"``) or tokenizer (``needs="tokenizer"``), with a local folder's
+    files checked before transformers reads them: an empty folder failed deep in the tokenizer's conversion code, a
+    ``config.json`` field of the wrong type in its validation. ``role`` names the setting in messages."""
+    path = resolve(name_or_path)
+    folder = Path(path)
+    if not folder.exists():  # a hub id
+        return path
+    if not folder.is_dir():
+        raise ModelError(f"{role} {name_or_path}: expected a model folder, found a file")
+    has_config = (folder / "config.json").is_file()
+    if not has_config and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"{role} {name_or_path}: no config.json / tokenizer files found in the folder (an empty "
+                         "folder, or a download that did not finish?)")
+    if needs == "tokenizer" and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"{role} {name_or_path}: no tokenizer files found in the folder (one of "
+                         f"{', '.join(TOKENIZER_FILES)})")
+    if needs == "config" and not has_config:
+        raise ModelError(f"{role} {name_or_path}: no config.json found in the folder")
+    if has_config:  # the tokenizer reads it too (for the model type)
+        _read_config(path, name_or_path, role)
+    return path
+
+
+def _read_config(path: str, name_or_path: str, role: str) -> None:
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers import AutoConfig
+
     try:
-        tok = AutoTokenizer.from_pretrained(resolve(name_or_path))
-    except OSError as err:  # a hub id that is not cached while offline, a folder without tokenizer files
-        raise ModelError(f"{name_or_path}: could not load a tokenizer: {_first_line(err)}") from None
+        AutoConfig.from_pretrained(path)
+    except (OSError, ValueError, TypeError, StrictDataclassError) as err:  # bad JSON, an unknown model type, a
+        # field of the wrong type ("num_hidden_layers": "two")
+        lines = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+        raise ModelError(f"{role} {name_or_path}: config.json: {lines}") from None
+
+
+def load_tokenizer(name_or_path: str, *, chat: bool = True, chat_template: str | None = None,
+                   role: str = "model"):
+    """The tokenizer of a model. ``chat``: it must have a chat template (every stage renders records with it).
+    ``chat_template`` replaces the model's own: a file holding a Jinja template, or the template text itself.
+    ``role``: the setting that named it (``student``, ``teacher`` …), for messages."""
+    path = model_source(name_or_path, role, needs="tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:  # a hub id that is not cached while offline, unreadable tokenizer files
+        raise ModelError(f"{role} {name_or_path}: could not load a tokenizer: {_first_line(err)}") from None
     if chat_template is not None:
         tok.chat_template = read_chat_template(chat_template)
     if chat and not tok.chat_template:
-        raise ModelError(f"{name_or_path}: the tokenizer has no chat template; cotdistill renders every record "
-                         "with it (set one in tokenizer_config.json, e.g. ChatML with <think> in assistant turns)")
+        raise ModelError(f"{role} {name_or_path}: the tokenizer has no chat template; cotdistill renders every "
+                         "record with it (set one in tokenizer_config.json, e.g. ChatML with <think> in assistant "
+                         "turns)")
+    if chat:
+        check_chat_template(tok, chat_template if chat_template is not None else f"of {role} {name_or_path}")
     if tok.pad_token is None:
         # pad == EOS is safe here: labels and attention masks are built from lengths, never from pad ids
         tok.pad_token = tok.eos_token
@@ -50,6 +98,24 @@ def read_chat_template(value: str) -> str:
     return text
 
 
+def check_chat_template(tok, name: str) -> None:
+    """Render one conversation through the tokenizer's template, so a Jinja error (a syntax error, a missing
+    ``endfor``, a raise_exception) is one line naming the template before any model loads, not a traceback from
+    the first record encoded. ``name``: the template's file, Jinja text (then named as such) or owner."""
+    from jinja2 import TemplateError
+
+    if "{%" in name or "{{" in name:
+        name = "(given as text)"
+
+    probe = [{"role": "user", "content": "1 + 1?"},
+             {"role": "assistant", "content": "<think>\n1 + 1 = 2\n</think>\n\n2"}]
+    try:
+        tok.apply_chat_template(probe, tokenize=False)
+    except (TemplateError, TypeError, ValueError) as err:
+        raise ModelError(f"chat template {name}: {type(err).__name__}: {_first_line(err)} (rendering a user and an "
+                         "assistant turn)") from None
+
+
 def quiet_library_progress_bars() -> None:
     """transformers' own "Loading weights" / "Writing model shards" bars: each save and load drew one across our
     training and evaluation bars. Ours say where a run is; theirs are off."""
@@ -58,12 +124,14 @@ def quiet_library_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_model(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+def load_model(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
+               role: str = "model"):
     quiet_library_progress_bars()
+    path = model_source(name_or_path, role)
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolve(name_or_path), dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except OSError as err:
-        raise ModelError(f"{name_or_path}: could not load the model: {_first_line(err)}") from None
+        raise ModelError(f"{role} {name_or_path}: could not load the model: {_first_line(err)}") from None
     return model.to(device)
 
 
@@ -111,19 +179,14 @@ def config_max_positions(config) -> int | None:
 
 def weights_fingerprint(name_or_path: str) -> str:
     """What identifies a model's weights wherever the folder is copied: a hash of its config and, for each weight
-    file, its name, size and first and last MiB (a retrained or other model differs there; hashing every byte of
-    a large teacher at each run start would not pay). A hub id stands for itself."""
+    file, its name and the SHA-256 of every byte (the first and last MiB alone missed retrained middle tensors).
+    Each file is read once per process (:func:`cotdistill.hashing.file_sha256`). A hub id stands for itself."""
     path = Path(resolve(name_or_path))
     if not path.is_dir():
         return name_or_path
     digest = hashlib.sha256()
     for file in sorted([*path.glob("config.json"), *path.glob("*.safetensors"), *path.glob("*.bin")]):
-        size = file.stat().st_size
-        digest.update(f"{file.name}:{size}".encode())
-        with open(file, "rb") as fh:
-            digest.update(fh.read(1 << 20))
-            fh.seek(max(size - (1 << 20), 0))
-            digest.update(fh.read(1 << 20))
+        digest.update(f"{file.name}:{file_sha256(file)}".encode())
     return digest.hexdigest()[:24]
 
 

@@ -20,13 +20,26 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def max_threads() -> int:
+    """The most threads a process may ask for: four per core it may use (``threads=100000`` crashed torch)."""
+    return 4 * available_cores()
+
+
+def check_threads(threads: int | None) -> None:
+    """``threads`` is null (the default) or in [1, :func:`max_threads`]: the one rule for the key and --threads."""
+    from cotdistill.config import ConfigError
+
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise ConfigError(f"threads must be >= 1 and at most {max_threads()} (4 per core this process may use), "
+                          f"or null; got {threads}")
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads: ``threads`` if given, else ``OMP_NUM_THREADS`` if set, else the cores this
     process may use. Warns when the machine's load already fills those cores. Returns the number set."""
     import torch
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
+    check_threads(threads)
     from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
     chosen = threads or (int(from_env) if from_env.isdigit() and int(from_env) > 0 else available_cores())
     torch.set_num_threads(chosen)

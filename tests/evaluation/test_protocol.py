@@ -144,13 +144,22 @@ def test_avg_and_pass_at_n_and_their_intervals_by_hand(monkeypatch):
     assert results["pass@4_ci95"] == pytest.approx(list(binomtest(4, 5).proportion_ci(method="wilson")), abs=1e-4)
 
 
-def test_avg_at_n_takes_the_normal_interval_even_when_every_problem_is_all_right_or_all_wrong(monkeypatch):
+def test_avg_at_n_takes_wilsons_interval_when_every_problem_is_all_right_or_all_wrong(monkeypatch):
     _fixed_generations(monkeypatch, [[True, True], [False, False], [True, True], [True, True]])
     results, _ = evaluate(None, None, [BenchItem(f"q{i}", "7") for i in range(4)],
                           GenerationConfig(samples=2, temperature=1.0))
-    # means 1, 0, 1, 1: 0.75 ± 1.96 * 0.5 / 2 (sd with n - 1: sqrt((3 * 0.0625 + 0.5625) / 3) = 0.5), top clipped
-    assert results["avg@2"] == 0.75 and results["avg@2_ci95"] == pytest.approx([0.26, 1.0], abs=1e-12)
-    assert results["ci95"] == pytest.approx([0.3006361, 0.9544139], abs=1e-7)  # kept as it was: Wilson on 0/1
+    # means 1, 0, 1, 1: one figure, one interval: Wilson at p = 0.75, n = 4 (the normal one would be [0.26, 1.0])
+    assert results["avg@2"] == 0.75
+    assert results["avg@2_ci95"] == results["ci95"] == pytest.approx([0.3006361, 0.9544139], abs=1e-7)
+
+
+def test_avg_at_n_of_a_model_that_never_answers_is_not_certain(monkeypatch):
+    # 64 samples on each of 3 problems, all wrong: the normal interval would be [0, 0]; Wilson's is [0, 0.56]
+    _fixed_generations(monkeypatch, [[False] * 64] * 3)
+    results, _ = evaluate(None, None, [BenchItem(f"q{i}", "7") for i in range(3)],
+                          GenerationConfig(samples=64, temperature=1.0))
+    low, high = results["avg@64_ci95"]
+    assert results["avg@64"] == 0.0 and low == 0.0 and high == pytest.approx(3.8416 / (3 + 3.8416), abs=1e-9)
 
 
 def test_one_sample_reports_avg_at_1_with_wilsons_interval(monkeypatch):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.stages.reuse import record, training_key
 from cotdistill.stages.select_experiment import SelectExperimentConfig
 from cotdistill.stages.setting import train_and_evaluate
 from cotdistill.stages.sweep import SweepConfig
@@ -14,8 +16,10 @@ from cotdistill.training.config import TrainConfig
 
 
 def _finished_run(where, best: bool):
-    """A trained setting as train leaves it: run_summary.json, final/ and, where validation kept one, best/."""
+    """A trained setting as train leaves it: run_summary.json, final/ and, where validation kept one, best/; made
+    under the key of ``TrainConfig()`` (so the stage reuses it)."""
     train_dir = where / "train"
+    record(train_dir / "run_summary.json", training_key(replace(TrainConfig(), output_dir=str(train_dir))))
     (train_dir / "final").mkdir(parents=True)
     if best:
         (train_dir / "best").mkdir()
@@ -65,11 +69,10 @@ def test_finished_results_are_kept_unless_they_are_of_another_checkpoint(tmp_pat
     assert len(evaluated) == 1  # the second call found them
     _, results = train_and_evaluate(TrainConfig(), EvalSpec(), tmp_path, evaluate="final")
     assert evaluated[1:] == [str(tmp_path / "train" / "final")] and results["checkpoint"] == "final"
-    # results written before the key existed are of final/ (all stages evaluated it then)
-    results_file = tmp_path / "eval" / "results.json"
-    results_file.write_text(json.dumps({"bench": "fake", "accuracy": 0.25}))
+    # results with no key beside them (written before keys, or planted) say nothing of what made them: redone
+    (tmp_path / "eval" / "results.key.json").unlink()
     train_and_evaluate(TrainConfig(), EvalSpec(), tmp_path, evaluate="final")
-    assert len(evaluated) == 2
+    assert len(evaluated) == 3
 
 
 def test_stage_defaults_and_bad_values():

@@ -15,8 +15,8 @@ from tests.training.helpers import make_data, tiny_config
 @pytest.mark.parametrize("eval_every, steps_per_epoch, expected", [
     (0.25, 8, 2),  # 8 * 0.25 = 2
     (0.1, 10, 1),
-    (0.1, 25, 3),  # 2.5 rounds half up
-    (0.1, 24, 2),  # 2.4 rounds down
+    (0.1, 25, 2),  # 2.5 rounds down, as Lightning's int(batches * val_check_interval)
+    (0.1, 29, 2),  # 2.9 too
     (0.1, 3, 1),  # 0.3 would round to 0: at least every step
     (50, 8, 50),  # a whole number is steps, whatever the epoch
     (0, 8, 0),  # only at the end

@@ -3,6 +3,7 @@ state is read with ``weights_only``."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -78,6 +79,14 @@ def _truncate(path):
     path.write_bytes(data[: len(data) // 2])
 
 
+def _plant_zeros(path):
+    """Every weight of the checkpoint's model, as zeros, in a file of its own."""
+    from safetensors.torch import save_file
+
+    weights = ckpt.read_weights(path.parent)
+    save_file({k: torch.zeros_like(v) for k, v in weights.items()}, path)
+
+
 def _flip_a_byte(path):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
@@ -93,6 +102,11 @@ def _flip_a_byte(path):
     # a bad pointer: the newest intact folder is still step 20
     (lambda c: (c.parent / "latest").write_text("garbage\n"), "found 'garbage'", "step-0000020"),
     (lambda c: (c.parent / "latest").write_text("step-0000099"), "step-0000099 is damaged", "step-0000020"),
+    # a file the resume or from_pretrained would read, which the manifest does not list (issue 26, case 9)
+    (lambda c: _plant_zeros(c / "zeros.safetensors"), "zeros.safetensors is not in the manifest", "step-0000010"),
+    (lambda c: _plant_zeros(c / "pytorch_model.bin"), "pytorch_model.bin is not in the manifest", "step-0000010"),
+    (lambda c: (c / "model.safetensors.index.json").write_text("{}"), "model.safetensors.index.json is not",
+     "step-0000010"),
 ])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one_and_says_so(two_checkpoints, tmp_path,
                                                                                     damage, reason, expected):
@@ -121,3 +135,37 @@ def test_no_intact_checkpoint_is_an_error_not_a_silent_restart(two_checkpoints, 
     with pytest.raises(ckpt.CheckpointError, match="no intact checkpoint.*resume: false"):
         ckpt.resumable_checkpoint(root)
     assert ckpt.resumable_checkpoint(tmp_path / "fresh") == (None, [])
+
+
+def test_a_file_no_loader_reads_may_sit_beside_the_manifest(two_checkpoints, tmp_path):
+    import shutil
+
+    root = tmp_path / "run"
+    shutil.copytree(two_checkpoints, root)
+    (root / "checkpoints" / "step-0000020" / "notes.txt").write_text("lr looked high")
+    assert ckpt.resumable_checkpoint(root) == (root / "checkpoints" / "step-0000020", [])
+
+
+def test_a_weight_file_planted_in_the_last_checkpoint_is_skipped_and_the_resume_equals_the_straight_run(
+        tmp_path, monkeypatch):
+    """An unlisted ``*.safetensors`` was loaded over the verified weights: training resumed from zeros (loss 6.32
+    instead of 0.93, exit 0)."""
+    from safetensors.torch import load_file
+
+    from cotdistill.training.loop import train
+    from tests.training.helpers import tiny_config
+    from tests.training.test_trainer import _killed_at
+
+    cfg = {"optim.max_steps": 6, "save_every": 2}
+    train(tiny_config(tmp_path, output_dir=str(tmp_path / "straight"), **cfg))
+    _killed_at(tmp_path, monkeypatch, "resumed", 5, **cfg)
+    _plant_zeros(tmp_path / "resumed" / "checkpoints" / "step-0000004" / "zeros.safetensors")
+    resumed = train(tiny_config(tmp_path, output_dir=str(tmp_path / "resumed"), **cfg))
+    assert resumed["resumed_from"].endswith("step-0000002")
+    assert len(resumed["resume_notes"]) == 1, resumed["resume_notes"]
+    assert "step-0000004 is damaged (zeros.safetensors is not in the manifest" in resumed["resume_notes"][0]
+    a, b = (load_file(tmp_path / run / "final" / "model.safetensors") for run in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[json.loads(line)["loss"] for line in open(tmp_path / run / "metrics.jsonl")]
+              for run in ("straight", "resumed")]
+    assert losses[0] == losses[1]

@@ -69,7 +69,10 @@ def _step_grads(trainer: Trainer) -> tuple[dict, dict[str, torch.Tensor]]:
 
     trainer._clip = capture
     state = {"processed_tokens": 0, "padded_tokens": 0, "supervised_tokens": 0, "flops": 0}
-    return trainer._optimizer_step(0, state), grads
+    try:
+        return trainer._optimizer_step(0, state), grads
+    finally:  # the trainer holds its output folder until closed: a test's next trainer may use the same one
+        trainer.close()
 
 
 def test_sequence_weights_by_hand():

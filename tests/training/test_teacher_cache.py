@@ -193,12 +193,13 @@ def test_ids_past_65536_are_packed_in_three_bytes():
 
 
 def test_a_cache_of_the_old_format_is_refused_with_what_to_do(tmp_path):
-    from cotdistill.teacher.cache import CacheMismatchError
+    from cotdistill.teacher.cache import CACHE_VERSION, CacheMismatchError
 
     _, cache = _build(tmp_path, 8)
     manifest = json.loads((cache / "manifest.json").read_text())
     manifest["version"] = 1
     (cache / "manifest.json").write_text(json.dumps(manifest))
     cfg = tiny_config(tmp_path)
-    with pytest.raises(CacheMismatchError, match="format version 1; this cotdistill reads version 2: rebuild"):
+    with pytest.raises(CacheMismatchError,
+                       match=f"format version 1; this cotdistill reads version {CACHE_VERSION}: rebuild"):
         train(tiny_config(tmp_path, teacher_cache=str(cache), output_dir=str(tmp_path / "o"), teacher=cfg.teacher))

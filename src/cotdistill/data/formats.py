@@ -16,12 +16,14 @@ the dataset's column), before the format is detected.
 Sources: a ``.jsonl``/``.json`` file, a ``.parquet``/``.arrow`` file, a local HF ``datasets`` directory
 (``save_to_disk`` output, or a folder of data files / a loading script for ``datasets.load_dataset``), a hub
 dataset id (``openai/gsm8k`` with ``subset="main"``; ``split`` picks the split, ``train`` by default), or rows
-already in memory (a ``datasets.Dataset`` or a list of dicts).
+already in memory (a ``datasets.Dataset`` or a list of dicts). A folder of data files that ``load_dataset`` would
+read only in part (files of two kinds, a file not named after a split beside ones that are) is refused.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +108,9 @@ DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".arrow", ".csv")  # a missing f
 
 
 def _from_gsm8k(row: dict[str, Any], source: str, index: int) -> ReasoningRecord:
-    solution = str(row["answer"])
+    solution = row["answer"]
+    if not isinstance(solution, str):  # str() of a list was split at its "####": the answer "4']"
+        raise DataError(source, index, "a string answer", type(solution).__name__)
     if GSM8K_MARK not in solution:
         raise DataError(source, index, f"an answer 'rationale {GSM8K_MARK} final'", f"no {GSM8K_MARK} in "
                         f"{solution[:60]!r}")
@@ -189,15 +193,39 @@ def _parse_line(raw: bytes, source: str, lineno: int) -> dict[str, Any] | DataEr
         row = json.loads(line)
     except json.JSONDecodeError as err:
         return DataError(source, lineno, "one JSON object per line", f"invalid JSON ({err.msg})")
+    except RecursionError:  # the decoder recurses once per level: 200,000 nested brackets overflow the stack
+        return DataError(source, lineno, "one JSON object per line",
+                         f"JSON nested deeper than Python's recursion limit ({sys.getrecursionlimit()})")
     if not isinstance(row, dict):
         return DataError(source, lineno, "a JSON object", type(row).__name__)
     return row
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file that holds one object (a stage's ``results.json`` or ``summary.json``), every way it can be
+    broken a :class:`DataError` naming the file."""
+    source = str(path)
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(source, None, "a UTF-8 JSON file",
+                        f"byte 0x{err.object[err.start]:02x} at offset {err.start}") from None
+    except json.JSONDecodeError as err:
+        raise DataError(source, None, "a JSON object",
+                        f"invalid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except RecursionError:
+        raise DataError(source, None, "a JSON object",
+                        f"JSON nested deeper than Python's recursion limit ({sys.getrecursionlimit()})") from None
+    if not isinstance(value, dict):
+        raise DataError(source, None, "a JSON object", type(value).__name__)
+    return value
 
 
 def _load_hf(path: Path, split: str, subset: str | None):
     import datasets
 
     if path.is_dir() and not _saved_to_disk(path):  # a folder of data files or a loading script
+        check_all_files_read(path)
         return _load_dataset(str(path), split, subset, str(path))
     if path.is_dir():
         ds = datasets.load_from_disk(str(path))
@@ -207,9 +235,57 @@ def _load_hf(path: Path, split: str, subset: str | None):
                                 f"splits {list(ds)}")
             ds = ds[split]
         return ds
-    if path.suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path))
-    return datasets.Dataset.from_file(str(path))
+    kind = path.suffix[1:]
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet
+
+            pyarrow.parquet.read_schema(path)  # a file that is no parquet fails here, before datasets logs it too
+            return datasets.Dataset.from_parquet(str(path))
+        return datasets.Dataset.from_file(str(path))
+    except Exception as err:  # pyarrow's errors (ArrowInvalid, OSError, …) and datasets' own, of every type
+        raise DataError(str(path), None, "a Parquet file" if kind == "parquet" else "an Arrow file",
+                        f"{type(err).__name__}: {_first_line(err)[:200]}") from None
+
+
+# how datasets.load_dataset reads each kind of data file; a suffix not here is a kind of its own
+READERS = {".json": "json", ".jsonl": "json", ".ndjson": "json", ".parquet": "parquet", ".arrow": "arrow",
+           ".csv": "csv", ".tsv": "csv", ".txt": "text"}
+
+
+def check_all_files_read(folder: Path) -> None:
+    """Refuse a folder of data files that ``datasets.load_dataset`` would read only in part: it reads the files
+    named after a split (``train*``, ``test*``, …) when any file is so named, and of those only the most common
+    kind, silently skipping the rest (a ``.csv`` beside ``.jsonl`` files). What it never reads as data is not
+    counted: hidden files and folders, ``__*`` folders, the dataset card and info files (``FILES_TO_IGNORE``)."""
+    from datasets.data_files import FILES_TO_IGNORE, DataFilesDict, get_data_patterns
+
+    def ignored(rel: Path) -> bool:
+        return (rel.name in FILES_TO_IGNORE or any(part.startswith(".") for part in rel.parts)
+                or any(part.startswith("__") for part in rel.parent.parts))
+
+    files = {p for p in folder.rglob("*") if p.is_file() and not ignored(p.relative_to(folder))}
+    try:
+        splits = DataFilesDict.from_patterns(get_data_patterns(str(folder)), str(folder))
+    except (FileNotFoundError, ValueError):  # no data files at all: load_dataset's own error says so
+        return
+    picked = {Path(f) for split in splits.values() for f in split} & files
+    by_kind: dict[str, list[Path]] = {}
+    for p in sorted(picked):
+        by_kind.setdefault(READERS.get(p.suffix.lower(), p.suffix.lower()), []).append(p)
+    read = max(by_kind.values(), key=len, default=[])
+    skipped = [(sorted(picked - set(read)), "files of another kind"),
+               (sorted(files - picked), "not named after a split, as "
+                                        f"{read[0].relative_to(folder) if read else 'others'} is")]
+    found = "; ".join(f"{_names(paths, folder)} skipped ({why})" for paths, why in skipped if paths)
+    if found:
+        raise DataError(str(folder), None, "a folder whose every data file datasets.load_dataset reads (one kind "
+                        "of file; when one is named train*/test*/validation*, every one named after a split)", found)
+
+
+def _names(paths: list[Path], folder: Path, shown: int = 8) -> str:
+    names = ", ".join(str(p.relative_to(folder)) for p in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def _saved_to_disk(path: Path) -> bool:
@@ -225,6 +301,10 @@ def _load_hub(name: str, split: str, subset: str | None):
     return _load_dataset(name, split, subset, name)
 
 
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def _load_dataset(name: str, split: str, subset: str | None, source: str):
     """``datasets.load_dataset`` with its many failure types turned into one located error (offline, an unknown
     id, a wrong split or subset all raise different exceptions)."""
@@ -233,7 +313,7 @@ def _load_dataset(name: str, split: str, subset: str | None, source: str):
     try:
         return datasets.load_dataset(name, subset, split=split)
     except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = _first_line(err)
         where = "" if Path(name).exists() else " (not a file or folder here)"
         raise DataError(source, None, f"a dataset datasets.load_dataset can read{where}, split {split!r}"
                         + (f", subset {subset!r}" if subset else ""), f"{type(err).__name__}: {first[:200]}") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,17 @@ def _pick(row: dict[str, Any], names: tuple[str, ...], source: str, index: int, 
     raise DataError(source, index, f"a {what} field (one of {list(names)})", f"keys {sorted(row)}")
 
 
+def _check_gold_type(raw_gold: Any, bench: Benchmark, source: str, index: int) -> None:
+    """A gold answer is text, or a number where the benchmark reads it as given; ``str()`` of a list or dict was
+    graded as if it were one (a GSM8K ``["… #### 5"]`` had the gold ``5']``)."""
+    if bench.gold_from_solution:
+        if not isinstance(raw_gold, str):
+            raise DataError(source, index, "a string answer (a worked solution ending in '#### <number>')",
+                            type(raw_gold).__name__)
+    elif not isinstance(raw_gold, (str, int, float)) or isinstance(raw_gold, bool):
+        raise DataError(source, index, "a string or number answer", type(raw_gold).__name__)
+
+
 def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None = None,
                    prompt_field: str | None = None, answer_field: str | None = None, split: str | None = None,
                    subset: str | None = None) -> list[BenchItem]:
@@ -79,9 +91,12 @@ def load_benchmark(name: str, data_path: str | None = None, *, limit: int | None
     items, source = [], source_name(data_path)
     for index, row in iter_rows(data_path, split=split or default_split(data_path), subset=subset):
         prompt = _pick(row, prompts, source, index, "prompt")
+        if not isinstance(prompt, str):  # an int or a list failed inside the chat template, after the model loaded
+            raise DataError(source, index, "a string prompt", type(prompt).__name__)
         raw_gold = _pick(row, answers, source, index, "answer")
         if raw_gold is None or not str(raw_gold).strip():  # was graded against the string "None"
             raise DataError(source, index, "a reference answer", f"{raw_gold!r}")
+        _check_gold_type(raw_gold, bench, source, index)
         gold = str(raw_gold)
         if bench.gold_from_solution:
             gold = extract_gsm8k(gold)
@@ -185,9 +200,9 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
     per_prompt = strict if extraction == "strict" else flexible  # the scores `accuracy`, its interval and pass@k use
     # per problem, the share of its n samples that are correct. Their mean is `accuracy`, which is also `pass@1`
     # (the unbiased pass@1 estimate from n samples) and `avg@n` (lighteval's "pass@1 over n samples"): three
-    # names of one number, the first two kept for readers of older results. `ci95` is Wilson's interval when
-    # every per-problem score is 0 or 1, else the normal one; `avg@n_ci95` is Wilson's at n = 1 and always the
-    # normal interval of the per-problem means at n > 1 (a problem scored 0 or 1 by all its samples is no 0/1 draw)
+    # names of one number, the first two kept for readers of older results, and one interval for it: `ci95` =
+    # `avg@n_ci95`, Wilson's when every per-problem score is 0 or 1 (at n > 1 too: the normal interval of 64-sample
+    # means that are all 0 on AIME would be [0, 0], a certainty no 30 problems give), else the normal one
     pass1 = [sum(v) / len(v) for v in per_prompt.values()]
     solved = [float(any(v)) for v in per_prompt.values()]  # pass@n: some sample of the problem is correct
     low, high = ci95(pass1)
@@ -196,7 +211,7 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
     for i, v in per_prompt.items():
         if "difficulty" in items[i].meta:
             by_difficulty[str(items[i].meta["difficulty"])].append(sum(v) / len(v))
-    levels = sorted(by_difficulty, key=int)
+    levels = difficulty_levels(by_difficulty)
     results = {
         "bench": bench, "benchmark_version": BENCHMARKS.get(bench, BENCHMARKS["jsonl"]).version,
         "grader": GRADER, "extractor": "strict: boxed > #### > answer-is; flexible adds the last number",
@@ -205,7 +220,7 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
         "accuracy_strict": sum(sum(v) / len(v) for v in strict.values()) / len(strict),
         "accuracy_flexible": sum(sum(v) / len(v) for v in flexible.values()) / len(flexible),
         "ci95": [low, high],
-        f"avg@{n}": sum(pass1) / len(pass1), f"avg@{n}_ci95": list(wilson_ci(pass1) if n == 1 else normal_ci(pass1)),
+        f"avg@{n}": sum(pass1) / len(pass1), f"avg@{n}_ci95": [low, high],
         f"pass@{n}": sum(solved) / len(solved), f"pass@{n}_ci95": list(wilson_ci(solved)),
         "prompt_template": prompt_template,
         "mean_response_tokens": sum(g.num_tokens for g in generations) / len(generations),
@@ -216,6 +231,20 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
         "generation": {"temperature": gen.temperature, "top_p": gen.top_p, "max_new_tokens": gen.max_new_tokens},
     }
     return results, samples
+
+
+def difficulty_levels(levels: Iterable[str]) -> list[str]:
+    """Difficulty labels in order: as numbers when every label is one ("1.5" < "2" < "10"), else as text (a
+    dataset's "easy" / "hard", or a mix). Any labels have an order, so none can fail an evaluation that has already
+    generated every answer."""
+    levels = list(levels)
+    try:
+        numbers = {level: float(level) for level in levels}
+    except ValueError:
+        return sorted(levels)
+    if any(math.isnan(v) for v in numbers.values()):
+        return sorted(levels)
+    return sorted(levels, key=numbers.__getitem__)
 
 
 def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:

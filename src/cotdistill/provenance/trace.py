@@ -58,12 +58,25 @@ def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:
             if not isinstance(row.get(name), str):
                 raise DataError(str(path), line, f"a string field {name!r} (samples.jsonl from `cotdistill eval`)",
                                 f"keys {sorted(row)}" if name not in row else f"{type(row[name]).__name__}")
+        _check_outcome_fields(row, str(path), line)
         rows.append(row)
         if limit and len(rows) >= limit:
             break
     if not rows:
         raise DataError(str(path), None, "at least one sample", "no rows")
     return rows
+
+
+def _check_outcome_fields(row: dict, source: str, line: int) -> None:
+    """``correct`` and ``bench`` group the actions: ``bool("false")`` is True (a string "false" counted as a right
+    answer) and a list ``bench`` failed as a dict key after every model had scored. Either may be absent."""
+    from cotdistill.data.records import DataError
+
+    correct = row.get("correct", False)
+    if not (isinstance(correct, (int, float)) and correct in (0, 1)):  # bool is an int: True == 1
+        raise DataError(source, line, "correct as true/false (or 1/0)", repr(correct))
+    if not isinstance(row.get("bench", ""), str):
+        raise DataError(source, line, "bench as a string", type(row["bench"]).__name__)
 
 
 def _prob(n_tokens: float, logprob_sum: float) -> float:

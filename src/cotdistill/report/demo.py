@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from cotdistill.provenance.classify import CATEGORIES
-from cotdistill.report.tables import TRADEOFF_COLUMNS, markdown_table
+from cotdistill.report.tables import TRADEOFF_COLUMNS, escape_markdown, markdown_table
 
 
 def _ci(ci: list[float]) -> str:
@@ -84,7 +84,7 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     said = findings(comparisons, sweep_rows, prov_rows, select_cells)
     md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n\n## What the figures show\n\n",
           how_claims_are_decided(comparisons["level"]),
-          *[f"- {s}\n" for s in said],
+          *[f"- {escape_markdown(s)}\n" for s in said],  # names and figures read back from files: text
           "\n## Models on the world's test split\n\nStrict accuracy (an answer the model gave: boxed or the answer "
           "line), its CI95 (Wilson), the flexible column (adds the last number in the text; never the score), "
           "responses that hit the token limit, and accuracy per difficulty (d2…d6 = number of steps).\n\n",
@@ -121,13 +121,17 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
 
 
 def markdown_page(title: str, text: str) -> str:
-    """``text`` (Markdown) rendered as an HTML page: tables, images and links as a browser shows them."""
+    """``text`` (Markdown) rendered as an HTML page: tables, images and links as a browser shows them. HTML in the
+    text is shown as text, never passed through: the report holds what files and models wrote (a results.json
+    planted in the demo's folder put ``<img onerror=…>`` in the page)."""
+    import html
+
     from markdown_it import MarkdownIt
 
-    body = MarkdownIt("commonmark").enable("table").render(text)
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
     style = ("body{font-family:system-ui,sans-serif;max-width:75em;margin:2em auto;padding:0 1em;line-height:1.45}"
              "table{border-collapse:collapse;margin:1em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}"
              "td,th{border:1px solid #ccc;padding:.25em"
              " .6em;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
-            f"<body>{body}</body></html>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{body}</body></html>")

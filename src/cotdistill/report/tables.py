@@ -22,12 +22,22 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def escape_markdown(text: str) -> str:
+    """``text`` as literal Markdown text on one line: ``\\``, ``|`` (a cell border), ``<`` and ``>`` (a tag, in a
+    renderer that passes HTML through) escaped by a backslash, line breaks made spaces. For every value a file or a
+    model wrote (a bench name, a difficulty level) that goes into a report."""
+    for char in ("\\", "|", "<", ">"):  # the backslash first: the escapes added after it stay single
+        text = text.replace(char, "\\" + char)
+    return " ".join(text.splitlines())
+
+
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     if not rows:
         return "(no rows)\n"
     columns = columns or list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines = ["| " + " | ".join(escape_markdown(str(c)) for c in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(escape_markdown(_fmt(r.get(c, ""))) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

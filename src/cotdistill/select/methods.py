@@ -8,9 +8,11 @@ Teacher-guided: ``teacher`` (absolute count of teacher actions — the paper's b
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 
+from cotdistill.config import ConfigError
 from cotdistill.select.scores import CandidateScore
 
 METHODS = ("teacher", "teacher_share", "teacher_min", "random", "grape", "longest", "shortest", "local_naturalness")
@@ -49,10 +51,16 @@ def select_per_question(groups: list[str], values: list[float], seed: int = 0) -
     return sorted(chosen)
 
 
+def check_keep(keep: float) -> None:
+    """``keep`` is a share in (0, 1] or a whole count above 1 (1.5 kept 1 record: it is neither; nan kept none)."""
+    if not (0 < keep <= 1 or (1 < keep < math.inf and float(keep).is_integer())):
+        raise ConfigError(f"keep must be > 0 and, above 1, a whole count: a share in (0, 1] or a count such as 100; "
+                          f"got {keep:g}")
+
+
 def keep_count(total: int, keep: float) -> int:
     """``keep`` in (0, 1] is a fraction (rounded down, at least 1); ``keep`` > 1 is a count."""
-    if keep <= 0:
-        raise ValueError(f"keep must be > 0, got {keep}")
+    check_keep(keep)
     n = int(keep) if keep > 1 else max(1, int(keep * total))
     if n > total:
         raise ValueError(f"keep asks for {n} records but only {total} exist")

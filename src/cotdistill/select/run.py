@@ -30,16 +30,12 @@ def choose(records: list[ReasoningRecord], scores: list[CandidateScore], method:
     return select_per_dataset(values, keep, seed)
 
 
-def check_select_arguments(data: str, method: str, out: Path, keep: float | None = None) -> None:
-    """Refuse, before any model is loaded, what would fail after the scoring or destroy the input: an unknown
-    method, or an output (or its scores file) that is the dataset itself (``--out in.jsonl`` overwrote it)."""
+def check_select_arguments(data: str, method: str, keep: float | None = None) -> None:
+    """Refuse, before any model is loaded, what would fail after the scoring: an unknown method, a missing dataset.
+    (An output that would write over the dataset is the output guard's: ``cotdistill.outputs.check_output``.)"""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {list(METHODS)}, got {method!r}")
     if keep is not None and keep <= 0:
         raise ConfigError(f"--keep (keep) must be a fraction in (0, 1] or a count > 1, got {keep:g}")
     if not Path(data).exists():
         raise ConfigError(f"{data}: no such file or dataset directory")
-    source = Path(data)
-    for written in (out, out.with_name(out.stem + ".scores.jsonl")):
-        if source.exists() and written.resolve() == source.resolve():
-            raise ConfigError(f"--out (out) would overwrite the input {data}: write the selection to another file")

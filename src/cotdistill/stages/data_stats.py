@@ -34,7 +34,7 @@ def data_stats(config: DataStatsConfig) -> dict:
         raise ConfigError("data stats needs a dataset: data.path (a file, dataset folder or hub id)")
     result = load_records(data.path, data.format, on_error=data.on_error, fields=data.fields, split=data.split,
                           subset=data.subset)
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = load_tokenizer(config.tokenizer, role="tokenizer")
     as_given = result.records
     records = apply_system_policy(result.records, data.system)
     # a model folder given as tokenizer tells its positions; the world tokenizer's models have 1024

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from cotdistill.config import from_dict
 from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.outputs import claim_output, eval_inputs
 
 
 @dataclass
@@ -66,7 +67,12 @@ def distill_config(cfg: DemoConfig):
 
 
 def run_demo(cfg: DemoConfig) -> Path:
-    from cotdistill.evaluation.benchmarks import evaluate_model
+    # one demo per folder: a second would interleave the report's files (each stage also locks its own subfolder)
+    with claim_output(cfg.out, "--out (out)", eval_inputs(cfg.eval)):
+        return _run_demo_locked(cfg)
+
+
+def _run_demo_locked(cfg: DemoConfig) -> Path:
     from cotdistill.provenance.correlate import correlate
     from cotdistill.provenance.trace import TraceConfig
     from cotdistill.stages.select_experiment import SelectExperimentConfig, run_experiment
@@ -80,21 +86,18 @@ def run_demo(cfg: DemoConfig) -> Path:
     _log(f"stage 1-2: distil at LSP {cfg.lsps} and evaluate ({cfg.train_records} records)")
     sweep_rows = run_sweep(SweepConfig(train=distill_config(cfg), eval=cfg.eval, lsps=cfg.lsps,
                                        out=str(out / "distill")))
-    baselines = {}
-    for name in ("teacher", "student"):
-        results_file = out / "eval" / name / "results.json"
-        if not results_file.exists():
-            _log(f"evaluating the {name}")
-            evaluate_model(f"world:{name}", cfg.eval, out_dir=results_file.parent, progress=cfg.progress)
-        baselines[name] = json.loads(results_file.read_text())
+    baselines = evaluate_baselines(out, cfg.eval, cfg.progress)
 
     _log("stage 3: provenance of the distilled students' actions")
     traces = {}
     for row in sweep_rows:
         name = row["setting"]
+        evaluated = out / "distill" / name / "eval"
+        # the checkpoint that wrote the samples (best/ or final/, as the sweep chose) is the one to trace
+        distilled = json.loads((evaluated / "results.json").read_text())["model"]
         traces[name] = run_trace(TraceConfig(
-            samples=str(out / "distill" / name / "eval" / "samples.jsonl"), teacher="world:teacher",
-            student="world:student", distilled=str(out / "distill" / name / "train" / "final"),
+            samples=str(evaluated / "samples.jsonl"), teacher="world:teacher",
+            student="world:student", distilled=distilled,
             out=str(out / "provenance" / name), limit=cfg.trace_limit, world_styles=True), progress=cfg.progress)
     accuracy = {r["setting"]: r["accuracy"] for r in sweep_rows}
     corr = correlate({name: (s, accuracy[name]) for name, s in traces.items()})
@@ -116,6 +119,19 @@ def run_demo(cfg: DemoConfig) -> Path:
                                time.time() - start)
     _log(f"done in {time.time() - start:.0f} s; report: {report}")
     return report
+
+
+def evaluate_baselines(out: Path, spec: EvalSpec, progress: bool = True) -> dict[str, dict]:
+    """The embedded teacher's and original student's results on ``spec``, in ``out/eval/NAME``: those there when
+    they were made under the same key (``stages.reuse``: a results.json put there otherwise is never read), else
+    evaluated now."""
+    from cotdistill.stages.setting import evaluate_once
+
+    baselines = {}
+    for name in ("teacher", "student"):
+        _log(f"the {name} on the test set")
+        baselines[name] = evaluate_once(f"world:{name}", spec, out / "eval" / name, progress=progress)
+    return baselines
 
 
 @dataclass(frozen=True)

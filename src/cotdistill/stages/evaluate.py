@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from cotdistill.config import ConfigError
 from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.outputs import claim_output, eval_inputs
 
 
 @dataclass
@@ -21,4 +22,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True) -> dict:
 
     if not config.model:
         raise ConfigError("eval needs a model: a path, hub id or world:NAME")
-    return evaluate_model(config.model, config.eval, out_dir=config.out, progress=progress, device=config.device)
+    # before the model loads: an --out that holds the data (or is a file, or is read-only, or is being written by
+    # another eval) used to be found only after all the generation, or never
+    with claim_output(config.out, "--out (out)", [config.model, *eval_inputs(config.eval)]):
+        return evaluate_model(config.model, config.eval, out_dir=config.out, progress=progress, device=config.device)

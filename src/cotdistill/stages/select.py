@@ -9,11 +9,11 @@ from typing import ClassVar
 
 from cotdistill.config import ConfigError
 from cotdistill.data.formats import load_records, write_jsonl
-from cotdistill.outputs import output_lock
+from cotdistill.outputs import check_output, claim_output
 from cotdistill.provenance.classify import DEFAULT_MARGIN
 from cotdistill.provenance.scoring import CONTEXTS
-from cotdistill.select.methods import method_scores
-from cotdistill.select.run import check_select_arguments, choose
+from cotdistill.select.methods import check_keep, keep_count, method_scores
+from cotdistill.select.run import check_select_arguments, choose, question_key
 from cotdistill.select.scores import score_candidates, score_rows
 
 
@@ -37,6 +37,13 @@ class SelectConfig:
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+        if self.keep is not None:
+            check_keep(self.keep)
+
+
+def scores_file(out: Path) -> Path:
+    """The scores of every candidate, written beside the selection ``out``."""
+    return out.with_name(out.stem + ".scores.jsonl")
 
 
 def select_records(config: SelectConfig, *, progress: bool = True) -> dict:
@@ -51,16 +58,31 @@ def select_records(config: SelectConfig, *, progress: bool = True) -> dict:
     if not config.per_question and config.keep is None:
         raise ConfigError("select needs per_question: true (--per-question) or keep (--keep) or both")
     out = Path(config.out)
-    check_select_arguments(config.data, config.method, out, config.keep)
+    check_select_arguments(config.data, config.method, config.keep)
+    inputs = [config.data, config.teacher, config.student]
+    for written in (out, scores_file(out)):  # refused before scoring: the input itself, or a file inside its folder
+        check_output(written, "--out (out)", inputs, is_file=True)
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
     cache_dir = Path(config.cache_dir) if config.cache_dir else out.parent / f"{out.stem}.score-cache"
-    with output_lock(cache_dir, enabled=is_main):  # two selections filling one score cache would interleave it
+    # two selections filling one score cache would interleave it
+    with claim_output(cache_dir, "--cache-dir (cache_dir)", inputs, enabled=is_main):
         return _select_locked(config, out, cache_dir, is_main, progress)
+
+
+def _check_keep_fits(keep: float, records: list, per_question: bool) -> None:
+    """A count above the candidates (or, per question, the questions) failed only after the scoring."""
+    total = len({question_key(r) for r in records}) if per_question else len(records)
+    try:
+        keep_count(total, keep)
+    except ValueError as err:
+        raise ConfigError(f"--keep (keep): {err}{' (one winner per question)' if per_question else ''}") from None
 
 
 def _select_locked(config: SelectConfig, out: Path, cache_dir: Path, is_main: bool, progress: bool) -> dict:
     loaded = load_records(config.data)
     records = loaded.records
+    if config.keep is not None:
+        _check_keep_fits(config.keep, records, config.per_question)
     scores = score_candidates(records, config.teacher, config.student, cache_dir, margin=config.margin,
                               batch_size=config.batch_size, device=config.device,
                               local_naturalness=config.method == "local_naturalness", progress=progress,
@@ -73,7 +95,7 @@ def _select_locked(config: SelectConfig, out: Path, cache_dir: Path, is_main: bo
         return info
     write_jsonl([records[i] for i in chosen], out, loaded.format)
     keep_set, values = set(chosen), method_scores(config.method, scores, config.seed)
-    with open(out.with_name(out.stem + ".scores.jsonl"), "w") as fh:
+    with open(scores_file(out), "w") as fh:
         for i, row in enumerate(score_rows(scores)):
             fh.write(json.dumps({"index": i, "selected": i in keep_set, "method_score": values[i], **row}) + "\n")
     return info

@@ -2,10 +2,10 @@
 
 Every method picks one candidate per question (so selections have the same number of records); the student is
 fine-tuned (SFT) on each selection with the same settings and seed, and evaluated on the same test set. Scores
-are computed once and shared by all methods. Re-running skips finished (method, seed) cells. Every cell is scored
-as ``eval`` says (the world's test split by default), and each method is compared with ``random`` of the same
-seed on those problems (paired difference, its interval, McNemar's exact p); over seeds, mean ± sd and the
-interval of the mean.
+are computed once and shared by all methods. Re-running reuses a (method, seed) cell's training and evaluation
+where its selection, settings and models are those that made them. Every cell is scored as ``eval`` says (the
+world's test split by default), and each method is compared with ``random`` of the same seed on those problems
+(paired difference, its interval, McNemar's exact p); over seeds, mean ± sd and the interval of the mean.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from typing import ClassVar
 from cotdistill.config import save_config
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.evaluation.spec import EvalSpec
-from cotdistill.outputs import output_lock
+from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.provenance.classify import DEFAULT_MARGIN
 from cotdistill.provenance.scoring import CONTEXTS
-from cotdistill.select.methods import METHODS
+from cotdistill.select.methods import METHODS, check_keep
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
+from cotdistill.stages.reuse import content, record, reuse
 from cotdistill.stages.setting import check_checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
 
@@ -85,6 +86,8 @@ class SelectExperimentConfig:
             raise ValueError("seeds must name at least one seed")
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+        if self.keep is not None:
+            check_keep(self.keep)
 
 
 def _train_and_eval(cfg: SelectExperimentConfig, data_file: Path, cell: Path, seed: int) -> dict:
@@ -99,7 +102,8 @@ def run_experiment(cfg: SelectExperimentConfig) -> list[dict]:
     from cotdistill.evaluation.benchmarks import spec_items
 
     spec_items(cfg.eval)  # a bad benchmark is found before candidates are sampled and scored
-    with output_lock(cfg.out):
+    inputs = [cfg.data, cfg.teacher, *cfg.world_sources, *train_inputs(cfg.train), *eval_inputs(cfg.eval)]
+    with claim_output(cfg.out, "--out (out)", inputs):
         return _run_experiment_locked(cfg)
 
 
@@ -112,10 +116,13 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
         from cotdistill.stages.world_candidates import sample_candidates
 
         data = str(out / "candidates.jsonl")
-        if not Path(data).exists():
+        key = {"sources": [[name, content(name)] for name in cfg.world_sources], "questions": cfg.world_questions,
+               "samples": cfg.world_samples, "temperature": cfg.world_temperature}
+        if not reuse(Path(data), key, "the sampled candidates"):
             info = sample_candidates(cfg.world_sources, data, questions=cfg.world_questions, samples=cfg.world_samples,
                                      temperature=cfg.world_temperature, progress=cfg.train.progress)
             (out / "candidates.json").write_text(json.dumps(info, indent=2))
+            record(Path(data), key)
     loaded = load_records(data, on_error="skip")  # sampled candidates can be malformed: skip and count them
     records = loaded.records
     if loaded.skipped:
@@ -126,11 +133,9 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
     cells = []
     for method in cfg.methods:
         for seed in cfg.seeds:
+            # chosen again on every run (cheap, and fixed by the seed): a cell's training and evaluation are reused
+            # only where its selection, settings and models are those that made them (stages.reuse)
             cell = cell_dir(out, method, seed)
-            done = cell / "cell.json"
-            if done.exists():
-                cells.append(json.loads(done.read_text()))
-                continue
             chosen = choose(records, scores, method, per_question=cfg.per_question, keep=cfg.keep, seed=seed)
             cell.mkdir(parents=True, exist_ok=True)
             selected = [records[i] for i in chosen]
@@ -141,7 +146,7 @@ def _run_experiment_locked(cfg: SelectExperimentConfig) -> list[dict]:
                       "teacher_actions_mean": sum(scores[i].teacher_actions for i in chosen) / max(len(chosen), 1),
                       "selected_sources": _count_sources(selected),
                       **_train_and_eval(cfg, cell / "selected.jsonl", cell, seed)}
-            done.write_text(json.dumps(result))
+            (cell / "cell.json").write_text(json.dumps(result))
             cells.append(result)
     from cotdistill.evaluation.paired import load_scores
 

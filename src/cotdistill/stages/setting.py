@@ -12,6 +12,7 @@ from pathlib import Path
 from cotdistill.config import save_config
 from cotdistill.data.records import parse_system_policy
 from cotdistill.evaluation.spec import EvalSpec
+from cotdistill.stages.reuse import evaluation_key, record, reuse, training_key
 from cotdistill.training.config import TrainConfig
 
 # the checkpoints a stage may evaluate: best/ (lowest validation figure, TrainConfig.best_metric) or final/
@@ -62,25 +63,43 @@ def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_s
                        progress: bool = True, evaluate: str = "best") -> tuple[dict, dict]:
     """(run summary, evaluation results) of one setting: trained into ``where/train``, its ``evaluate`` checkpoint
     (``chosen_checkpoint``) evaluated into ``where/eval``, whose results.json says which (``checkpoint``: best or
-    final, ``checkpoint_step``). A half whose output exists is not run again, so a stage killed midway resumes
-    here; results of another checkpoint than the one now chosen are redone."""
-    from cotdistill.evaluation.benchmarks import evaluate_model
+    final, ``checkpoint_step``). A half whose output is there under the key of what it is asked now (``reuse``)
+    is not run again, so a stage killed midway resumes here; one made with other settings, data or models (or
+    of another checkpoint) is made again."""
+    config = replace(config, output_dir=str(where / "train"))
+    summary = trained(config, in_subprocess)
+    checkpoint, step = chosen_checkpoint(where / "train", summary, evaluate)
+    results = evaluate_once(str(where / "train" / checkpoint), evaluated_as_trained(spec, config), where / "eval",
+                            progress=progress, checkpoint=checkpoint, checkpoint_step=step)
+    return summary, results
+
+
+def trained(config: TrainConfig, in_subprocess: bool = False) -> dict:
+    """The run summary of ``config`` trained into its ``output_dir``: the one there when that run was made under
+    this config's key, else trained now (a run killed midway under the same key resumes)."""
     from cotdistill.training.loop import train
 
-    summary_file, results_file = where / "train" / "run_summary.json", where / "eval" / "results.json"
-    if not summary_file.exists():
-        config = replace(config, output_dir=str(where / "train"))
+    train_dir = Path(config.output_dir)
+    summary_file, key = train_dir / "run_summary.json", training_key(config)
+    if not reuse(summary_file, key, "the trained model", folder=train_dir):
+        record(summary_file, key)  # before training: a run killed midway is resumed under the same key
         if in_subprocess:
-            train_in_subprocess(config, where / "train.yaml")
+            train_in_subprocess(config, train_dir.parent / "train.yaml")
         else:
             train(config)
-    summary = json.loads(summary_file.read_text())
-    checkpoint, step = chosen_checkpoint(where / "train", summary, evaluate)
-    # results written before this key existed were of final/
-    if results_file.exists() and json.loads(results_file.read_text()).get("checkpoint", "final") == checkpoint:
-        return summary, json.loads(results_file.read_text())
-    results = evaluate_model(str(where / "train" / checkpoint), evaluated_as_trained(spec, config),
-                             out_dir=where / "eval", progress=progress)
-    results.update(checkpoint=checkpoint, checkpoint_step=step)
-    results_file.write_text(json.dumps(results, indent=2))
-    return summary, json.loads(results_file.read_text())
+    return json.loads(summary_file.read_text())
+
+
+def evaluate_once(model: str, spec: EvalSpec, out_dir: Path, *, progress: bool = True, **recorded) -> dict:
+    """``out_dir/results.json`` of ``model`` on ``spec``: the one there when it was made under the same key (the
+    model's files, the spec, the files it names, ``recorded``), else evaluated now. ``recorded`` (which checkpoint
+    it is) is written into results.json as well."""
+    from cotdistill.evaluation.benchmarks import evaluate_model
+
+    results_file, key = out_dir / "results.json", evaluation_key(model, spec, **recorded)
+    if not reuse(results_file, key, "the evaluation", folder=out_dir):
+        results = evaluate_model(model, spec, out_dir=out_dir, progress=progress)
+        results.update(recorded)
+        results_file.write_text(json.dumps(results, indent=2))
+        record(results_file, key)  # after the results: a run killed before has no key, and is evaluated again
+    return json.loads(results_file.read_text())

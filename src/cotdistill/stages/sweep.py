@@ -1,7 +1,8 @@
 """``cotdistill sweep``: train and evaluate one student per truncation setting, then tabulate cost against quality.
 
-Each point lives in ``OUT/<name>/`` with its ``train/run_summary.json`` and ``eval/results.json``; a point whose
-files exist is not run again. The table has, per setting: supervised tokens, FLOPs, wall time, peak memory,
+Each point lives in ``OUT/<name>/`` with its ``train/run_summary.json`` and ``eval/results.json``; a half whose
+files are there, made with the settings, data and models asked for now (``stages.reuse``), is not run again, and
+one made otherwise is. The table has, per setting: supervised tokens, FLOPs, wall time, peak memory,
 accuracy, retention = accuracy / accuracy at the reference (LSP 1.0) and compute = FLOPs / reference FLOPs; and,
 paired on the problems both answered (each point's ``eval/samples.jsonl``), the difference from the reference with
 its 95% interval, McNemar's exact p and the retention's bootstrap interval. Every point is evaluated as ``eval``
@@ -18,7 +19,7 @@ from pathlib import Path
 from cotdistill.config import from_dict, merge, to_dict
 from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
 from cotdistill.evaluation.spec import EvalSpec
-from cotdistill.outputs import output_lock
+from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.report.tables import TRADEOFF_COLUMNS
 from cotdistill.stages.setting import SettingError, check_checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
@@ -130,7 +131,7 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     check_inputs(cfg.train)  # a bad base config fails once, now, not once per setting after minutes of training
     spec_items(cfg.eval)  # and so does a bad benchmark, before the first point trains
     out = Path(cfg.out)
-    with output_lock(out):
+    with claim_output(out, "--out (out)", [*train_inputs(cfg.train), *eval_inputs(cfg.eval)]):
         return _run_sweep_locked(cfg, out)
 
 

@@ -9,10 +9,9 @@ cannot disagree with the run; a run still checks its cache against itself before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cotdistill.config import ConfigError
-from cotdistill.sources import is_world
+from cotdistill.outputs import claim_output
 from cotdistill.teacher.cache import LOGP_DTYPES
 from cotdistill.training.config import TrainConfig
 
@@ -38,7 +37,7 @@ class TeacherCacheConfig:
 
 def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:
     from cotdistill.data.encode import encode_records
-    from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
+    from cotdistill.models import load_model, load_tokenizer, model_source, pick_device
     from cotdistill.teacher.cache import build_cache
     from cotdistill.training.loop import load_config_records, select_config_records
 
@@ -51,22 +50,23 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     data_path = train.data.path
     if not data_path:
         raise ConfigError("teacher cache needs training data (train.data.path, or data.path in the training config)")
-    if not is_world(data_path) and Path(out).resolve() == Path(data_path).resolve():
-        raise ConfigError(f"--out (out) would overwrite the input {data_path}: write the cache to a new folder")
-    resolve(train.teacher)  # a typo in the teacher's name is found before the data is read
-    records, _ = load_config_records(train.data, limit=train.data.read_limit)
+    model_source(train.teacher, "teacher")  # a typo in the teacher's name is found before the data is read
     # with a training config, the run's own tokenizer and template (the student's unless tokenizer: is set): the
     # cache is checked against exactly these token ids, and a teacher whose template renders differently would fit
     # no run; named by flags alone, the student is unknown and the teacher's tokenizer renders
     own = train.tokenizer or (train.student if config.train_config else train.teacher)
-    tokenizer = load_tokenizer(own, chat_template=train.chat_template)
-    # the records the run trains and validates on (length filter, split, max_records), each at its file index
-    chosen = select_config_records(train.data, records, tokenizer, separate_val=bool(train.data.val_path))
-    indices = sorted(chosen.train + chosen.val)
-    examples = encode_records(tokenizer, [records[i] for i in indices], train.encode, data_path,
-                              indices=indices).examples
-    teacher = load_model(train.teacher, pick_device(train.device))
-    return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
-                       data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,
-                       batch_size=config.batch_size, logp_dtype=config.dtype, kl_target=config.kl_target,
-                       progress=progress)
+    # the cache being built is not one of its inputs (out is the training config's teacher_cache by default)
+    inputs = [train.teacher, own, train.chat_template, data_path, train.data.val_path]
+    with claim_output(out, "--out (out)" if config.out else "teacher_cache", inputs):
+        records, _ = load_config_records(train.data, limit=train.data.read_limit)
+        tokenizer = load_tokenizer(own, chat_template=train.chat_template)
+        # the records the run trains and validates on (length filter, split, max_records), each at its file index
+        chosen = select_config_records(train.data, records, tokenizer, separate_val=bool(train.data.val_path))
+        indices = sorted(chosen.train + chosen.val)
+        examples = encode_records(tokenizer, [records[i] for i in indices], train.encode, data_path,
+                                  indices=indices).examples
+        teacher = load_model(train.teacher, pick_device(train.device))
+        return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
+                           data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,
+                           batch_size=config.batch_size, logp_dtype=config.dtype, kl_target=config.kl_target,
+                           progress=progress)

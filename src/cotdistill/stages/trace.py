@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.config import ConfigError
-from cotdistill.outputs import output_lock
+from cotdistill.outputs import claim_output
 from cotdistill.provenance.actions import Action, split_actions
 from cotdistill.provenance.scoring import score_with_cache, shared_contexts
 from cotdistill.provenance.trace import MODEL_ROLES, TraceConfig, build_action_rows, load_samples, summarise
@@ -34,7 +34,7 @@ def score_role(role: str, model_path: str, samples: list[dict], actions: list[li
 def run_trace(config: TraceConfig, *, progress: bool = True) -> dict:
     """Score, classify and report; returns the summary (also written to ``config.out``)."""
     from cotdistill.distributed import init_distributed
-    from cotdistill.models import pick_device, resolve
+    from cotdistill.models import model_source, pick_device
 
     missing = [f"{key} (--{key})" for key in ("samples", "teacher", "student", "distilled")
                if not getattr(config, key)]
@@ -42,12 +42,13 @@ def run_trace(config: TraceConfig, *, progress: bool = True) -> dict:
         raise ConfigError(f"trace needs {', '.join(missing)}: the samples.jsonl of `cotdistill eval`, the teacher, "
                           "the original student and the distilled student that wrote the samples")
     paths = {"teacher": config.teacher, "student": config.student, "distilled": config.distilled}
-    for name in paths.values():  # a typo in a model name is found before any scoring
-        resolve(name)
+    for role, name in paths.items():  # a typo in a model name, an empty folder are found before any scoring
+        model_source(name, role)
     is_main = init_distributed(pick_device(config.device).type).is_main  # under torchrun: scoring is split by rank
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with output_lock(out, enabled=is_main):  # two traces into one folder would interleave their score files
+    # two traces into one folder would interleave their score files
+    with claim_output(out, "--out (out)", [config.samples, *paths.values()], enabled=is_main):
+        out.mkdir(parents=True, exist_ok=True)  # every rank writes its scores there
         return _trace_locked(config, paths, out, is_main, progress)
 
 

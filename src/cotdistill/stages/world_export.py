@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cotdistill.config import ConfigError
+from cotdistill.outputs import check_output
 from cotdistill.world import DEFAULT_SIZES
 
 
@@ -32,6 +33,7 @@ def export_world(config: WorldExportConfig) -> int:
 
     if not config.out:
         raise ConfigError("world export needs out: the file to write")
+    check_output(config.out, "--out (out)", [], is_file=True)  # a folder, or a folder it cannot write in
     records = world_records(config.split, config.style, config.n)
     write_jsonl(records, config.out, config.format)
     return len(records)

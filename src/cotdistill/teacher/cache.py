@@ -3,7 +3,8 @@ of the mass spread evenly over the other tokens.
 
 Layout of a cache directory::
 
-    manifest.json             settings (how many entries, which dtypes), fingerprints, sizes, quality
+    manifest.json             settings (how many entries, which dtypes), fingerprints, sizes, quality, and
+                              ``files``: every other file's size and SHA-256, checked when the cache is opened
     shard-00000/counts.npy    [rows] entries kept at each position (uint8, or uint16 past 255)
     shard-00000/ids.npy       [entries] token ids, row after row (uint16; [entries, 3] uint8 bytes for vocabularies
                               up to 2^24, as Qwen's 151,936; int32 past that)
@@ -21,6 +22,11 @@ dense teacher.
 Rows of a record are its supervised positions in order (position t predicts label t + 1). A record's
 fingerprint hashes its token ids and labels, so a cache built for other data, another tokenizer or other
 truncation settings is refused at training time, naming what differs. The teacher never enters training memory.
+
+Every file is checked against the manifest's size and SHA-256 when the cache is opened, not the first time a shard
+is read: a bad shard is then refused before any weights load, as every error a user can fix is, not some steps
+into a run; the price is one sequential read of the cache per process (a second open in the same process, as a
+sweep's check and its run, reuses the hashes: :func:`cotdistill.hashing.file_sha256`).
 """
 
 from __future__ import annotations
@@ -38,10 +44,14 @@ from tqdm.auto import tqdm
 from cotdistill.data.batching import collate
 from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
+from cotdistill.hashing import describe_files, file_mismatch
 from cotdistill.models import shared_vocab_size, weights_fingerprint
 from cotdistill.teacher import TeacherInputs
 
-CACHE_VERSION = 2
+# 3: the manifest lists every file's size and SHA-256, and the teacher's fingerprint hashes every byte. A version 2
+# cache is refused, not read with a warning: its shards cannot be verified and its teacher fingerprint is not
+# comparable with today's, so it would read as "another teacher"
+CACHE_VERSION = 3
 LOGP_DTYPES = ("float16", "float32", "uint8")
 TAIL_FLOOR = -69.0  # log(1e-30): an empty tail stays finite
 
@@ -172,6 +182,7 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
     index = np.zeros((max(e.index for e in examples) + 1, 4), dtype=np.int64)
     index[:, 0] = -1  # records without rows (dropped by truncation) have shard -1
     shard, pending, rows_in_shard, total_rows, total_entries, kl_sum = 0, [], 0, 0, 0, 0.0
+    written: list[str] = []  # this build's files (a folder rebuilt with fewer shards keeps the old ones, unread)
 
     def flush() -> None:
         nonlocal shard, pending, rows_in_shard
@@ -182,14 +193,14 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
         counts = np.concatenate([c for c, _, _ in pending])
         ids = np.concatenate([i for _, i, _ in pending])
         logp = np.concatenate([lp for _, _, lp in pending])
-        np.save(d / "counts.npy", counts.astype(count_dtype))
-        np.save(d / "ids.npy", _pack_ids(ids, id_dtype))
+        arrays = {"counts": counts.astype(count_dtype), "ids": _pack_ids(ids, id_dtype)}
         if logp_dtype == "uint8":
-            q, scale = _quantise(logp, counts)
-            np.save(d / "logp.npy", q)
-            np.save(d / "scale.npy", scale)
+            arrays["logp"], arrays["scale"] = _quantise(logp, counts)
         else:
-            np.save(d / "logp.npy", logp.astype(logp_dtype))
+            arrays["logp"] = logp.astype(logp_dtype)
+        for name, array in arrays.items():
+            np.save(d / f"{name}.npy", array)
+            written.append(f"{d.name}/{name}.npy")
         shard, pending, rows_in_shard = shard + 1, [], 0
 
     for b in tqdm(range(0, len(examples), batch_size), desc="teacher cache", disable=not progress):
@@ -220,7 +231,8 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
             flush()
     flush()
     np.save(out / "index.npy", index)
-    bytes_total = sum(p.stat().st_size for p in out.glob("shard-*/*.npy"))
+    files = describe_files(out, ["index.npy", *written])
+    bytes_total = sum(f["bytes"] for name, f in files.items() if name != "index.npy")
     manifest = {
         "version": CACHE_VERSION, "teacher": teacher_name, "teacher_weights": weights_fingerprint(teacher_name),
         "data_path": data_path, "top_k": k_max, "kl_target": kl_target,
@@ -229,7 +241,7 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
         "entries": total_entries, "mean_entries_per_token": total_entries / max(total_rows, 1),
         "bytes": bytes_total, "bytes_per_supervised_token": bytes_total / max(total_rows, 1),
         "mean_kl_dense_vs_reconstructed": kl_sum / max(total_rows, 1),
-        "id_dtype": id_dtype, "logp_dtype": logp_dtype, "count_dtype": count_dtype,
+        "id_dtype": id_dtype, "logp_dtype": logp_dtype, "count_dtype": count_dtype, "files": files,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -248,18 +260,25 @@ class TeacherCache:
         if not (root / "manifest.json").exists():
             raise FileNotFoundError(f"{root}: not a teacher cache (no manifest.json); build one with "
                                     "`cotdistill teacher cache`")
-        manifest = json.loads((root / "manifest.json").read_text())
+        try:
+            manifest = json.loads((root / "manifest.json").read_text())
+        except ValueError as err:
+            raise CacheMismatchError(f"teacher cache {root}: manifest.json is not JSON ({err}); rebuild it with "
+                                     "`cotdistill teacher cache`") from None
+        if not isinstance(manifest, dict) or manifest.get("version") != CACHE_VERSION:
+            found = manifest.get("version") if isinstance(manifest, dict) else None
+            raise CacheMismatchError(f"teacher cache {root} has format version {found}; this cotdistill reads "
+                                     f"version {CACHE_VERSION}: rebuild it with `cotdistill teacher cache`")
+        mismatch = file_mismatch(root, manifest["files"])
+        if mismatch:
+            raise CacheMismatchError(f"teacher cache {root}: {mismatch}; rebuild it with `cotdistill teacher cache`")
         return cls(root, manifest, np.load(root / "index.npy"))
 
     def check_compatible(self, tokenizer, encode_config: EncodeConfig, data_path: str,
                          examples: list[EncodedExample], temperature: float, teacher: str | None = None) -> None:
         """Refuse a cache whose content this run would not have computed: another tokenizer, truncation,
         temperature, record content, or (when the run names a teacher) another teacher's weights."""
-        m = self.manifest
-        if m.get("version") != CACHE_VERSION:
-            raise CacheMismatchError(f"teacher cache {self.root} has format version {m.get('version')}; this "
-                                     f"cotdistill reads version {CACHE_VERSION}: rebuild it with `cotdistill teacher "
-                                     "cache`")
+        m = self.manifest  # its format and files were checked by open()
         problems = []
         if teacher and m.get("teacher_weights") and m["teacher_weights"] != weights_fingerprint(teacher):
             problems.append(f"it holds the distributions of {m['teacher']}, and the run names the teacher {teacher} "
@@ -307,11 +326,15 @@ class TeacherCache:
         """(row offsets, counts, ids, log-probs) of shard ``i``, decoded once and kept."""
         if i not in self._shards:
             d, m = self.root / f"shard-{i:05d}", self.manifest
-            counts = np.load(d / "counts.npy").astype(np.int64)
-            ids = _unpack_ids(np.load(d / "ids.npy"), m["id_dtype"])
-            logp = np.load(d / "logp.npy")
-            logp = (_dequantise(logp, np.load(d / "scale.npy"), counts) if m["logp_dtype"] == "uint8"
-                    else logp.astype(np.float32))
+            try:  # open() verified the files; one cut short since (a full disk, a copy still running) fails here
+                counts = np.load(d / "counts.npy").astype(np.int64)
+                ids = _unpack_ids(np.load(d / "ids.npy"), m["id_dtype"])
+                logp = np.load(d / "logp.npy")
+                logp = (_dequantise(logp, np.load(d / "scale.npy"), counts) if m["logp_dtype"] == "uint8"
+                        else logp.astype(np.float32))
+            except (OSError, ValueError, EOFError) as err:
+                raise CacheMismatchError(f"teacher cache {self.root}: {d.name} cannot be read ({err}); rebuild it "
+                                         "with `cotdistill teacher cache`") from None
             offsets = np.concatenate([[0], np.cumsum(counts)])
             self._shards[i] = (offsets, counts, ids, logp)
         return self._shards[i]

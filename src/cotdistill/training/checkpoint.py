@@ -1,18 +1,19 @@
 """Atomic checkpoints: everything is written to a temporary directory, then renamed into place.
 
 A checkpoint directory ``checkpoints/step-NNNNNNN`` holds the model (``save_pretrained``, safetensors) and
-``trainer_state.pt`` (optimizer, scheduler, RNG states, data position, best validation loss). The file
+``trainer_state.pt`` (optimizer, scheduler, RNG states, data position, best validation loss, the config and a
+SHA-256 of the records trained on, which a resume compares with its own). The file
 ``checkpoints/latest`` names the newest complete one and is itself replaced atomically, so a run killed at any
 instant resumes from a whole checkpoint.
 
 Each checkpoint also holds ``manifest.json``: the size and SHA-256 of every file, written last. Resume verifies
 the checkpoint ``latest`` names against it and, if that one is damaged (a truncated file, a deleted
-``trainer_state.pt``, garbage in ``latest``), falls back to the newest intact one and says so.
+``trainer_state.pt``, garbage in ``latest``, a weight or config file the manifest does not list), falls back to the
+newest intact one and says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from cotdistill.errors import UserError
+from cotdistill.hashing import describe_files, file_mismatch
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -111,23 +113,20 @@ CHECKPOINT_NAME = re.compile(r"step-\d{7}")
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# what ``read_weights`` or ``from_pretrained`` would read from the folder: one the manifest does not list would be
+# loaded over (or beside) the verified weights, so it makes the checkpoint damaged
+LOADED_FILES = ("*.safetensors", "*.bin", "*.index.json", "config.json", "generation_config.json")
 
 
 def _write_manifest(folder: Path, step: int) -> None:
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(folder.iterdir())
-             if p.is_file() and p.name != MANIFEST}
-    (folder / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+    names = [p.name for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST]
+    (folder / MANIFEST).write_text(json.dumps({"step": step, "files": describe_files(folder, names)}, indent=1))
 
 
 def damage(path: Path) -> str | None:
     """Why the checkpoint at ``path`` cannot be resumed from, or ``None`` if it is intact: every file the
-    manifest lists is there with its size and hash, and the trainer state loads as plain data."""
+    manifest lists is there with its size and hash, no file a loader would read is missing from the list, and the
+    trainer state loads as plain data."""
     manifest = path / MANIFEST
     if not manifest.exists():
         return f"no {MANIFEST} (not a complete checkpoint)"
@@ -135,14 +134,12 @@ def damage(path: Path) -> str | None:
         files = json.loads(manifest.read_text())["files"]
     except (ValueError, KeyError) as err:
         return f"unreadable {MANIFEST} ({err})"
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file():
-            return f"{name} is missing"
-        if file.stat().st_size != expected["bytes"]:
-            return f"{name} has {file.stat().st_size} bytes, the manifest says {expected['bytes']}"
-        if _sha256(file) != expected["sha256"]:
-            return f"{name} does not match its SHA-256 in the manifest"
+    unlisted = sorted({p.name for pattern in LOADED_FILES for p in path.glob(pattern)} - set(files))
+    if unlisted:
+        return f"{unlisted[0]} is not in the manifest (a loader would read it beside the verified weights)"
+    mismatch = file_mismatch(path, files)
+    if mismatch:
+        return mismatch
     if "trainer_state.pt" not in files:
         return "trainer_state.pt is missing"
     try:

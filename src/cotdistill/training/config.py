@@ -10,6 +10,7 @@ from cotdistill.data.encode import EncodeConfig
 from cotdistill.data.formats import check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
+from cotdistill.threads import check_threads
 from cotdistill.training.schedule import SCHEDULES
 
 
@@ -148,7 +149,7 @@ class TrainConfig:
     packing: bool = False  # several records per row, attention kept within each (position-id resets)
     pack_length: int = 2048  # tokens per packed row
     # validate every N optimizer steps (a whole number), or a share of an epoch's steps when in (0, 1): 0.1 = ten
-    # validations per epoch, rounded to the nearest step; 0 = only at the end (the end is always validated)
+    # validations per epoch, rounded down to whole steps; 0 = only at the end (the end is always validated)
     eval_every: int | float = 50
     save_every: int = 50  # steps; 0 = only the final model
     log_every: int = 1  # steps between console lines when progress is off (metrics.jsonl has every step)
@@ -183,8 +184,10 @@ class TrainConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if isinstance(self.report_to, str):  # report_to="wandb" from Python: one target, not five letters
             self.report_to = [self.report_to]
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or null, got {self.threads}")
+        check_threads(self.threads)
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 0:
+            raise ValueError(f"pad_to_multiple_of must be >= 0 or null (0 or null: no rounding), "
+                             f"got {self.pad_to_multiple_of}")
         if self.eval_every < 0 or self.save_every < 0:
             raise ValueError("eval_every and save_every must be >= 0")
         if self.eval_every >= 1 and self.eval_every != int(self.eval_every):
@@ -197,9 +200,10 @@ class TrainConfig:
 
     def validation_interval(self, steps_per_epoch: int) -> int:
         """Optimizer steps between validations (0: only at the end): ``eval_every`` itself, or a share of an
-        epoch's ``steps_per_epoch`` rounded to the nearest step (halves up), at least 1."""
+        epoch's ``steps_per_epoch`` rounded down, at least 1 (as Lightning's ``val_check_interval``, which the
+        truncation paper's code used)."""
         if 0 < self.eval_every < 1:
-            return max(1, math.floor(self.eval_every * steps_per_epoch + 0.5))
+            return max(1, math.floor(self.eval_every * steps_per_epoch))
         return int(self.eval_every)
 
     @property

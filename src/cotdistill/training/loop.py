@@ -13,6 +13,8 @@ one. The position in the data is therefore the step number, which is what a chec
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -42,12 +44,12 @@ from cotdistill.models import (
     load_model,
     load_tokenizer,
     model_max_positions,
+    model_source,
     pick_device,
     read_chat_template,
-    resolve,
     shared_vocab_size,
 )
-from cotdistill.outputs import output_lock
+from cotdistill.outputs import claim_output, train_inputs
 from cotdistill.sources import is_world, world_data
 from cotdistill.teacher import Teacher
 from cotdistill.teacher.online import OnlineTeacher
@@ -106,7 +108,9 @@ def record_best(state: dict, val: dict[str, float], metric: str) -> bool:
     says so (``best_val``, ``best_by``, ``best_step``). A best measured in another figure (``best_metric`` changed
     on resume) is not comparable: the first validation after the change replaces it."""
     figure = ranked_figure(val, metric)
-    if figure is None or (figure == state.get("best_by") and not val[figure] < state["best_val"]):
+    # a NaN figure is never a best: once recorded, nothing compares below it and best/ would stay that step
+    if figure is None or not math.isfinite(val[figure]) or (figure == state.get("best_by")
+                                                             and not val[figure] < state["best_val"]):
         return False
     state.update(best_val=val[figure], best_by=figure, best_step=state["step"])
     return True
@@ -193,20 +197,41 @@ SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim
                  "optim.lr")
 
 
+# keys added after checkpoints were first written, with the value that reproduces what a run did before the key
+# existed: a checkpoint that lacks one is read as having it (else every old run would "change" to the new default)
+ADDED_KEYS = {"optim.schedule": "cosine", "optim.decay_all_parameters": False, "optim.warmup_ratio": None,
+              "loss.normalize": "tokens", "data.max_tokens": None, "data.val_size": None, "data.split_seed": None}
+
+
 def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every value that differs between a checkpoint's config and this run's."""
+    """``key: old -> new`` for every value that differs between a checkpoint's config and this run's; a key the
+    checkpoint predates counts as its ``ADDED_KEYS`` value."""
     if saved is None:
         return []
     changes = []
     for key in sorted(set(saved) | set(current)):
         if not prefix and key in WATCH_ONLY_KEYS:
             continue
-        old, new = saved.get(key), current.get(key)
+        old, new = saved.get(key, ADDED_KEYS.get(prefix + key)), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             changes += config_changes(old, new, f"{prefix}{key}.")
         elif (list(old) if isinstance(old, tuple) else old) != (list(new) if isinstance(new, tuple) else new):
             changes.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return changes
+
+
+def records_fingerprint(*sources: list[ReasoningRecord]) -> str:
+    """SHA-256 over every record read (the training file's, then a separate validation file's), in file order:
+    the rows a checkpoint's data position counts through. A resume on other rows (shuffled, cut, edited) would
+    go on at the next step of another run, so it is compared like a config key. One JSON line per record (JSON
+    escapes newlines, so records cannot run into each other); computed once per run, as they are read."""
+    digest = hashlib.sha256()
+    for k, records in enumerate(sources):
+        digest.update(f"\x1esource {k}\n".encode())
+        for r in records:
+            line = json.dumps([r.system, r.prompt, r.cot, r.answer, r.metadata], sort_keys=True, default=str)
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _warn(message: str, is_main: bool) -> None:
@@ -268,11 +293,12 @@ def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
             tokenizer.pad_token = tokenizer.eos_token
     else:
         if given.student is None:
-            resolve(cfg.student)
+            model_source(cfg.student, "student")  # its config.json, before its tokenizer and weights
         elif cfg.tokenizer is None:
             raise TrainingError("a student passed as a model object needs its tokenizer: pass tokenizer=… or set "
                                 "the config's tokenizer to a path or hub id")
-        tokenizer = load_tokenizer(cfg.tokenizer or cfg.student, chat_template=cfg.chat_template)
+        tokenizer = load_tokenizer(cfg.tokenizer or cfg.student, chat_template=cfg.chat_template,
+                                   role="tokenizer" if cfg.tokenizer else "student")
     cache = None
     if cfg.needs_teacher and cfg.teacher_cache:
         from cotdistill.teacher.cache import TeacherCache
@@ -283,7 +309,7 @@ def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
             raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
                                 "loss.distill_ratio: 0 for plain SFT)")
         # only the vocabulary is compared: the student's tokenizer renders every record for both models
-        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher, chat=False))
+        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher, chat=False, role="teacher"))
     return tokenizer, cache
 
 
@@ -320,6 +346,17 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(config.output_dir)
+        # claimed before anything loads: a second run on the folder, or an output_dir holding one of this run's
+        # inputs (student=runs/x/final output_dir=runs/x), is refused at once, not after the weights have loaded
+        self._claim: contextlib.ExitStack | None = self._claim_output()
+        try:
+            self._set_up()
+        except BaseException:
+            self._release_output()
+            raise
+
+    def _set_up(self) -> None:
+        config = self.cfg
         self.report_targets = check_report_to(config.report_to)
         if config.threads is not None:
             configure_threads(config.threads)
@@ -391,6 +428,7 @@ class Trainer:
     def _load_data(self) -> None:
         cfg, given = self.cfg, self.given
         records, self.data_format = load_config_records(cfg.data, given.data, cfg.data.read_limit)
+        self.data_fingerprint = records_fingerprint(records)  # a separate validation file's rows are added below
         separate_val = bool(cfg.data.val_path) or given.val_data is not None
         if given.val_data is not None and cfg.data.val_size is not None:
             raise TrainingError("data.val_size splits validation off the training data, and validation rows were "
@@ -444,6 +482,7 @@ class Trainer:
             return [records[i] for i in self.selection.val], self.selection.val, source
         path = given.val_data if given.val_data is not None else cfg.data.val_path
         val_records, _ = load_config_records(cfg.data, path, validation=True)
+        self.data_fingerprint = records_fingerprint(records, val_records)
         indices = list(range(len(val_records)))
         if cfg.data.max_tokens is not None:
             indices, too_long = within_limit(templated_lengths(self.tokenizer, val_records), cfg.data.max_tokens)
@@ -599,10 +638,20 @@ class Trainer:
         return {"val_ce": ce, "val_kd": kd, "val_loss": objective}
 
     # --- the loop ------------------------------------------------------------------------------------------------
+    def _claim_output(self) -> contextlib.ExitStack:
+        claim = contextlib.ExitStack()
+        claim.enter_context(claim_output(self.out, "output_dir", train_inputs(self.cfg), enabled=self.dist.is_main))
+        return claim
+
+    def _release_output(self) -> None:
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
+
     def train(self) -> dict:
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        with output_lock(self.out, enabled=self.dist.is_main):
+        # held since __init__ and let go when training ends; a second train() on this trainer claims it again
+        claim, self._claim = self._claim or self._claim_output(), None
+        with claim:
             return self._train_locked()
 
     def _train_locked(self) -> dict:
@@ -614,7 +663,11 @@ class Trainer:
         for note in notes:
             _warn(note, is_main)
         if resumed_from is not None:
-            state = {**state, **self._resume(resumed_from)}  # a checkpoint may predate a key
+            saved_state = self._resume(resumed_from)
+            state = {**state, **saved_state}  # a checkpoint may predate a key
+            if "best_by" not in saved_state and math.isfinite(state["best_val"]):
+                # a run from before best_metric ranked by the objective wherever validation measured it
+                state["best_by"] = "val_loss" if self.val_kd_known else "val_ce"
             if is_main:
                 _truncate_metrics(self.out / "metrics.jsonl", state["step"])
         if is_main:  # written once the config is known to be the one this run's weights follow
@@ -764,7 +817,7 @@ class Trainer:
         if self.dist.is_main:
             trainer_state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                              "rng": ckpt.rng_state(), "state": dict(state), "world_size": self.dist.world_size,
-                             "fsdp": self.sharded, "config": to_dict(self.cfg)}
+                             "fsdp": self.sharded, "config": to_dict(self.cfg), "data": self.data_fingerprint}
             ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state,
                                  state_dict=weights)
         barrier(self.dist)
@@ -778,7 +831,7 @@ class Trainer:
                                 f"this run has {self.dist.world_size} with fsdp={self.sharded}. The data position "
                                 "and optimizer layout depend on both: resume with the same launch, or set "
                                 "resume: false / a new output_dir")
-        self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg))
+        self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg)) + self._data_change(saved, path)
         self._check_fixed_optim(saved, path)
         if self.config_changes and not self.cfg.allow_config_change:
             schedule = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
@@ -809,6 +862,19 @@ class Trainer:
         ckpt.set_rng_state(saved["rng"])
         return saved["state"]
 
+    def _data_change(self, saved: dict, path: Path) -> list[str]:
+        """``data records: old -> new`` where the checkpoint was trained on other rows than this run read (see
+        ``records_fingerprint``); a checkpoint written before the fingerprint existed resumes, with a note."""
+        old = saved.get("data")
+        if old is None:
+            note = (f"checkpoint {path} holds no fingerprint of its training data (written by an older cotdistill): "
+                    "whether this run reads the same rows cannot be checked")
+            self.resume_notes.append(note)
+            _warn(note, self.dist.is_main)
+            return []
+        new = self.data_fingerprint
+        return [] if old == new else [f"data records: '{old[:12]}…' -> '{new[:12]}…'"]
+
     def _check_fixed_optim(self, saved: dict, path: Path) -> None:
         """Refuse, even with ``allow_config_change``, what a checkpoint's optimizer and scheduler state cannot follow:
         another schedule kind, another parameter grouping, and any change to the length or shape of a onecycle
@@ -816,9 +882,9 @@ class Trainer:
         old = (saved.get("config") or {}).get("optim", {})
         o = self.cfg.optim
         # a checkpoint written before these keys existed ran a cosine schedule with 1-D parameters undecayed
-        fixed = [f"optim.{key}: {old.get(key, default)!r} -> {getattr(o, key)!r}"
-                 for key, default in (("schedule", "cosine"), ("decay_all_parameters", False))
-                 if old.get(key, default) != getattr(o, key)]
+        fixed = [f"optim.{key}: {old.get(key, ADDED_KEYS['optim.' + key])!r} -> {getattr(o, key)!r}"
+                 for key in ("schedule", "decay_all_parameters")
+                 if old.get(key, ADDED_KEYS["optim." + key]) != getattr(o, key)]
         if o.schedule == "onecycle" and not fixed:
             fixed = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
             planned = saved["scheduler"].get("total_steps")
@@ -883,6 +949,7 @@ class Trainer:
         return summary
 
     def close(self) -> None:
+        self._release_output()
         cleanup(self.dist)
 
 
