@@ -52,3 +52,12 @@ def tiny_qwen(vocab: int, hidden: int = 32, layers: int = 2, seed: int = 0, attn
                       tie_word_embeddings=True)
     cfg._attn_implementation = attn
     return Qwen2ForCausalLM(cfg).eval()
+
+
+def save_teacher_and_student(root) -> None:
+    """``root/teacher`` and ``root/student``: two tiny Qwen2 models (seeds 1 and 2) with the character tokenizer,
+    saved as a user's own models are (folders ``from_pretrained`` reads)."""
+    tok = char_tokenizer()
+    for name, seed in (("teacher", 1), ("student", 2)):
+        tiny_qwen(len(tok), hidden=16, layers=1, seed=seed).save_pretrained(root / name)
+        tok.save_pretrained(root / name)

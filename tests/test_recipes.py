@@ -13,7 +13,7 @@ import yaml
 from cotdistill.cli import main
 from cotdistill.config import from_dict
 from cotdistill.training.config import TrainConfig
-from tests.conftest import char_tokenizer, tiny_qwen
+from tests.conftest import save_teacher_and_student
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "truncation-paper"
 COMMANDS = {"train-lsp0.5.yaml": "train", "train-lsp1.yaml": "train", "sweep.yaml": "sweep",
@@ -102,10 +102,7 @@ def _sharegpt_row(a: int, b: int, steps: int) -> dict:
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper-kit")
-    tok = char_tokenizer()
-    for name, seed in (("teacher", 1), ("student", 2)):
-        tiny_qwen(len(tok), hidden=16, layers=1, seed=seed).save_pretrained(root / name)
-        tok.save_pretrained(root / name)
+    save_teacher_and_student(root)
     rows = [_sharegpt_row(a, b, 1) for a in range(2, 5) for b in range(1, 5)]  # 12 short records
     rows.insert(3, _sharegpt_row(9, 9, 40))  # one far longer than data.max_tokens: dropped, counted
     (root / "stratos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from cotdistill.cli import main
-from tests.conftest import char_tokenizer, tiny_qwen
+from tests.conftest import save_teacher_and_student
 
 QUESTIONS = [(a, b) for a in (2, 3, 4, 5, 6) for b in (1, 2)]
 
@@ -17,10 +17,7 @@ QUESTIONS = [(a, b) for a in (2, 3, 4, 5, 6) for b in (1, 2)]
 @pytest.fixture(scope="module")
 def own(tmp_path_factory):
     root = tmp_path_factory.mktemp("own")
-    tok = char_tokenizer()
-    for name, seed in (("teacher", 1), ("student", 2)):
-        tiny_qwen(len(tok), hidden=16, layers=1, seed=seed).save_pretrained(root / name)
-        tok.save_pretrained(root / name)
+    save_teacher_and_student(root)
     rows = [{"question": f"Ann has {a} pens and gets {b} more. How many?",
              "answer": f"{a} + {b} = {a + b}\n#### {a + b}"} for a, b in QUESTIONS]
     (root / "gsm8k.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
