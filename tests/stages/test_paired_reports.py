@@ -182,7 +182,15 @@ def test_demo_comparisons_pair_every_claim_on_the_same_problems(demo):
     found = {(c["kind"], c["a"], c["b"]): c for c in got["comparisons"]}
     assert list(found) == [("teacher_vs_student", "teacher", "student"), ("distilled_vs_student", "lsp1", "student"),
                            ("distilled_vs_student", "lsp0.5", "student"),
-                           ("setting_vs_reference", "lsp0.5", "lsp1"), ("selection", "teacher", "random")]
+                           ("setting_vs_reference", "lsp0.5", "lsp1"), ("selection", "teacher", "random"),
+                           ("selection_vs_student", "teacher", "student"),
+                           ("selection_vs_student", "random", "student")]
+    # teacher-guided selection 0-4 against the student's 0-1: three +1 in twenty, 3 vs 0, p = 2/8; random ties
+    picked = found[("selection_vs_student", "teacher", "student")]
+    assert (picked["difference"], picked["a_better"], picked["b_better"]) == (pytest.approx(0.15), 3, 0)
+    assert picked["p_value"] == pytest.approx(0.25) and not picked["difference_claimed"]
+    assert found[("selection_vs_student", "random", "student")]["p_value"] == 1.0
+    assert "teacher-guided selection (seed 0) vs the original student" in picked["sentence"]
     # ten +1 in twenty: mean 0.5, sd/√n = √(5/19/20); 10 vs 0: p = 2/2^10
     teacher = found[("teacher_vs_student", "teacher", "student")]
     half = 1.96 * math.sqrt(5 / 19 / 20)
@@ -198,8 +206,8 @@ def test_demo_comparisons_pair_every_claim_on_the_same_problems(demo):
     bootstrap = retention_interval(load_scores(demo / "distill/lsp0.5/eval"), load_scores(demo / "distill/lsp1/eval"))
     assert lsp["retention_ci95"] == list(bootstrap[1:])
     assert found[("selection", "teacher", "random")]["seed"] == 0
-    # no random cell among the methods: no selection sentence, and no folder is looked for
-    assert all(c["kind"] != "selection" for c in demo_comparisons(demo, ["lsp1"], ["teacher", "grape"], [0])
+    # no random cell among the methods: no teacher-vs-random sentence (the teacher-guided cell still meets the student)
+    assert all(c["kind"] != "selection" for c in demo_comparisons(demo, ["lsp1"], ["teacher"], [0])
                ["comparisons"])
 
 
@@ -243,7 +251,8 @@ def test_demo_report_renders_the_comparisons_the_stage_wrote(demo):
     assert "interval excludes 0 and p < 0.05" in text
     assert "+0.500 [+0.275, +0.725], McNemar p = 0.002" in text
     summary = json.loads((demo / "summary.json").read_text())
-    assert len(summary["comparisons"]) == 5 and (demo / "index.html").exists()
+    assert len(summary["comparisons"]) == 7 and (demo / "index.html").exists()
+    assert "the random selection (seed 0) vs the original student: +0.000" in text
 
 
 def test_tables_leave_a_figure_that_does_not_apply_blank_and_write_intervals_as_pairs():

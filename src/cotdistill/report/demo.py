@@ -59,6 +59,7 @@ def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], s
         out.append(f"Selection: the teacher-guided pick carried {t['teacher_actions_mean']:.1f} teacher-originated "
                    f"actions per record, random {r['teacher_actions_mean']:.1f}. "
                    + " ".join(_sentence(c) for c in by_kind.get("selection", [])))
+    out += [_sentence(c) for c in by_kind.get("selection_vs_student", [])]
     return out
 
 

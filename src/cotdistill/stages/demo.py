@@ -153,7 +153,8 @@ def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: 
     """Every model-vs-model claim of the report, paired on the test problems both models answered (read from each
     evaluation's ``samples.jsonl``): the teacher and each distilled student against the original student, each
     truncated setting against LSP 1.0 (with its retention and paired bootstrap interval), and per seed the
-    teacher-guided selection against the random one. ``level``: where a difference is claimed."""
+    teacher-guided selection against the random one, and each selection's student against the original student
+    (did fine-tuning on a selection change the student at all). ``level``: where a difference is claimed."""
     from cotdistill.evaluation.paired import ALPHA, load_scores, retention_interval
     from cotdistill.stages.select_experiment import BASELINE, cell_dir
     from cotdistill.stages.sweep import REFERENCE
@@ -177,4 +178,11 @@ def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: 
             "selection", _Scored("teacher", f"the student trained on the teacher-guided selection (seed {seed})",
                                  cell["teacher"]),
             _Scored(BASELINE, "the one trained on a random selection", cell[BASELINE]), seed=seed))
+    for method in methods:
+        for seed in seeds:
+            found.append(_paired(
+                "selection_vs_student",
+                _Scored(method, f"the student trained on the {'teacher-guided' if method == 'teacher' else method}"
+                                f" selection (seed {seed})",
+                        load_scores(cell_dir(out / "selection", method, seed) / "eval")), student, seed=seed))
     return {"level": ALPHA, "comparisons": found}
