@@ -333,7 +333,8 @@ EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help"
                                                                "help": "default: the benchmark's"}),
               Flag("--batch-size", "eval.batch_size", {"type": _positive_int}),
               Flag("--system", "eval.system", {"help": "system prompt of every question: the one the model was "
-                                                       "trained with (data.system: replace:TEXT)"}),
+                                                       "trained with (data.system: replace:TEXT); default: none, "
+                                                       "or the chat template's own where it adds one"}),
               Flag("--chat-template", "eval.chat_template", {"help": "a Jinja file or text"}),
               Flag("--split", "eval.split", {"help": "default: test where the data has one, else train"}),
               Flag("--subset", "eval.subset"),

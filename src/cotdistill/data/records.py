@@ -112,7 +112,13 @@ def apply_system_policy(records: list[ReasoningRecord], policy: str) -> list[Rea
     """The system turn each record is trained with. ``drop`` (the default) is what the truncation paper's code
     does: the system turn is neither rendered nor counted in ``n``, so LSP 0.5 keeps the same share of each record
     as there; ``keep`` renders the dataset's own (Bespoke-Stratos has a long one) into P; ``replace:TEXT`` puts
-    TEXT in every record. Evaluate with the same choice (``eval --system``) so that test prompts match."""
+    TEXT in every record. Evaluate with the same choice (``eval --system``) so that test prompts match.
+
+    ``drop`` drops the *dataset's* system turn, not the template's: a template that adds a default system prompt to
+    a conversation without one (SmolLM2's "You are a helpful AI assistant named SmolLM…", ~20 tokens) renders it
+    into P, counted in ``n``, at training and, with no ``eval --system``, at evaluation alike — the prompt the model
+    was tuned with and that every user's inference gives it. ``replace:TEXT`` (and ``eval --system TEXT``)
+    replaces it."""
     kind, text = parse_system_policy(policy)
     if kind == "keep":
         return records

@@ -24,7 +24,7 @@ from typing import Any
 from cotdistill.config import to_dict
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.hashing import file_sha256
-from cotdistill.sources import WORLD_ASSETS, is_world
+from cotdistill.sources import WORLD_ASSETS, is_real, is_world, real_model_file
 from cotdistill.training.config import TrainConfig
 
 # the training keys that say how a run is watched or where it is written, not which model it leaves. A resume
@@ -36,10 +36,13 @@ UNKEYED_TRAINING = {"progress", "resume", "allow_config_change", "log_every", "s
 
 def content(name: str | None) -> str | None:
     """What a name that a stage's work reads stands for: a file, the SHA-256 of its bytes; a folder, of its files'
-    names (relative to it) and bytes, hidden files (a lock) left out; a ``world:`` model, its asset folder's.
-    Anything else stands for itself: a hub id, a ``world:`` data spec (made by code), a template given as text."""
+    names (relative to it) and bytes, hidden files (a lock) left out; a ``world:`` model, its asset folder's; a
+    ``real:`` model, its GGUF file's. Anything else stands for itself: a hub id, a ``world:`` data spec (made by
+    code), a template given as text."""
     if not name:  # None, or "" (no file given): not the working folder
         return name
+    if is_real(name):
+        return file_sha256(real_model_file(name))
     path = WORLD_ASSETS / name[len("world:"):] if is_world(name) else Path(name).expanduser()
     try:
         if path.is_file():

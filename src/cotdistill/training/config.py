@@ -131,7 +131,8 @@ BEST_METRICS = ("val_ce", "val_loss")
 
 @dataclass
 class TrainConfig:
-    student: str = "world:student"  # path or hub id; "world:student" / "world:teacher" = the embedded models
+    student: str = "world:student"  # path, .gguf or hub id; "world:student" / "world:teacher" = the embedded models,
+    # "real:smollm2-135m-instruct" = a pretrained one (cotdistill[real])
     teacher: str | None = "world:teacher"  # online teacher; unused when loss.distill_ratio == 0
     teacher_cache: str | None = None  # offline top-k cache dir (replaces the online teacher)
     tokenizer: str | None = None  # defaults to the student's
