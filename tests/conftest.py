@@ -13,6 +13,16 @@ from cotdistill.world.tokenizer import CHAT_TEMPLATE
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+
+
+@pytest.fixture(autouse=True)
+def idle_machine(monkeypatch):
+    """Every test sees an idle machine: the busy-machine warning (a 1-minute load average near the cores) would add
+    a stderr line to the one-line errors tests count, so a test's outcome would depend on what else runs beside it.
+    The warning's own tests set the load they need."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+
+
 CHARS = [chr(c) for c in range(32, 127)] + ["\n"]
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SYSTEM_TEMPLATE = (
