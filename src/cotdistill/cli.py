@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
+from cotdistill.data.encode import SECTION_ALIASES, TRUNCATIONS, WINDOWS
 
 YAML_SUFFIXES = (".yaml", ".yml")
 OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")  # key=value; a path holding "=" is not one
@@ -45,6 +45,11 @@ def _split_floats(text: str) -> list[float]:
             raise argparse.ArgumentTypeError(f"expected numbers in (0, 1], found {value:g}")
         values.append(value)
     return values
+
+
+def _split_words(text: str) -> list[str]:
+    """argparse type for ``a,b:1``: the items, checked where they are read."""
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _words_from(allowed: tuple[str, ...] | list[str]):
@@ -318,9 +323,11 @@ DATA_FLAGS = (Flag("--format", "data.format", {"choices": ["auto", "cot", "messa
               Flag("--subset", "data.subset", {"help": "a hub dataset's configuration, e.g. main for openai/gsm8k"}),
               Flag("--system", "data.system", {"help": SYSTEM_HELP}))
 ENCODE_FLAGS = (Flag("--sections", "encode.sections"),
-                Flag("--truncation", "encode.truncation", {"choices": ["none", "lsp", "window", "cut_after_think"]}),
+                Flag("--truncation", "encode.truncation", {"choices": list(TRUNCATIONS)}),
                 Flag("--lsp", "encode.lsp", {"type": float, "help": "lead-span proportion in (0, 1]"}),
-                Flag("--window", "encode.window", {"choices": list(WINDOWS)}))
+                Flag("--window", "encode.window", {"choices": list(WINDOWS)}),
+                Flag("--keep-tail", "encode.keep_tail", {"type": _positive_int,
+                                                         "help": "with --truncation lsp_keep_tail: the last K tokens"}))
 EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help": "file, dataset folder or hub id"}),
               Flag("--limit", "eval.limit", {"type": _positive_int}),
               Flag("--preset", "eval.preset", {"help": "a named protocol filling the eval keys not given (paper: "
@@ -377,6 +384,8 @@ COMMANDS = (
                    Flag("--window", "windows", {"type": _words_from(WINDOWS), "help": "e.g. left,middle,right"}),
                    Flag("--sections", "sections", {"type": _words_from(sorted(SECTION_ALIASES)),
                                                    "help": "e.g. cotAns,cot,ans"}),
+                   Flag("--endings", "endings", {"type": _split_words,
+                                                 "help": "truncations keeping the ending, e.g. answer,tail:32,whole:0.1"}),
                    Flag("--eval-limit", "eval.limit", {"type": _positive_int}),
                    *[f for f in EVAL_FLAGS if f.key != "eval.limit"], Flag("--out", "out"))),
     Command(("trace",), "provenance of each generated action", _trace_config, _run_trace,

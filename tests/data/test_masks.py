@@ -89,12 +89,81 @@ def test_lsp_keeps_floor_of_fraction(cot, lsp, kept):
 
 
 def test_a_lead_span_is_never_empty():
-    from cotdistill.data.encode import truncate_span
+    from cotdistill.data.encode import kept_ranges
 
-    assert truncate_span(100, EncodeConfig(truncation="lsp", lsp=0.001), None) == (0, 1)
-    assert truncate_span(100, EncodeConfig(truncation="window", lsp=0.001, window="right"), None) == (99, 100)
-    assert truncate_span(100, EncodeConfig(truncation="cut_after_think", lsp=0.001), 50) == (0, 1)
-    assert truncate_span(100, EncodeConfig(truncation="cut_after_think", lsp=0.29), 100) == (0, 29)  # not 28
+    assert kept_ranges(100, EncodeConfig(truncation="lsp", lsp=0.001), None, None) == [(0, 1)]
+    assert kept_ranges(100, EncodeConfig(truncation="window", lsp=0.001, window="right"), None, None) == [(99, 100)]
+    assert kept_ranges(100, EncodeConfig(truncation="cut_after_think", lsp=0.001), 49, 50) == [(0, 1)]
+    assert kept_ranges(100, EncodeConfig(truncation="cut_after_think", lsp=0.29), 99, 100) == [(0, 29)]  # not 28
+    # an ending longer than the budget is kept whole, with one lead token
+    assert kept_ranges(100, EncodeConfig(truncation="lsp_keep_answer", lsp=0.1), 80, 81) == [(0, 1), (80, 100)]
+
+
+# A record with a 40-character thought, counted by hand under the one-token-per-character tokenizer:
+# prompt 20 tokens (<|im_start|>, "user\nq" = 6, <|im_end|>, "\n", <|im_start|>, "assistant\n" = 10),
+# CoT <think> + "\n" + 40 x + "\n" + </think> (44 tokens with the markers special, 57 spelled out),
+# answer "\n\ny" + <|im_end|> + "\n" (5): n = 69 (special) or 82; LSP 0.5 keeps 34 or 41.
+LONG = ReasoningRecord(prompt="q", cot="x" * 40, answer="y")
+PROMPT_TEXT = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+ENDING_TEXT = "</think>\n\ny<|im_end|>\n"
+
+
+@pytest.mark.parametrize("think_special, n, xs", [(True, 69, 6), (False, 82, 0)])
+def test_keep_answer_spends_the_lsp_budget_on_the_lead_and_the_whole_ending(think_special, n, xs):
+    # budget floor(n/2) = 34 or 41; the ending takes 6 (</think> special) or 13 tokens, the lead the rest:
+    # 20 prompt + <think> (1 or 7) + "\n" + xs characters of the thought
+    tok = char_tokenizer(think_special)
+    ex = encode_record(tok, LONG, EncodeConfig(truncation="lsp_keep_answer", lsp=0.5))
+    lsp = encode_record(tok, LONG, EncodeConfig(truncation="lsp", lsp=0.5))
+    assert ex.full_length == n and len(ex) == len(lsp) == n // 2  # the same cost as LSP 0.5
+    assert "".join(tok.convert_ids_to_tokens(ex.input_ids)) == PROMPT_TEXT + "<think>\n" + "x" * xs + ENDING_TEXT
+    ending = 6 if think_special else 13
+    assert ex.segments[-ending:] == [COT] * (ending - 5) + [ANSWER] * 5  # </think> is the thought's, as always
+    assert all(label != IGNORE_INDEX for label in ex.labels[-ending:])  # and the ending is trained
+
+
+def test_keep_tail_keeps_the_last_k_tokens_within_the_budget():
+    tok = char_tokenizer(True)
+    ex = encode_record(tok, LONG, EncodeConfig(truncation="lsp_keep_tail", lsp=0.5, keep_tail=3))
+    # 34 = a lead of 31 (20 prompt, <think>, "\n", 9 x) + the last 3: "y", <|im_end|>, "\n"
+    assert tok.convert_ids_to_tokens(ex.input_ids) == [*tok.convert_ids_to_tokens(ex.input_ids[:31]), "y",
+                                                       "<|im_end|>", "\n"]
+    assert "".join(tok.convert_ids_to_tokens(ex.input_ids[:31])) == PROMPT_TEXT + "<think>\n" + "x" * 9
+
+
+def test_keeping_the_ending_at_lsp_one_or_a_long_tail_keeps_the_record_whole():
+    tok = char_tokenizer(True)
+    whole = encode_record(tok, LONG, EncodeConfig())
+    for cfg in (EncodeConfig(truncation="lsp_keep_answer"), EncodeConfig(truncation="lsp_keep_tail", keep_tail=500,
+                                                                            lsp=0.5)):
+        assert encode_record(tok, LONG, cfg).input_ids == whole.input_ids
+
+
+def test_max_seq_len_caps_what_the_ending_modes_keep():
+    tok = char_tokenizer(True)
+    ex = encode_record(tok, LONG, EncodeConfig(truncation="lsp_keep_answer", lsp=0.5, max_seq_len=30))
+    assert "".join(tok.convert_ids_to_tokens(ex.input_ids)) == PROMPT_TEXT + "<think>\n" + "x" * 6 + "</think>\n"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(truncation="lsp_keep_tail", lsp=0.5), "keep_tail"),
+    (dict(truncation="lsp", lsp=0.5, keep_tail=4), "keep_tail"),
+    (dict(truncation="lsp_keep_tail", lsp=0.5, keep_tail=-1), "keep_tail"),
+])
+def test_keep_tail_goes_with_its_mode(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        EncodeConfig(**kwargs)
+
+
+def test_untruncated_and_at_lsp():
+    base = EncodeConfig(sections="cotAns", truncation="lsp_keep_tail", lsp=0.5, keep_tail=8, full_share=0.2,
+                        random_mask=0.1, max_seq_len=64)
+    assert base.untruncated() == EncodeConfig(sections="cotAns")
+    assert base.at_lsp(0.25) == EncodeConfig(sections="cotAns", truncation="lsp_keep_tail", lsp=0.25, keep_tail=8,
+                                             full_share=0.2, random_mask=0.1, max_seq_len=64)
+    assert base.at_lsp(1.0) == base.untruncated()
+    window = EncodeConfig(truncation="window", window="right", lsp=0.5)
+    assert window.at_lsp(0.25) == EncodeConfig(truncation="lsp", lsp=0.25)
 
 
 @pytest.mark.parametrize("cot, window, start, end", [

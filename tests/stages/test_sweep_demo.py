@@ -61,6 +61,21 @@ def test_sweep_points():
     assert names == ["lsp1", "lsp0.5", "window-left", "window-right", "sections-cot"]
 
 
+def test_ending_points_keep_the_ending_at_ending_lsp():
+    points = sweep_module.sweep_points([0.5], [], [], ["answer", "tail:16", "whole:0.1"], ending_lsp=0.25)
+    assert [p.name for p in points] == ["lsp1", "lsp0.5", "ending-answer", "ending-tail16", "ending-whole0.1"]
+    assert points[2].encode == {"truncation": "lsp_keep_answer", "lsp": 0.25}
+    assert points[3].encode == {"truncation": "lsp_keep_tail", "lsp": 0.25, "keep_tail": 16}
+    assert points[4].encode == {"truncation": "lsp", "lsp": 0.25, "full_share": 0.1}
+    assert points[0].encode["truncation"] == "none" and points[0].encode["full_share"] == 0.0
+
+
+@pytest.mark.parametrize("ending", ["tail", "tail:x", "whole:1.5", "answer:3", "middle"])
+def test_a_bad_ending_is_refused_before_any_point_runs(ending):
+    with pytest.raises(ValueError, match="endings must be"):
+        sweep_module.SweepConfig(endings=[ending])
+
+
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())

@@ -6,8 +6,9 @@ Everything that decides which token is trained on lives in :func:`encode_record`
 2. find the character spans of the segments in the rendered text (see :func:`segment_char_spans`);
 3. tokenize once with offsets (``add_special_tokens=False``: templates render their own BOS) and give each token
    the segment of its first non-whitespace character (leading whitespace is glue that BPE merges into tokens);
-4. apply the truncation protocol — ``lsp``, ``window``, or ``cut_after_think`` (which, given ``lsp`` < 1, then keeps
-   that lead share of the cut sequence) — then ``max_seq_len``;
+4. apply the truncation protocol — ``lsp``, ``window``, ``cut_after_think`` (which, given ``lsp`` < 1, then keeps
+   that lead share of the cut sequence), or one that keeps the ending within LSP's budget (``lsp_keep_answer``,
+   ``lsp_keep_tail``: see :func:`kept_ranges`) — then ``max_seq_len`` on what is kept;
 5. labels = input ids on the supervised segments, ``IGNORE_INDEX`` elsewhere; then ``random_mask`` ignores exactly
    ``round(random_mask · N)`` of the ``N`` supervised tokens (positions 1…n−1 with a label; Python's round, i.e.
    half to even), chosen by a generator seeded with (``seed``, record index);
@@ -24,6 +25,7 @@ thought); A is everything after ``</think>``, including the end-of-turn token, s
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
@@ -41,7 +43,9 @@ SECTION_ALIASES = {
     "promptAns": ("prompt", "answer"),
     "promptCot": ("prompt", "cot"),
 }
-TRUNCATIONS = ("none", "lsp", "window", "cut_after_think")
+# lsp_keep_answer / lsp_keep_tail spend LSP's token budget on the lead and the ending together (kept_ranges)
+ENDING_TRUNCATIONS = ("lsp_keep_answer", "lsp_keep_tail")
+TRUNCATIONS = ("none", "lsp", "window", "cut_after_think", *ENDING_TRUNCATIONS)
 WINDOWS = ("left", "middle", "right")
 
 
@@ -63,9 +67,10 @@ class EncodeConfig:
     """How records become training rows. Validated here so that a bad value fails before any work."""
 
     sections: str | list[str] = "promptcotAns"
-    truncation: str = "none"  # none | lsp | window | cut_after_think
-    lsp: float = 1.0  # lead-span proportion; also the kept fraction for ``window``
+    truncation: str = "none"  # none | lsp | window | cut_after_think | lsp_keep_answer | lsp_keep_tail
+    lsp: float = 1.0  # lead-span proportion; also the kept fraction for ``window`` and the lsp_keep_* budget
     window: str = "left"  # left | middle | right (with truncation=window)
+    keep_tail: int = 0  # with truncation=lsp_keep_tail: the last K tokens kept (part of the lsp budget)
     random_mask: float = 0.0  # fraction of supervised tokens ignored, seeded per record
     full_share: float = 0.0  # records kept whole despite the truncation (each with this probability, seeded)
     max_seq_len: int | None = None  # hard cap applied after the truncation protocol
@@ -95,6 +100,10 @@ class EncodeConfig:
         if self.lsp != 1.0 and self.truncation == "none":
             raise ValueError(f"lsp {self.lsp} has no effect with truncation 'none': set truncation to 'lsp' (or "
                              "'window', or 'cut_after_think' to keep that share of the sequence cut after </think>)")
+        if (self.keep_tail != 0) != (self.truncation == "lsp_keep_tail") or self.keep_tail < 0:
+            raise ValueError(f"keep_tail (the last K tokens kept) goes with truncation 'lsp_keep_tail' and must be "
+                             f">= 1 there, 0 otherwise; got keep_tail {self.keep_tail} with truncation "
+                             f"{self.truncation!r}")
         if self.window != "left" and self.truncation != "window":
             raise ValueError(f"window {self.window!r} has no effect with truncation {self.truncation!r}: set "
                              "truncation to 'window'")
@@ -102,6 +111,20 @@ class EncodeConfig:
     @property
     def segment_ids(self) -> frozenset[int]:
         return parse_sections(self.sections)
+
+    def untruncated(self) -> EncodeConfig:
+        """The same sections with every token kept: the "before" of ``data stats`` and the full-sequence reference
+        (no truncation, no random mask, no cap; ``full_share`` means nothing without a truncation)."""
+        return dataclasses.replace(self, truncation="none", lsp=1.0, window="left", keep_tail=0, full_share=0.0,
+                                   random_mask=0.0, max_seq_len=None)
+
+    def at_lsp(self, lsp: float) -> EncodeConfig:
+        """This config at lead share ``lsp``: 1.0 is :meth:`untruncated` (every record whole); below it a config
+        whose truncation spends an LSP budget (``lsp``, ``lsp_keep_*``) keeps it at ``lsp``; any other becomes ``lsp``."""
+        if lsp >= 1.0:
+            return self.untruncated()
+        mode = self.truncation if self.truncation in ("lsp", *ENDING_TRUNCATIONS) else "lsp"
+        return dataclasses.replace(self, truncation=mode, lsp=lsp, window="left")
 
 
 @dataclass
@@ -160,22 +183,34 @@ def token_segments(text: str, offsets: list[tuple[int, int]], cot_start: int, an
     return segments
 
 
-def truncate_span(n: int, config: EncodeConfig, think_end: int | None) -> tuple[int, int]:
-    """The [start, end) token range kept by the truncation protocol for a sequence of ``n`` tokens."""
-    start, end = 0, n
+def lead_budget(n: int, share: float) -> int:
+    """The tokens a lead share of ``n`` keeps: floor, at least one (epsilon: 0.29 * 100 is 28.999… in floats)."""
+    return max(1, math.floor(share * n + 1e-9))
+
+
+def kept_ranges(n: int, config: EncodeConfig, think_start: int | None, think_end: int | None) -> list[tuple[int, int]]:
+    """The [start, end) token ranges kept by the truncation protocol from a sequence of ``n`` tokens, in order.
+
+    ``think_start`` / ``think_end``: the first token of ``</think>`` and the one after its last. The ending-keeping
+    modes cost what ``lsp`` costs: of the budget ``floor(lsp · n)`` the ending takes what it needs — from
+    ``</think>`` to the end (``lsp_keep_answer``), or the last ``keep_tail`` tokens (``lsp_keep_tail``) — and the
+    lead the rest (at least one token; the ending is never cut, so a record whose ending alone exceeds the budget
+    keeps one lead token more than it). The two are joined, so the student reads a shortened thought that closes
+    and answers; positions run on across the gap."""
+    if config.truncation == "lsp":
+        return [(0, lead_budget(n, config.lsp))]
     if config.truncation == "cut_after_think":
         end = think_end if think_end is not None else n
-        if config.lsp < 1.0:
-            end = max(1, math.floor(config.lsp * end + 1e-9))
-    elif config.truncation == "lsp":
-        end = max(1, math.floor(config.lsp * n + 1e-9))  # epsilon: 0.29 * 100 is 28.999… in floats
-    elif config.truncation == "window":
-        keep = max(1, math.floor(config.lsp * n + 1e-9))
+        return [(0, lead_budget(end, config.lsp) if config.lsp < 1.0 else end)]
+    if config.truncation == "window":
+        keep = lead_budget(n, config.lsp)
         start = {"left": 0, "middle": (n - keep) // 2, "right": n - keep}[config.window]
-        end = start + keep
-    if config.max_seq_len is not None:
-        end = min(end, start + config.max_seq_len)
-    return start, end
+        return [(start, start + keep)]
+    if config.truncation in ENDING_TRUNCATIONS:
+        ending = think_start if config.truncation == "lsp_keep_answer" else max(0, n - config.keep_tail)
+        lead = min(ending, max(1, lead_budget(n, config.lsp) - (n - ending)))
+        return [(0, n)] if lead == ending else [(0, lead), (ending, n)]
+    return [(0, n)]
 
 
 def kept_whole(config: EncodeConfig, index: int) -> bool:
@@ -192,6 +227,15 @@ def random_mask(labels: list[int], share: float, rng: random.Random) -> list[int
     return [IGNORE_INDEX if t in dropped else lab for t, lab in enumerate(labels)]
 
 
+def think_close_tokens(offsets: list[tuple[int, int]], answer_start: int) -> tuple[int | None, int | None]:
+    """(first, one past the last) token of ``</think>``, which ends at character ``answer_start``: the first is the
+    first token reaching past ``</think>``'s first character, the last the one that completes it."""
+    close_at = answer_start - len(THINK_CLOSE)
+    first = next((i for i, (_, e) in enumerate(offsets) if e > close_at), None)
+    end = next((i + 1 for i, (_, e) in enumerate(offsets) if e >= answer_start), None)
+    return first, end
+
+
 def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, index: int = 0,
                   source: str = "records") -> EncodedExample | None:
     """Token ids, aligned labels and segments for one record; ``None`` if truncation left nothing to learn."""
@@ -201,12 +245,10 @@ def encode_record(tokenizer, record: ReasoningRecord, config: EncodeConfig, inde
     ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     segments = token_segments(text, offsets, cot_start, answer_start)
     full_counts = [segments.count(s) for s in (PROMPT, COT, ANSWER)]
-    # the token that completes ``</think>`` is the last one kept by cut_after_think
-    think_end = next((i + 1 for i, (_, e) in enumerate(offsets) if e >= answer_start), None)
-    start, end = (0, len(ids)) if kept_whole(config, index) else truncate_span(len(ids), config, think_end)
-    if config.max_seq_len is not None:  # the hard cap applies to whole records too
-        end = min(end, start + config.max_seq_len)
-    ids, segments = ids[start:end], segments[start:end]
+    ranges = [(0, len(ids))] if kept_whole(config, index) else kept_ranges(
+        len(ids), config, *think_close_tokens(offsets, answer_start))
+    ids = [t for a, b in ranges for t in ids[a:b]][:config.max_seq_len]  # the hard cap applies to whole records too
+    segments = [s for a, b in ranges for s in segments[a:b]][:config.max_seq_len]
 
     keep = config.segment_ids
     labels = [tok if seg in keep else IGNORE_INDEX for tok, seg in zip(ids, segments)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from cotdistill.data.encode import ANSWER, COT, PROMPT, EncodeConfig, encode_records
 from cotdistill.data.records import ReasoningRecord
 
@@ -43,9 +41,7 @@ def token_stats(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
 def before_after(tokenizer, records: list[ReasoningRecord], config: EncodeConfig,
                  max_length: int | None = None, source: str = "records") -> dict:
     """Stats with no truncation (same sections) and with ``config``'s truncation."""
-    untruncated = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0,
-                                      max_seq_len=None)
-    return {"before": token_stats(tokenizer, records, untruncated, max_length, source),
+    return {"before": token_stats(tokenizer, records, config.untruncated(), max_length, source),
             "after": token_stats(tokenizer, records, config, max_length, source)}
 
 
@@ -57,7 +53,7 @@ def system_token_share(tokenizer, records: list[ReasoningRecord], config: Encode
 
     if not any(r.system for r in records):  # nothing to drop: skip two tokenizing passes over the data
         return 0.0
-    full = dataclasses.replace(config, truncation="none", lsp=1.0, window="left", random_mask=0.0, max_seq_len=None)
+    full = config.untruncated()
     kept = token_stats(tokenizer, records, full, source=source)["tokens"]
     dropped = token_stats(tokenizer, apply_system_policy(records, "drop"), full, source=source)["tokens"]
     return (kept - dropped) / kept if kept else 0.0

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cotdistill.config import from_dict, merge, to_dict
-from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
+from cotdistill.data.encode import SECTION_ALIASES, WINDOWS, EncodeConfig
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.report.tables import TRADEOFF_COLUMNS
@@ -33,6 +33,10 @@ class SweepConfig:
     lsps: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])  # 1.0: the full-sequence reference
     windows: list[str] = field(default_factory=list)  # left | middle | right, each at LSP 0.5
     sections: list[str] = field(default_factory=list)  # supervised sections, e.g. cotAns, cot, ans (at LSP 1.0)
+    # truncations that keep the ending, each at ending_lsp: answer (lsp_keep_answer), tail:K (lsp_keep_tail, the
+    # last K tokens), whole:S (lsp with full_share S: that share of records whole)
+    endings: list[str] = field(default_factory=list)
+    ending_lsp: float = 0.5
     # best: each point's best/ checkpoint (lowest train.best_metric on validation: the paper's choice), final/ where
     # the run kept none; final: the last step's model
     evaluate: str = "best"  # best | final
@@ -45,9 +49,13 @@ class SweepConfig:
             raise ValueError(f"lsps must be numbers in (0, 1], found {bad}")
         unknown = [w for w in self.windows if w not in WINDOWS] + [s for s in self.sections
                                                                     if s not in SECTION_ALIASES]
+        if not 0.0 < self.ending_lsp < 1.0:
+            raise ValueError(f"ending_lsp must be in (0, 1), got {self.ending_lsp}")
         if unknown:
             raise ValueError(f"windows must be among {list(WINDOWS)} and sections among {sorted(SECTION_ALIASES)}; "
                              f"found {unknown}")
+        for ending in self.endings:
+            ending_encode(ending, self.ending_lsp)
 
 
 REFERENCE = "lsp1"  # the point every other is compared with: LSP 1.0, every record whole
@@ -59,19 +67,39 @@ class SweepPoint:
     encode: dict  # overrides of TrainConfig.encode
 
 
-def sweep_points(lsps: list[float], windows: list[str], sections: list[str]) -> list[SweepPoint]:
-    """LSP points (lsp=1.0 is the full-sequence reference), window points, and section-allocation points."""
-    points = []
-    for lsp in lsps:
-        # the reference trains on every record whole (a base config's full_share means nothing there)
-        enc = {"truncation": "none", "lsp": 1.0, "full_share": 0.0} if lsp >= 1.0 else {"truncation": "lsp", "lsp": lsp}
-        points.append(SweepPoint(f"lsp{lsp:g}", enc))
+def ending_encode(ending: str, lsp: float) -> dict:
+    """The encode overrides of an ending-keeping point, ``answer``, ``tail:K`` or ``whole:S``, checked as a config."""
+    kind, _, value = ending.partition(":")
+    try:
+        if kind == "answer" and not value:
+            overrides = {"truncation": "lsp_keep_answer", "lsp": lsp}
+        elif kind == "tail":
+            overrides = {"truncation": "lsp_keep_tail", "lsp": lsp, "keep_tail": int(value)}
+        elif kind == "whole":
+            overrides = {"truncation": "lsp", "lsp": lsp, "full_share": float(value)}
+        else:
+            raise ValueError("unknown kind")
+        EncodeConfig(**overrides)
+    except ValueError as err:
+        raise ValueError(f"endings must be answer, tail:K (the last K tokens) or whole:S (a share of records in "
+                         f"(0, 1)); {ending!r}: {err}") from None
+    return overrides
+
+
+def sweep_points(lsps: list[float], windows: list[str], sections: list[str], endings: list[str] = (),
+                 ending_lsp: float = 0.5, base: EncodeConfig | None = None) -> list[SweepPoint]:
+    """LSP points (lsp=1.0 is the full-sequence reference: every record whole), window points, section-allocation
+    points and ending-keeping points. An LSP point keeps ``base``'s truncation where it spends an LSP budget."""
+    base = base or EncodeConfig()
+    points = [SweepPoint(f"lsp{lsp:g}", dict(base.at_lsp(lsp).__dict__)) for lsp in lsps]
     for w in windows:
         points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
     for s in sections:
         points.append(SweepPoint(f"sections-{s}", {"sections": s}))
+    for ending in endings:
+        points.append(SweepPoint(f"ending-{ending.replace(':', '')}", ending_encode(ending, ending_lsp)))
     if not any(p.name == REFERENCE for p in points):  # retention needs the full-sequence reference
-        points.insert(0, SweepPoint(REFERENCE, {"truncation": "none", "lsp": 1.0, "full_share": 0.0}))
+        points.insert(0, SweepPoint(REFERENCE, dict(base.untruncated().__dict__)))
     return points
 
 
@@ -142,7 +170,8 @@ def _run_sweep_locked(cfg: SweepConfig, out: Path) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     rows, failed = [], []
-    for point in sweep_points(list(cfg.lsps), list(cfg.windows), list(cfg.sections)):
+    for point in sweep_points(list(cfg.lsps), list(cfg.windows), list(cfg.sections), list(cfg.endings),
+                              cfg.ending_lsp, cfg.train.encode):
         try:
             rows.append(run_point(cfg, point, out))
         except SettingError as err:  # e.g. a truncation that leaves no supervised token: report, go on
