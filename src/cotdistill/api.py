@@ -68,7 +68,7 @@ def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None,
     place of the config's names.
     """
     from cotdistill.training.loop import GivenObjects
-    from cotdistill.training.loop import train as run_training
+    from cotdistill.stages.train import run_training
 
     _check("student", student, _model_types(), "a path, hub id or transformers PreTrainedModel")
     _check("teacher", teacher, _model_types(), "a path, hub id or transformers PreTrainedModel")

@@ -142,9 +142,9 @@ def _run_world_export(config) -> int:
 
 
 def _run_train(config) -> int:
-    from cotdistill.training.loop import train
+    from cotdistill.stages.train import run_training
 
-    summary = train(config)
+    summary = run_training(config)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, dict)}, indent=2))
     print(f"trained model: {summary['final_model']}")
     return 0

@@ -9,3 +9,8 @@ from __future__ import annotations
 
 class UserError(Exception):
     """Something in what was asked for is wrong; the message says what, where, and what was found."""
+
+
+class TrainingError(UserError, RuntimeError):
+    """A run that cannot start or go on as configured (no teacher for KD, a non-finite loss, a changed config, no
+    training example left)."""

@@ -159,6 +159,6 @@ def test_validation_is_read_from_val_split_of_the_same_dataset(tmp_path):
                                       "data.val_split": "validation"})
     trainer = Trainer(config)
     assert len(trainer.examples) == 7 and len(trainer.val_examples) == 3
-    assert trainer.data_notes["validation_records_in_training"] == 0
+    assert trainer.data.notes["validation_records_in_training"] == 0
     with pytest.raises(ConfigError, match="set val_path too"):
         from_dict(TrainConfig, {"data": {"val_split": "validation"}})

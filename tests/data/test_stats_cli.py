@@ -55,7 +55,7 @@ def test_data_stats_counts_duplicates_and_rows_past_the_models_positions(tmp_pat
 
 
 def test_system_turns_are_dropped_by_default_kept_or_replaced_on_request(tmp_path, capsys):
-    from cotdistill.training.loop import load_split_records
+    from cotdistill.data.prepare import load_split_records
 
     path = tmp_path / "stratos.jsonl"
     _stratos_file(path, n=3)

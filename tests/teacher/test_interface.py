@@ -47,7 +47,7 @@ def test_a_full_vocabulary_cache_gives_the_loss_what_the_online_teacher_gives(tm
     try:
         cache = _full_cache(trainer, tmp_path / "cache")
         examples = trainer.examples[:4]
-        batch = trainer._make_packed_batch([examples]) if packed else trainer._make_batch(examples)
+        batch = trainer.collator.packed_batch([examples]) if packed else trainer.collator.batch(examples)
         online, online_inputs, online_grad = _loss(trainer, trainer.teacher, batch)
         cached, cached_inputs, cached_grad = _loss(trainer, cache, batch)
     finally:
@@ -76,7 +76,7 @@ def test_a_cache_covers_the_records_it_was_built_on_by_content_not_by_index(tmp_
         e = trainer.examples[0]
         cut = EncodedExample(e.input_ids[:8], e.input_ids[:8], e.segments[:8], e.index, 8)
         assert not cache.covers([cut])
-        batch = trainer._make_batch([cut])
+        batch = trainer.collator.batch([cut])
         with pytest.raises(CacheMismatchError, match="rows for records .* supervised positions"):
             cache.inputs(batch.tensors, batch.indices, batch.tensors["labels"][:, 1:] != IGNORE_INDEX)
     finally:
@@ -100,7 +100,7 @@ def test_padding_rows_past_the_tokenizer_are_cut_alike_by_the_online_teacher_and
         assert trainer.vocab == vocab
         cache = _full_cache(trainer, tmp_path / "cache")
         assert cache.manifest["vocab_size"] == vocab
-        batch = trainer._make_batch(trainer.examples[:4])
+        batch = trainer.collator.batch(trainer.examples[:4])
         online = _loss(trainer, trainer.teacher, batch)[0]
         cached = _loss(trainer, cache, batch)[0]
         t = batch.tensors
@@ -138,7 +138,7 @@ def test_the_manifests_kl_is_the_kl_of_what_training_reads_back(tmp_path, dtype,
     from cotdistill.losses import reconstruct_teacher_logp
     from cotdistill.models import load_model, load_tokenizer
     from cotdistill.teacher.cache import TeacherCache
-    from cotdistill.training.loop import load_split_records
+    from cotdistill.data.prepare import load_split_records
     from tests.training.helpers import tiny_config
 
     cfg = tiny_config(tmp_path)

@@ -201,7 +201,7 @@ def test_the_trainer_scores_the_models_own_logits(name, tokenizer, tmp_path):
     for model in (trainer.student, trainer.teacher.model):
         model.base_model.register_forward_hook(louder)  # the trainer's path and the model's own forward both
     with torch.no_grad():
-        batch = trainer._make_batch(trainer.examples[:2])
+        batch = trainer.collator.batch(trainer.examples[:2])
         got = trainer._loss_sums(batch, trainer.loss_module)[1:]  # [objective, CE, KD]
         ids, attention, labels = batch.tensors["input_ids"], batch.tensors["attention_mask"], batch.tensors["labels"]
         mask = labels[:, 1:] != -100
@@ -240,7 +240,7 @@ def test_a_head_the_loss_does_not_reproduce_is_refused(tokenizer):
     """Cohere's logit_scale, Granite's logits_scaling or a head bias (Phi-2) change the logits after the output
     matrix; the trainer's loss would skip them, so such a model is refused rather than trained on another
     objective."""
-    from cotdistill.training.loop import TrainingError, check_head_is_reproduced
+    from cotdistill.training.objective import TrainingError, check_head_is_reproduced
 
     model = build("llama", tokenizer, tie_word_embeddings=False)
     check_head_is_reproduced(model, "student", len(tokenizer))  # a plain head passes

@@ -13,7 +13,8 @@ from cotdistill.data.encode import encode_record
 from cotdistill.data.formats import write_jsonl
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.training.config import DataConfig, TrainConfig
-from cotdistill.training.loop import Trainer, config_changes, train
+from cotdistill.training.loop import Trainer, train
+from cotdistill.training.resume import config_changes
 from tests.training.helpers import tiny_config
 
 # record i has a CoT of COTS[i] characters and renders to 27 template tokens + 3 (prompt "q00") + COTS[i] + 1 (answer

@@ -10,7 +10,8 @@ from cotdistill.config import ConfigError, from_dict
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample
 from cotdistill.losses import LossConfig, sequence_weights
 from cotdistill.training.config import TrainConfig
-from cotdistill.training.loop import Batch, Trainer
+from cotdistill.data.batching import Batch
+from cotdistill.training.loop import Trainer
 from tests.training.helpers import tiny_config
 
 TAU = 2.0
@@ -102,7 +103,7 @@ def test_a_step_under_sequences_is_the_mean_of_sequence_means_with_its_gradient(
     trainer = _trainer(tmp_path)
     examples = [_cut(trainer.examples[0], 2), _cut(trainer.examples[1], 9), trainer.examples[2]]
     assert [e.num_supervised for e in examples][:2] == [2, 9] and examples[2].num_supervised > 50
-    trainer._step_batches = lambda step: [trainer._make_batch(examples[:2]), trainer._make_batch(examples[2:])]
+    trainer.plan.step_batches = lambda step: [trainer.collator.batch(examples[:2]), trainer.collator.batch(examples[2:])]
     hand = _hand(trainer, examples)
     assert abs(hand["ce"] - hand["token_ce"]) > 0.05  # the two means differ on these records
     assert hand["kd"] > 0.05
@@ -146,8 +147,8 @@ def test_packed_rows_give_the_same_sequence_mean_as_padded_batches(tmp_path):
     """Weights follow the records of a packed row, not the row."""
     trainer = _trainer(tmp_path)
     examples = trainer.examples[:6]
-    padded_batch = trainer._make_batch(examples)
-    packed_batch = trainer._make_packed_batch([examples[:4], examples[4:]])
+    padded_batch = trainer.collator.batch(examples)
+    packed_batch = trainer.collator.packed_batch([examples[:4], examples[4:]])
     assert padded_batch.num_sequences == packed_batch.num_sequences == 6
     padded = trainer._loss_sums(padded_batch, trainer.loss_module)
     packed = trainer._loss_sums(packed_batch, trainer.loss_module)

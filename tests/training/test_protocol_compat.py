@@ -6,7 +6,8 @@ import math
 
 from cotdistill.config import to_dict
 from cotdistill.training.config import TrainConfig
-from cotdistill.training.loop import ADDED_KEYS, config_changes, record_best
+from cotdistill.training.loop import record_best
+from cotdistill.training.resume import ADDED_KEYS, config_changes
 
 
 def _without(config: dict, dotted: str) -> None:

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from cotdistill.stages.train import run_training
 from cotdistill.training.loop import Trainer, train
 from cotdistill.training.reporting import ReportingError, check_report_to
 from tests.training.helpers import tiny_config
@@ -19,7 +20,7 @@ def _metrics(run) -> list[dict]:
 def test_tensorboard_gets_every_step_of_metrics_jsonl_and_a_loss_curve_is_drawn(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(tiny_config(tmp_path, report_to=["tensorboard"], eval_every=2, **{"optim.max_steps": 4}))
+    run_training(tiny_config(tmp_path, report_to=["tensorboard"], eval_every=2, **{"optim.max_steps": 4}))
     run = tmp_path / "run"
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()

@@ -129,7 +129,7 @@ def test_cosine_schedule_from_build_scheduler_follows_lr_factor():
 
 @pytest.mark.parametrize("decay_all", [False, True])
 def test_decay_all_parameters_puts_1d_parameters_in_a_decaying_group(decay_all):
-    from cotdistill.training.loop import param_groups
+    from cotdistill.training.resume import param_groups
     from tests.conftest import tiny_qwen
 
     params = list(tiny_qwen(40, hidden=16, layers=1).parameters())

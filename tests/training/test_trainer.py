@@ -121,10 +121,10 @@ def test_packed_rows_give_the_same_loss_as_padded_batches(tmp_path):
 
     trainer = Trainer(tiny_config(tmp_path))
     examples = trainer.examples[:6]
-    padded = trainer._loss_sums(trainer._make_batch(examples), trainer.loss_module)
+    padded = trainer._loss_sums(trainer.collator.batch(examples), trainer.loss_module)
     rows = pack_examples([len(e) for e in examples], list(range(6)), pack_length=10_000)
     assert rows == [[0, 1, 2, 3, 4, 5]]
-    packed_batch = trainer._make_packed_batch([[examples[i] for i in rows[0]]])
+    packed_batch = trainer.collator.packed_batch([[examples[i] for i in rows[0]]])
     packed = trainer._loss_sums(packed_batch, trainer.loss_module)
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-4)
     t = collate_packed([examples[:2]], 0)

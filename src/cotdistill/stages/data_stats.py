@@ -24,7 +24,7 @@ class DataStatsConfig:
 
 
 def data_stats(config: DataStatsConfig) -> dict:
-    from cotdistill.data.formats import load_records
+    from cotdistill.data.prepare import read_any_records
     from cotdistill.data.records import apply_system_policy, repeated_positions
     from cotdistill.data.stats import before_after, system_token_share
     from cotdistill.models import load_tokenizer, model_max_positions
@@ -32,8 +32,9 @@ def data_stats(config: DataStatsConfig) -> dict:
     data = config.data
     if not data.path:
         raise ConfigError("data stats needs a dataset: data.path (a file, dataset folder or hub id)")
-    result = load_records(data.path, data.format, on_error=data.on_error, fields=data.fields, split=data.split,
-                          subset=data.subset)
+    # read as train reads (world: specs included), before the system policy: its token share is reported
+    result = read_any_records(data.path, data.format, data.on_error, fields=data.fields, split=data.split,
+                              subset=data.subset)
     tokenizer = load_tokenizer(config.tokenizer, role="tokenizer")
     as_given = result.records
     records = apply_system_policy(result.records, data.system)

@@ -77,7 +77,7 @@ def train_and_evaluate(config: TrainConfig, spec: EvalSpec, where: Path, *, in_s
 def trained(config: TrainConfig, in_subprocess: bool = False) -> dict:
     """The run summary of ``config`` trained into its ``output_dir``: the one there when that run was made under
     this config's key, else trained now (a run killed midway under the same key resumes)."""
-    from cotdistill.training.loop import train
+    from cotdistill.stages.train import run_training
 
     train_dir = Path(config.output_dir)
     summary_file, key = train_dir / "run_summary.json", training_key(config)
@@ -86,7 +86,7 @@ def trained(config: TrainConfig, in_subprocess: bool = False) -> dict:
         if in_subprocess:
             train_in_subprocess(config, train_dir.parent / "train.yaml")
         else:
-            train(config)
+            run_training(config)
     return json.loads(summary_file.read_text())
 
 

@@ -39,7 +39,7 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     from cotdistill.data.encode import encode_records
     from cotdistill.models import load_model, load_tokenizer, model_source, pick_device
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.training.loop import load_config_records, select_config_records
+    from cotdistill.data.prepare import load_config_records, select_config_records
 
     train = config.train
     out = config.out or train.teacher_cache

@@ -1,19 +1,27 @@
-"""Where a run's metrics go besides ``metrics.jsonl``: TensorBoard and Weights & Biases (``report_to``).
+"""Where a run's metrics go, each behind one ``log(step, metrics)`` / ``close()``: ``metrics.jsonl``, the console,
+the progress bar, and TensorBoard and Weights & Biases (``report_to``).
 
-Both are optional extras (``pip install "cotdistill[logging]"``); a run that asks for one that is not installed
-stops before any weights load. Only the main process reports.
+TensorBoard and W&B are optional extras (``pip install "cotdistill[logging]"``); a run that asks for one that is not
+installed stops before any weights load. Only the main process reports.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import numbers
 import os
 import secrets
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from cotdistill.errors import UserError
 
 REPORTERS = ("tensorboard", "wandb", "none")
+# the validation figures, in the order the console shows them
+VAL_FIGURES = ("val_loss", "val_ce", "val_kd")
+logger = logging.getLogger("cotdistill.training")
 
 
 class ReportingError(UserError, ValueError):
@@ -77,16 +85,56 @@ class WandbReporter:
         self.run.finish()
 
 
-class Reporters:
-    """Every configured target behind one ``log`` / ``close``."""
+class MetricsFile:
+    """``metrics.jsonl``: one JSON line per optimizer step, flushed, so a killed run keeps what it logged."""
 
-    def __init__(self, targets: list[str], out: Path, config: dict, project: str = "cotdistill") -> None:
-        self.targets = []
-        for target in targets:
-            if target == "tensorboard":
-                self.targets.append(TensorBoardReporter(out))
-            elif target == "wandb":
-                self.targets.append(WandbReporter(out, config, project))
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "a")
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.file.write(json.dumps(metrics) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Console:
+    """Validation figures whenever measured; without a progress bar, a line every ``log_every`` steps (and at the
+    last) says the run is alive and where it is."""
+
+    def __init__(self, total_steps: int, log_every: int, progress: bool) -> None:
+        self.total_steps, self.log_every, self.progress = total_steps, log_every, progress
+
+    def log(self, step: int, metrics: dict) -> None:
+        if any(key in metrics for key in VAL_FIGURES):
+            figures = "  ".join(f"{key[4:]} {metrics[key]:.4f}" for key in VAL_FIGURES if key in metrics)
+            logger.info("step %d/%d  validation: %s", step, self.total_steps, figures)
+        if not self.progress and (step % self.log_every == 0 or step == self.total_steps):
+            logger.info("step %d/%d  loss %.4f  ce %.4f  kd %.4f  lr %.2e  %.0f tokens/s", step, self.total_steps,
+                        metrics["loss"], metrics["ce"], metrics["kd"], metrics["lr"], metrics["tokens_per_s"])
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressBar:
+    def __init__(self, total_steps: int, initial_step: int) -> None:
+        self.bar = tqdm(total=total_steps, initial=initial_step, desc="train")
+
+    def log(self, step: int, metrics: dict) -> None:
+        self.bar.set_postfix(loss=f"{metrics['loss']:.3f}", ce=f"{metrics['ce']:.3f}", kd=f"{metrics['kd']:.3f}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Reporters:
+    """Every target behind one ``log`` / ``close``."""
+
+    def __init__(self, targets: list) -> None:
+        self.targets = targets
 
     def log(self, step: int, metrics: dict) -> None:
         for target in self.targets:
@@ -95,3 +143,43 @@ class Reporters:
     def close(self) -> None:
         for target in self.targets:
             target.close()
+
+
+def run_reporters(cfg, out: Path, total_steps: int, initial_step: int, config: dict) -> Reporters:
+    """The main process's reporters for a training run of config ``cfg`` (a ``TrainConfig``; ``config``: it as a
+    dict), in the order they are written: ``metrics.jsonl``, the console, the progress bar, then ``report_to``."""
+    targets: list = [MetricsFile(out / "metrics.jsonl"), Console(total_steps, cfg.log_every, cfg.progress)]
+    if cfg.progress:
+        targets.append(ProgressBar(total_steps, initial_step))
+    for target in check_report_to(cfg.report_to):
+        targets.append(TensorBoardReporter(out) if target == "tensorboard" else WandbReporter(out, config,
+                                                                                             cfg.wandb_project))
+    return Reporters(targets)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (a line cut by a kill is skipped)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the log lines of steps after the checkpoint being resumed (they will be run again) and a line cut by
+    the kill, so that ``metrics.jsonl`` has each step once."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
