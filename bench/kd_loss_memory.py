@@ -1,7 +1,7 @@
 """Peak memory of the KD loss path (forward + backward) at a real LM head: plain vs chunked vs fused.
 
 * ``plain``   — ``[N, V]`` logits for student and teacher, log-probs and their gradients all materialised;
-* ``chunked`` — ``losses.chunked_distill_sums``: logits chunk by chunk under activation checkpointing (the
+* ``chunked`` — ``losses_reference.chunked_distill_sums``: logits chunk by chunk under activation checkpointing (the
   backward recomputes each chunk);
 * ``fused``   — ``losses.fused_objective_sums`` (what the trainer uses): each chunk's gradient is computed inside
   the forward, so no chunk's logits outlive it and the backward only scales stored gradients.
@@ -26,7 +26,8 @@ import time
 import torch
 
 from cotdistill.compute import MemoryMonitor
-from cotdistill.losses import LossConfig, chunked_distill_sums, combine, distill_sums, fused_objective_sums
+from cotdistill.losses import LossConfig, combine, distill_sums, fused_objective_sums
+from cotdistill.losses_reference import chunked_distill_sums
 
 MODES = ("plain", "chunked", "fused")
 

@@ -10,7 +10,6 @@ import torch
 from cotdistill.losses import (
     KD_KINDS,
     LossConfig,
-    chunked_distill_sums,
     combine,
     cross_entropy_sum,
     distill_sums,
@@ -18,8 +17,8 @@ from cotdistill.losses import (
     fused_objective_sums,
     per_token_divergence,
     softcap,
-    sparse_logprobs,
 )
+from cotdistill.losses_reference import chunked_distill_sums, sparse_logprobs
 
 
 def naive(student_logits, teacher_logits, kind, beta=0.5, alpha=0.1, temperature=1.0):
@@ -129,62 +128,95 @@ def test_chunked_equals_unchunked_values_and_grads(kind, chunk):
     torch.testing.assert_close(g_w, weight.grad, atol=1e-5, rtol=1e-5)
 
 
+def _fused_and_reference(dtype: torch.dtype, seed: int, n: int, vpad: int, teacher_vpad: int, weight_scale: float):
+    """Student hidden states and head in ``dtype`` (leaves), a teacher's in ``dtype``, and float32 copies of the
+    student's (leaves of the reference, which reads the same rounded numbers at full precision)."""
+    torch.manual_seed(seed)
+    h = 8
+    hidden = torch.randn(n, h).to(dtype).requires_grad_()
+    weight = (weight_scale * torch.randn(vpad, h)).to(dtype).requires_grad_()
+    t_hidden, t_weight = torch.randn(n, 12).to(dtype), (weight_scale * torch.randn(teacher_vpad, 12)).to(dtype)
+    return (hidden, weight, t_hidden, t_weight, hidden.detach().float().requires_grad_(),
+            weight.detach().float().requires_grad_())
+
+
+# per input dtype, (atol, rtol): of the CE and KD sums, and of the gradients with atol a fraction of the reference
+# gradient's largest entry (one figure for heads of any scale). float32: the sums' rounding only. bfloat16: the
+# fused path multiplies hidden states and head in the input dtype, so each logit is rounded to 8 significant bits
+# (error up to 2^-9 of it, 0.03 at |z| = 16) before the float32 loss; softmax turns a logit error δ into a relative
+# probability error of about δ, and the hidden states' gradient is stored in bfloat16 as well. Measured over these
+# tests' parameters: sums within 7e-4 relative, gradients within 8.6e-3 of their largest entry; the tolerances
+# allow two to three times that.
+FUSED_TOLERANCE = {torch.float32: {"sums": (1e-5, 1e-5), "grads": (1e-6, 1e-5)},
+                   torch.bfloat16: {"sums": (1e-3, 2e-3), "grads": (2e-2, 2e-2)}}
+
+
+def _assert_sums_close(got: torch.Tensor, want: torch.Tensor, tolerance: tuple[float, float]) -> None:
+    atol, rtol = tolerance
+    torch.testing.assert_close(got.detach().double(), want.detach().double(), atol=atol, rtol=rtol)
+
+
+def _assert_grads_close(got: torch.Tensor, want: torch.Tensor, tolerance: tuple[float, float]) -> None:
+    atol, rtol = tolerance
+    want = want.double()
+    torch.testing.assert_close(got.double(), want, atol=atol * want.abs().max().item(), rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("kind", KD_KINDS)
 @pytest.mark.parametrize("chunk", [0, 1, 5, 64])
-def test_fused_objective_equals_the_unchunked_objective_values_and_grads(kind, chunk):
+def test_fused_objective_equals_the_unchunked_objective_values_and_grads(kind, chunk, dtype):
     """The gradient computed inside the forward, scaled in the backward by what the caller multiplies the
-    objective with, equals autograd's through materialised logits (soft-capped too)."""
-    torch.manual_seed(3)
-    n, h, v, vpad = 23, 8, 30, 34
-    hidden = torch.randn(n, h, requires_grad=True)
-    weight = torch.randn(vpad, h, requires_grad=True)
-    t_hidden, t_weight = torch.randn(n, 12), torch.randn(vpad + 2, 12)
+    objective with, equals autograd's through materialised logits (soft-capped too), computed in float32 from
+    the same (rounded) inputs."""
+    n, v, vpad = 23, 30, 34
+    hidden, weight, t_hidden, t_weight, hidden_ref, weight_ref = _fused_and_reference(dtype, 3, n, vpad, vpad + 2, 1)
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, chunk_size=chunk, temperature=1.5, distill_ratio=0.3)
     objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, teacher_hidden=t_hidden,
                                              teacher_weight=t_weight, cap=4.0, teacher_cap=5.0)
     assert not ce.requires_grad and not kd.requires_grad
     (objective * 0.37).backward()
-    g_h, g_w = hidden.grad.clone(), weight.grad.clone()
-    hidden.grad = weight.grad = None
-    s_logits = softcap((hidden @ weight.T)[:, :v], 4.0)
-    ce_ref, kd_ref = distill_sums(s_logits, softcap((t_hidden @ t_weight.T)[:, :v], 5.0), targets, cfg)
+    assert hidden.grad.dtype == weight.grad.dtype == dtype
+    s_logits = softcap((hidden_ref @ weight_ref.T)[:, :v], 4.0)
+    t_logits = softcap((t_hidden.float() @ t_weight.float().T)[:, :v], 5.0)
+    ce_ref, kd_ref = distill_sums(s_logits, t_logits, targets, cfg)
     (combine(ce_ref, kd_ref, cfg) * 0.37).backward()
-    torch.testing.assert_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]).detach(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(objective, combine(ce_ref, kd_ref, cfg).detach(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(g_h, hidden.grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(g_w, weight.grad, atol=1e-5, rtol=1e-5)
-    assert g_w[v:].abs().sum() == 0  # padding rows beyond the shared vocabulary get no gradient
+    tolerance = FUSED_TOLERANCE[dtype]
+    _assert_sums_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]), tolerance["sums"])
+    _assert_sums_close(objective, combine(ce_ref, kd_ref, cfg), tolerance["sums"])
+    _assert_grads_close(hidden.grad, hidden_ref.grad, tolerance["grads"])
+    _assert_grads_close(weight.grad, weight_ref.grad, tolerance["grads"])
+    assert weight.grad[v:].abs().sum() == 0  # padding rows beyond the shared vocabulary get no gradient
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("kind", "beta"), [("forward_kl", 0.5), ("jsd", 0.0)])
 @pytest.mark.parametrize("tau", [1.0, 2.0])
 @pytest.mark.parametrize("ratio", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("with_teacher", [True, False])
-def test_closed_form_gradient_equals_autograd(kind, beta, tau, ratio, with_teacher):
+def test_closed_form_gradient_equals_autograd(kind, beta, tau, ratio, with_teacher, dtype):
     """CE + forward KL without soft-capping takes the written-out gradient (fewer [chunk, V] buffers): it must
-    equal autograd's through materialised logits for every temperature, ratio, and without a teacher."""
+    equal autograd's through materialised logits, in float32 from the same (rounded) inputs, for every
+    temperature, ratio, and without a teacher."""
     from cotdistill.losses import _has_closed_form
 
-    torch.manual_seed(5)
-    n, h, v, vpad = 19, 8, 30, 33
-    hidden = torch.randn(n, h, requires_grad=True)
-    weight = (2 * torch.randn(vpad, h)).requires_grad_()
-    t_hidden, t_weight = torch.randn(n, 12), 2 * torch.randn(vpad, 12)
+    n, v, vpad = 19, 30, 33
+    hidden, weight, t_hidden, t_weight, hidden_ref, weight_ref = _fused_and_reference(dtype, 5, n, vpad, vpad, 2)
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, beta=beta, chunk_size=4, temperature=tau, distill_ratio=ratio)
     assert _has_closed_form(cfg, None) and not _has_closed_form(cfg, 30.0)
     teacher = {"teacher_hidden": t_hidden, "teacher_weight": t_weight} if with_teacher else {}
     objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, **teacher)
     (objective * 1.7).backward()
-    grads = hidden.grad.clone(), weight.grad.clone()
-    hidden.grad = weight.grad = None
-    t_logits = (t_hidden @ t_weight.T)[:, :v] if with_teacher else None
-    ce_ref, kd_ref = distill_sums((hidden @ weight.T)[:, :v], t_logits, targets, cfg)
+    t_logits = (t_hidden.float() @ t_weight.float().T)[:, :v] if with_teacher else None
+    ce_ref, kd_ref = distill_sums((hidden_ref @ weight_ref.T)[:, :v], t_logits, targets, cfg)
     (combine(ce_ref, kd_ref, cfg) * 1.7).backward()
-    torch.testing.assert_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]).detach(), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(grads[0], hidden.grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(grads[1], weight.grad, atol=1e-5, rtol=1e-5)
+    # float32: these sums reach ~220, where float32's spacing is 1.5e-5
+    sums = (1e-4, 1e-5) if dtype == torch.float32 else FUSED_TOLERANCE[dtype]["sums"]
+    _assert_sums_close(torch.stack([ce, kd]), torch.stack([ce_ref, kd_ref]), sums)
+    _assert_grads_close(hidden.grad, hidden_ref.grad, FUSED_TOLERANCE[dtype]["grads"])
+    _assert_grads_close(weight.grad, weight_ref.grad, FUSED_TOLERANCE[dtype]["grads"])
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "tvd"])

@@ -6,6 +6,7 @@ The vLLM backend is used when ``backend='auto'``, vLLM is installed and CUDA is 
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -62,11 +63,12 @@ _PROCESSOR_DEFAULTS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "mi
 
 
 def can_shrink(model) -> bool:
-    """Whether :func:`greedy_shrinking` decodes as ``model.generate`` would: transformers 5's dynamic caches (which
-    can drop rows, sliding-window layers included) and no logits processor in the model's generation config."""
-    import transformers
-
-    if int(transformers.__version__.split(".")[0]) < 5:
+    """Whether :func:`greedy_shrinking` decodes as ``model.generate`` would: the model's forward takes the cache as
+    ``cache=`` (the name transformers keeps; its dynamic caches can drop rows, sliding-window layers included) and
+    the model's generation config asks for no logits processor."""
+    # read from the forward itself, not a version number: transformers before the rename takes the cache only as
+    # past_key_values and would ignore cache=, and those models are decoded by HF generate instead
+    if "cache" not in inspect.signature(model.forward).parameters:
         return False
     gen = getattr(model, "generation_config", None)
     return gen is None or all(getattr(gen, k, d) in (d, None) or (k == "min_length" and not getattr(gen, k))
@@ -87,7 +89,7 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     # the prompt's logits are needed at its last position only ([B, T, V] at T = 1k, V = 152k is tens of GB)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1)
-    cache, mask, next_position = out.past_key_values, attention_mask, positions[:, -1] + 1
+    cache, mask, next_position = out.cache, attention_mask, positions[:, -1] + 1
     ended = torch.zeros(n, dtype=torch.bool, device=input_ids.device)
     for step in range(max_new_tokens):
         token = out.logits[:, -1, :vocab].argmax(-1)
@@ -103,7 +105,7 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
             ended = ended[keep]
         mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
         out = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    past_key_values=cache, use_cache=True)
+                    cache=cache, use_cache=True)
         next_position = next_position + 1
     return outputs
 

@@ -17,6 +17,9 @@ Divergences, with ``p_T`` the teacher and ``p_S`` the student distribution at te
   ``β·KL(p_T‖m) + (1−β)·KL(p_S‖m)`` with ``m = β·p_T + (1−β)·p_S``;
 * ``skew_kl`` (α): KL(p_T‖α·p_T + (1−α)·p_S);  ``skew_reverse_kl`` (α): KL(p_S‖α·p_S + (1−α)·p_T);
 * ``tvd``: ½·Σ|p_T − p_S|.
+
+Paths the trainer never calls (the autograd-chunked objective, the top-k + tail form) are references in
+:mod:`cotdistill.losses_reference`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-from torch.utils.checkpoint import checkpoint
 
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd")
 NORMALIZE_MODES = ("tokens", "sequences")
@@ -169,25 +171,6 @@ def distill_sums(student_logits: torch.Tensor, teacher_logits: torch.Tensor | No
     return ce, _weighted_sum(kd, weights)
 
 
-def sparse_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, teacher_topk_logp: torch.Tensor,
-                    temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Student and teacher log-probs over ``k + 1`` buckets: the teacher's top-k tokens and one tail bucket.
-
-    ``student_logits [N, V]``, ``topk_ids [N, k]`` (long), ``teacher_topk_logp [N, k]`` → two ``[N, k + 1]``.
-    With k = V the tail is empty and every divergence equals the dense one. The tail log-prob is floored at
-    log(1e-30) so an empty tail stays finite (its contribution is then ~1e-30).
-    """
-    s_logp = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    s_top = s_logp.gather(-1, topk_ids)
-    t_top = teacher_topk_logp.float()
-    floor = 1e-30
-
-    def tail(top: torch.Tensor) -> torch.Tensor:
-        return torch.log((1.0 - top.exp().sum(-1, keepdim=True)).clamp_min(floor))
-
-    return torch.cat([s_top, tail(s_top)], -1), torch.cat([t_top, tail(t_top)], -1)
-
-
 def reconstruct_teacher_logp(topk_ids: torch.Tensor, topk_logp: torch.Tensor, tail_logp: torch.Tensor,
                              vocab: int) -> torch.Tensor:
     """A cached teacher as a dense ``[N, V]`` log-prob table: the kept entries where they are, every other token
@@ -211,52 +194,6 @@ def _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tai
     if topk_ids is not None:
         return reconstruct_teacher_logp(topk_ids[sl], topk_logp[sl], topk_tail[sl], vocab).mul_(temperature)
     return None
-
-
-def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                teacher_logits: torch.Tensor | None, config: LossConfig, vocab: int,
-                cap: float | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """CE and KD sums of one chunk, stacked ``[2]``; the student's logits are computed here from hidden states."""
-    logits = softcap((hidden @ weight.T)[:, :vocab], cap)
-    return torch.stack(distill_sums(logits, teacher_logits, targets, config, weights))
-
-
-def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
-                         vocab: int, teacher_hidden: torch.Tensor | None = None,
-                         teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
-                         topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
-                         cap: float | None = None, teacher_cap: float | None = None,
-                         weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(CE sum, KD sum) from final hidden states, walking the positions in chunks (``weights [N]``: as in
-    :func:`distill_sums`).
-
-    ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher_hidden [N, H_t]`` with
-    ``teacher_weight [V_t, H_t]`` (online teacher) or ``topk_ids``/``topk_logp [N, k]`` with ``topk_tail [N]``
-    (cached teacher, read as the dense reconstruction :func:`reconstruct_teacher_logp`).
-    Logits are cut to the first ``vocab`` rows (the shared tokenizer), dropping any padding rows.
-
-    Each chunk runs under activation checkpointing, so at most one chunk's ``[chunk, V]`` logits and
-    probabilities are alive at a time, in the forward and in the backward pass. Equal (to float rounding) to
-    ``distill_sums(hidden @ weight.T, teacher_hidden @ teacher_weight.T, targets, config)``.
-    """
-    n = hidden.shape[0]
-    step = config.chunk_size or max(n, 1)
-    total = torch.zeros(2, device=hidden.device, dtype=torch.float32)
-    if n == 0:  # keep the graph connected for DDP: a zero that depends on the weights
-        zero = weight.sum() * 0.0 + hidden.sum() * 0.0
-        return zero, zero.detach().clone()
-    for start in range(0, n, step):
-        sl = slice(start, start + step)
-        with torch.no_grad():
-            teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
-                                            vocab, config.temperature, teacher_cap)
-        args = (hidden[sl], weight, targets[sl], teacher_logits, config, vocab, cap,
-                None if weights is None else weights[sl])
-        if config.chunk_size and torch.is_grad_enabled():
-            total = total + checkpoint(_chunk_sums, *args, use_reentrant=False)
-        else:
-            total = total + _chunk_sums(*args)
-    return total[0], total[1]
 
 
 def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
@@ -387,9 +324,10 @@ def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
                          cap: float | None = None, teacher_cap: float | None = None,
                          weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective sum, CE sum, KD sum): the objective ``combine(CE, KD)`` carries the gradient, CE and KD are
-    detached figures for logging. Same inputs and values as :func:`chunked_distill_sums`, at less memory: the
-    backward needs no chunk's logits (they are not recomputed) — only ``[N, H]`` and ``[V, H]`` gradients, which
-    any method must produce. Call ``backward`` on the objective (times any scale) only."""
+    detached figures for logging. Same inputs and values as the reference
+    :func:`cotdistill.losses_reference.chunked_distill_sums`, at less memory: the backward needs no chunk's logits
+    (they are not recomputed) — only ``[N, H]`` and ``[V, H]`` gradients, which any method must produce. Call
+    ``backward`` on the objective (times any scale) only."""
     if hidden.shape[0] == 0:  # keep the graph connected for DDP: a zero that depends on the weights
         zero = weight.sum() * 0.0 + hidden.sum() * 0.0
         return zero, zero.detach().clone(), zero.detach().clone()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 
 from cotdistill.cli import main
+from cotdistill.data.encode import render_prompt
 from cotdistill.generate import GenerationConfig, generate
 from cotdistill.models import load_model, load_tokenizer
 from cotdistill.world import world_records
@@ -84,3 +87,53 @@ def test_padding_logit_rows_are_never_generated():
         generate(model, tok, questions, config, progress=False)
         assert len(decoded) == 2 and all(decoded), config
         assert all(i < len(tok) for row in decoded for i in row), config
+
+
+def test_the_student_decodes_greedily_as_hf_generate_does():
+    """The world student (another seed and size than the teacher above), decoded with finished rows dropped from
+    the batch and the cache, writes what HF generate writes for each row up to that row's EOS."""
+    from cotdistill.generate import can_shrink, greedy_shrinking
+
+    tok, model = load_tokenizer("world:student"), load_model("world:student")
+    assert can_shrink(model)  # else generate() would take HF generate's path and this test would compare nothing
+    tok.padding_side = "left"
+    prompts = [render_prompt(tok, r.prompt, None) for r in world_records("test", n=4)] + [render_prompt(tok, "hi")]
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], 60, tok.eos_token_id, vocab=len(tok))
+    reference = model.generate(**enc, max_new_tokens=60, do_sample=False, pad_token_id=tok.pad_token_id,
+                               eos_token_id=tok.eos_token_id, temperature=None, top_p=None, top_k=None)
+    assert any(tok.eos_token_id in row for row in rows)  # at least one row finished early and left the batch
+    for row, ref in zip(rows, reference[:, enc["input_ids"].shape[1]:]):
+        assert row == ref.tolist()[:len(row)]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_generation_through_the_kept_cache_api_warns_nothing():
+    """transformers 5.24 deprecates ``past_key_values`` (an argument: FutureWarning on every forward; an output
+    attribute: a logged warning, once per process) for ``cache``; no path of generate may use the old name."""
+    import transformers
+
+    tok, model = load_tokenizer("world:student"), load_model("world:student")
+    questions = [r.prompt for r in world_records("test", n=3)]
+    records = _Records()
+    transformers.utils.logging.warning_once.cache_clear()  # a warning logged once earlier in the process logs again
+    logging.getLogger("transformers").addHandler(records)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for config in (GenerationConfig(max_new_tokens=20), GenerationConfig(max_new_tokens=20, shrink=False),
+                           GenerationConfig(max_new_tokens=20, temperature=0.7)):
+                generate(model, tok, questions, config, progress=False)
+    finally:
+        logging.getLogger("transformers").removeHandler(records)
+    deprecations = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert deprecations == []
+    assert [m for m in records.messages if "deprecated" in m] == []
