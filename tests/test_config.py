@@ -62,7 +62,8 @@ def test_values_of_the_right_type_arrive_as_the_field_type():
 @pytest.mark.parametrize("override, message", [
     ("optim.weight_decay=-0.1", "weight_decay must be >= 0"), ("optim.min_lr_ratio=5", "min_lr_ratio must be in"),
     ("optim.warmup_steps=-1", "warmup_steps must be >= 0"), ("optim.max_grad_norm=-1", "max_grad_norm must be"),
-    ("optim.betas=[0.9, 1.0]", r"betas\[1\] must be in \[0, 1\), got 1.0"), ("encode.lsp=0.5", "set truncation to 'lsp'"),
+    ("optim.betas=[0.9, 1.0]", r"betas\[1\] must be in \[0, 1\), got 1.0"),
+    ("encode.lsp=0.5", "set truncation to 'lsp'"),
     ("encode.window=right", "set truncation to 'window'"),
 ])
 def test_values_out_of_range_or_without_effect_are_refused(override, message):
@@ -372,7 +373,7 @@ def test_a_literal_field_refuses_a_value_from_yaml_and_from_python(tmp_path):
         EncodeConfig(truncation="bad")
     with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, found 'gpu'"):
         TrainConfig(device="gpu")
-    with pytest.raises(ConfigError, match="data.format must be one of auto, cot, messages, sharegpt, gsm8k, found .csv.$"):
+    with pytest.raises(ConfigError, match="^data.format must be one of auto, cot, messages, sharegpt, gsm8k, found"):
         TrainConfig(data={"format": "csv"})
     assert load_config(TrainConfig, None, ["encode.truncation=none"]).encode.truncation == "none"  # not null
 
@@ -392,9 +393,9 @@ def test_the_tuple_constants_are_the_literals_values():
     from cotdistill.data.encode import TRUNCATIONS, WINDOWS, Truncation, Window
     from cotdistill.losses import KD_KINDS, KdKind
 
-    assert TRUNCATIONS == typing.get_args(Truncation) and "lsp_keep_tail" in TRUNCATIONS
-    assert WINDOWS == ("left", "middle", "right") and WINDOWS == typing.get_args(Window)
-    assert KD_KINDS == typing.get_args(KdKind)
+    assert typing.get_args(Truncation) == TRUNCATIONS and "lsp_keep_tail" in TRUNCATIONS
+    assert WINDOWS == ("left", "middle", "right") and typing.get_args(Window) == WINDOWS
+    assert typing.get_args(KdKind) == KD_KINDS
 
 
 def test_a_range_on_the_field_is_checked_for_python_and_for_each_item():
