@@ -132,3 +132,53 @@ def test_a_benchmark_is_read_from_its_test_split_where_it_has_one(tmp_path):
     assert default_split(str(tmp_path / "files")) == "train"  # a folder of data files has only that split
     assert load_benchmark("gsm8k", str(tmp_path / "files"))[0].gold == "3"
     assert default_split("HuggingFaceH4/MATH-500") == "test" and default_split([{"a": 1}]) == "train"
+
+
+def _flag_actions(words: list[str]) -> dict:
+    """The command's parsed flags by option name (its parser adds them when it parses)."""
+    from cotdistill.cli import build_parser
+
+    parser = build_parser()
+    parser.parse_known_args([*words, "--print-config"])
+    cmd = parser
+    for word in words:
+        sub = next(a for a in cmd._actions if a.dest.endswith("command"))
+        cmd = sub.choices[word]
+    return {option: action for action in cmd._actions for option in action.option_strings}
+
+
+@pytest.mark.parametrize("words, flag, key", [
+    (["data", "stats"], "--truncation", "encode.truncation"), (["data", "stats"], "--window", "encode.window"),
+    (["data", "stats"], "--format", "data.format"), (["data", "stats"], "--on-error", "data.on_error"),
+    (["teacher", "cache"], "--device", "train.device"), (["teacher", "cache"], "--dtype", "dtype"),
+    (["world", "build"], "--only", "only"), (["trace"], "--context", "context"), (["trace"], "--unit", "unit"),
+    (["select"], "--method", "method"),
+])
+def test_a_flags_choices_are_its_keys_literal(words, flag, key):
+    from cotdistill.config import literal_choices
+
+    command = next(c for c in COMMANDS if list(c.words) == words)
+    choices = literal_choices(command.config(), key)
+    assert choices and _flag_actions(words)[flag].choices == choices
+
+
+def test_a_flag_without_help_shows_its_fields_and_print_config_comments_each_key(capsys):
+    assert _flag_actions(["train"])  # builds
+    with pytest.raises(SystemExit):
+        main(["data", "stats", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "--on-error ON_ERROR a record that cannot be read: stop, or skip it; one of raise, skip (= data.on_error)" \
+        in usage
+    printed = _printed(["train"], capsys).splitlines()
+    assert printed[printed.index("  lr: 0.0005") - 1] == "  # the peak learning rate; > 0"
+    assert "  # the truncation protocol; one of none, lsp, window, cut_after_think, lsp_keep_answer, lsp_keep_tail" \
+        in printed
+
+
+def test_the_top_level_help_imports_no_config(capsys):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cotdistill.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'cotdistill.training.config' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

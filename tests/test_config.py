@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from cotdistill.config import ConfigError, from_dict, load_config, save_config
 from cotdistill.training.config import TrainConfig
@@ -61,7 +62,8 @@ def test_values_of_the_right_type_arrive_as_the_field_type():
 @pytest.mark.parametrize("override, message", [
     ("optim.weight_decay=-0.1", "weight_decay must be >= 0"), ("optim.min_lr_ratio=5", "min_lr_ratio must be in"),
     ("optim.warmup_steps=-1", "warmup_steps must be >= 0"), ("optim.max_grad_norm=-1", "max_grad_norm must be"),
-    ("optim.betas=[0.9, 1.0]", "betas must be in"), ("encode.lsp=0.5", "set truncation to 'lsp'"),
+    ("optim.betas=[0.9, 1.0]", r"betas\[1\] must be in \[0, 1\), got 1.0"),
+    ("encode.lsp=0.5", "set truncation to 'lsp'"),
     ("encode.window=right", "set truncation to 'window'"),
 ])
 def test_values_out_of_range_or_without_effect_are_refused(override, message):
@@ -166,7 +168,8 @@ def test_printed_and_saved_configs_keep_field_order_and_text_as_written(tmp_path
 
     config = from_dict(TrainConfig, {"data": {"system": "replace:Réfléchis étape par étape."}})
     printed = dump_config(config)
-    assert printed.splitlines()[0] == "student: world:student"  # field order, not sorted keys
+    keys = [line for line in printed.splitlines() if not line.lstrip().startswith("#")]
+    assert keys[0] == "student: world:student"  # field order, not sorted keys
     assert "Réfléchis étape par étape." in printed  # readable, not \\xE9 escapes
     save_config(config, tmp_path / "new" / "folder" / "config.yaml")
     saved = (tmp_path / "new" / "folder" / "config.yaml").read_text()
@@ -352,3 +355,68 @@ def test_select_keep_is_a_share_or_a_whole_count(keep, message):
             load_config(cls, None, values={"keep": keep})
     for good in (0.5, 1.0, 2.0):
         assert load_config(SelectConfig, None, values={"keep": good}).keep == good
+
+
+# --- one owner per rule: a string setting is a Literal the loader checks; a range and a help text live on the field
+def test_a_literal_field_refuses_a_value_from_yaml_and_from_python(tmp_path):
+    from cotdistill.data.encode import TRUNCATIONS, EncodeConfig
+
+    path = tmp_path / "train.yaml"
+    path.write_text("encode:\n  truncation: lsp_half\n")
+    expected = f"encode.truncation must be one of {', '.join(TRUNCATIONS)}, found 'lsp_half'"
+    with pytest.raises(ConfigError) as err:
+        load_config(TrainConfig, path)
+    assert str(err.value) == expected
+    with pytest.raises(ConfigError, match="encode.truncation must be one of none, lsp,"):
+        load_config(TrainConfig, None, ["encode.truncation=lsp_half"])
+    with pytest.raises(ValueError, match=r"^truncation must be one of none, lsp, .*, found 'bad'$"):
+        EncodeConfig(truncation="bad")
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, found 'gpu'"):
+        TrainConfig(device="gpu")
+    with pytest.raises(ConfigError, match="^data.format must be one of auto, cot, messages, sharegpt, gsm8k, found"):
+        TrainConfig(data={"format": "csv"})
+    assert load_config(TrainConfig, None, ["encode.truncation=none"]).encode.truncation == "none"  # not null
+
+
+def test_a_literal_that_may_be_null_takes_null_or_one_of_its_values():
+    from cotdistill.stages.world_build import WorldBuildConfig
+
+    assert from_dict(WorldBuildConfig, {"only": None}).only is None
+    assert from_dict(WorldBuildConfig, {"only": "teacher"}).only == "teacher"
+    with pytest.raises(ConfigError, match="only must be one of tokenizer, teacher, student, measure or null, found 3"):
+        from_dict(WorldBuildConfig, {"only": 3})
+
+
+def test_the_tuple_constants_are_the_literals_values():
+    import typing
+
+    from cotdistill.data.encode import TRUNCATIONS, WINDOWS, Truncation, Window
+    from cotdistill.losses import KD_KINDS, KdKind
+
+    assert typing.get_args(Truncation) == TRUNCATIONS and "lsp_keep_tail" in TRUNCATIONS
+    assert WINDOWS == ("left", "middle", "right") and typing.get_args(Window) == WINDOWS
+    assert typing.get_args(KdKind) == KD_KINDS
+
+
+def test_a_range_on_the_field_is_checked_for_python_and_for_each_item():
+    from cotdistill.config import FRACTION, Range, check_range
+    from cotdistill.stages.sweep import SweepConfig
+
+    assert str(FRACTION) == "in (0, 1]" and str(Range(1)) == ">= 1" and str(Range(0, low_open=True)) == "> 0"
+    with pytest.raises(ConfigError, match=r"^lsps\[1\] must be in \(0, 1\], got 1.5$"):
+        SweepConfig(lsps=[0.5, 1.5])
+    with pytest.raises(ConfigError, match=r"^max_steps must be >= 1 or null, got 0$"):
+        check_range("max_steps", 0, Range(1), nullable=True)
+    with pytest.raises(ConfigError, match=r"max_grad_norm must be >= 0 \(0 disables clipping\), got -1"):
+        from_dict(TrainConfig, {"optim": {"max_grad_norm": -1}})
+
+
+def test_help_lives_on_the_field_and_the_printed_config_shows_it():
+    from cotdistill.config import dump_config, field_help
+
+    assert field_help(TrainConfig, "optim.lr") == "the peak learning rate; > 0"
+    assert field_help(TrainConfig, "encode.window").endswith("one of left, middle, right")
+    printed = dump_config(TrainConfig()).splitlines()
+    lr = printed.index("  lr: 0.0005")
+    assert printed[lr - 1] == "  # the peak learning rate; > 0"
+    assert load_config(TrainConfig, None, values=yaml.safe_load("\n".join(printed))) == TrainConfig()

@@ -3,7 +3,8 @@
 Every command reads one typed config: ``cotdistill CMD [CONFIG.yaml] [key=value ...] [--flags]``, each laid over
 the one before (YAML, then overrides, then flags). A flag is a short name for one key (``eval --bench gsm8k`` is
 ``eval.bench=gsm8k``); ``--print-config`` prints the whole config, defaults included, as YAML that the command
-reads back unchanged. Each command then calls one stage.
+reads back unchanged, each key under its help. A flag's help and choices are its key's, read from the config field
+(its ``metadata["help"]`` and ``Literal`` type) when the command parses. Each command then calls one stage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cotdistill.data.encode import SECTION_ALIASES, TRUNCATIONS, WINDOWS
+from cotdistill.config import AT_LEAST_ONE
+from cotdistill.data.encode import SECTION_ALIASES, WINDOWS
 
 YAML_SUFFIXES = (".yaml", ".yml")
 OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")  # key=value; a path holding "=" is not one
@@ -34,16 +36,13 @@ def _field_mapping(text: str) -> dict[str, str]:
 
 
 def _split_floats(text: str) -> list[float]:
-    """argparse type for ``0.25,0.5``: every item a number in (0, 1]."""
+    """argparse type for ``0.25,0.5``: the numbers (their range is the config key's)."""
     values = []
     for item in (x.strip() for x in text.split(",") if x.strip()):
         try:
-            value = float(item)
+            values.append(float(item))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected numbers in (0, 1] joined by commas, found {item!r}") from None
-        if not 0.0 < value <= 1.0:
-            raise argparse.ArgumentTypeError(f"expected numbers in (0, 1], found {value:g}")
-        values.append(value)
+            raise argparse.ArgumentTypeError(f"expected numbers joined by commas, found {item!r}") from None
     return values
 
 
@@ -69,13 +68,14 @@ def _comma_words(text: str) -> list[str]:
 
 
 def _positive_int(text: str) -> int:
-    """argparse type for counts: 0 or a negative number is an error here, not "all" (``--limit 0`` evaluated all)."""
+    """argparse type for counts: 0 or a negative number is an error here, not "all" (``--limit 0`` evaluated all);
+    the range is the configs' count range."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+        raise argparse.ArgumentTypeError(f"expected a whole number {AT_LEAST_ONE}, found {text!r}") from None
+    if value not in AT_LEAST_ONE:
+        raise argparse.ArgumentTypeError(f"expected a whole number {AT_LEAST_ONE}, found {value}")
     return value
 
 
@@ -84,7 +84,8 @@ class Flag:
     """``--name`` as a short form of one config key."""
     name: str
     key: str
-    options: dict[str, Any] = field(default_factory=dict)  # argparse's type / choices / action / help
+    # argparse's type / choices / action / help; a key's flag without help or choices takes them from its field
+    options: dict[str, Any] = field(default_factory=dict)
     is_key: bool = True  # False: a switch the command turns into several keys (demo --quick)
 
 
@@ -316,16 +317,13 @@ def _demo_quick(values: dict) -> dict:
 
 
 SYSTEM_HELP = "keep | drop | replace:TEXT, as train's data.system"
-DATA_FLAGS = (Flag("--format", "data.format", {"choices": ["auto", "cot", "messages", "sharegpt", "gsm8k"]}),
+DATA_FLAGS = (Flag("--format", "data.format"),
               Flag("--fields", "data.fields", {"type": _field_mapping,
                                                "help": "our=theirs column names, e.g. prompt=problem,cot=steps"}),
-              Flag("--split", "data.split", {"help": "split of a hub dataset or DatasetDict folder"}),
-              Flag("--subset", "data.subset", {"help": "a hub dataset's configuration, e.g. main for openai/gsm8k"}),
+              Flag("--split", "data.split"), Flag("--subset", "data.subset"),
               Flag("--system", "data.system", {"help": SYSTEM_HELP}))
-ENCODE_FLAGS = (Flag("--sections", "encode.sections"),
-                Flag("--truncation", "encode.truncation", {"choices": list(TRUNCATIONS)}),
-                Flag("--lsp", "encode.lsp", {"type": float, "help": "lead-span proportion in (0, 1]"}),
-                Flag("--window", "encode.window", {"choices": list(WINDOWS)}),
+ENCODE_FLAGS = (Flag("--sections", "encode.sections"), Flag("--truncation", "encode.truncation"),
+                Flag("--lsp", "encode.lsp", {"type": float}), Flag("--window", "encode.window"),
                 Flag("--keep-tail", "encode.keep_tail", {"type": _positive_int,
                                                          "help": "with --truncation lsp_keep_tail: the last K tokens"}))
 EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help": "file, dataset folder or hub id"}),
@@ -346,19 +344,17 @@ EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help"
               Flag("--split", "eval.split", {"help": "default: test where the data has one, else train"}),
               Flag("--subset", "eval.subset"),
               Flag("--extraction", "eval.extraction", {"choices": ["strict", "flexible"]}))
-CONTEXT = {"choices": ["own_template", "shared_text"]}
 
 COMMANDS = (
     Command(("data", "stats"), "token statistics before and after truncation", _data_stats_config, _run_data_stats,
             positional="data.path",
-            flags=(*DATA_FLAGS, *ENCODE_FLAGS, Flag("--on-error", "data.on_error", {"choices": ["raise", "skip"]}),
+            flags=(*DATA_FLAGS, *ENCODE_FLAGS, Flag("--on-error", "data.on_error"),
                    Flag("--tokenizer", "tokenizer"), Flag("--max-length", "max_length", {"type": _positive_int}),
                    Flag("--json", "json", {"action": "store_true"})),
             implied=_stats_truncation),
     Command(("world", "build"), "rebuild tokenizer, teacher and student from seeds", _world_build_config,
             _run_world_build, flags=(Flag("--out", "out"), Flag("--quick", "quick", {"action": "store_true"}),
-                                     Flag("--only", "only", {"choices": ["tokenizer", "teacher", "student",
-                                                                         "measure"]}))),
+                                     Flag("--only", "only"))),
     Command(("world", "export"), "write the world's records as a dataset", _world_export_config, _run_world_export,
             flags=(Flag("--split", "split"), Flag("--style", "style"), Flag("--n", "n", {"type": _positive_int}),
                    Flag("--format", "format"), Flag("--out", "out"))),
@@ -380,7 +376,7 @@ COMMANDS = (
     Command(("sweep",), "train + evaluate each truncation setting; trade-off table and plot", _sweep_config,
             _run_sweep,
             flags=(Flag("--train-config", "train_config", {"help": "the training YAML every point starts from"}),
-                   Flag("--lsp", "lsps", {"type": _split_floats, "help": "e.g. 0.25,0.5,1"}),
+                   Flag("--lsp", "lsps", {"type": _split_floats, "help": "e.g. 0.25,0.5,1, each in (0, 1]"}),
                    Flag("--window", "windows", {"type": _words_from(WINDOWS), "help": "e.g. left,middle,right"}),
                    Flag("--sections", "sections", {"type": _words_from(sorted(SECTION_ALIASES)),
                                                    "help": "e.g. cotAns,cot,ans"}),
@@ -395,7 +391,7 @@ COMMANDS = (
                    Flag("--beta", "beta", {"type": float, "help": "deprecated: --margin"}),
                    Flag("--batch-size", "batch_size", {"type": _positive_int}),
                    Flag("--limit", "limit", {"type": _positive_int}), Flag("--device", "device"),
-                   Flag("--context", "context", CONTEXT),
+                   Flag("--context", "context"),
                    Flag("--world-styles", "world_styles", {"action": "store_true"}))),
     Command(("correlate",), "teacher-originated share vs accuracy across distilled models", _correlate_config,
             _run_correlate, positional="pairs", many=True),
@@ -408,7 +404,7 @@ COMMANDS = (
                    Flag("--margin", "margin", {"type": float}),
                    Flag("--beta", "beta", {"type": float, "help": "deprecated: --margin"}),
                    Flag("--seed", "seed", {"type": int}), Flag("--batch-size", "batch_size", {"type": _positive_int}),
-                   Flag("--device", "device"), Flag("--context", "context", CONTEXT))),
+                   Flag("--device", "device"), Flag("--context", "context"))),
     Command(("select-experiment",), "one student per selection method, evaluated", _select_experiment_config,
             _run_select_experiment, flags=(Flag("--out", "out"),)),
     Command(("compare",), "two evaluations of the same problems: paired difference, McNemar's p, retention",
@@ -424,6 +420,38 @@ COMMANDS = (
 )
 
 
+def _add_flags(cmd: argparse.ArgumentParser, command: Command) -> None:
+    """The command's flags, each one's help and choices those of its config key where the flag gives none."""
+    from cotdistill.config import field_help, literal_choices
+
+    cls = command.config()
+    for flag in command.flags:
+        options = dict(flag.options)
+        if flag.is_key:
+            if not {"choices", "type", "action"} & set(options):
+                choices = literal_choices(cls, flag.key)
+                if choices is not None:
+                    options["choices"] = choices
+            text = options.get("help") or field_help(cls, flag.key)
+            options["help"] = f"{text} (= {flag.key})" if text else f"= {flag.key}"
+        if options.get("action") != "store_true":
+            options.setdefault("metavar", flag.key.rsplit(".", 1)[-1].upper())
+        cmd.add_argument(flag.name, dest=f"flag:{flag.key}", default=argparse.SUPPRESS, **options)
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser, whose flags are added when it parses: their help and choices come from the command's
+    config class, imported then, so ``cotdistill --help`` loads no torch."""
+
+    command: Command | None = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.command is not None:
+            command, self.command = self.command, None
+            _add_flags(self, command)
+        return super().parse_known_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cotdistill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -432,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of user errors too")
     parser.add_argument("--threads", type=_positive_int, help="CPU threads (default: OMP_NUM_THREADS if set, else "
                         "the cores this process may use; a train config's threads: wins)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     groups: dict[str, argparse._SubParsersAction] = {}
     group_help = {"data": "inspect datasets", "world": "the embedded default world", "teacher": "offline teacher"}
     for command in COMMANDS:
@@ -440,21 +468,17 @@ def build_parser() -> argparse.ArgumentParser:
         if len(command.words) == 2:
             if command.words[0] not in groups:
                 holder = sub.add_parser(command.words[0], help=group_help[command.words[0]])
-                groups[command.words[0]] = holder.add_subparsers(dest=f"{command.words[0]}_command", required=True)
+                groups[command.words[0]] = holder.add_subparsers(dest=f"{command.words[0]}_command", required=True,
+                                                                 parser_class=_CommandParser)
             parent = groups[command.words[0]]
         cmd = parent.add_parser(command.words[-1], help=command.help)
         bare = f" | {command.positional.upper().replace('.', '_')}" if command.positional else ""
         cmd.add_argument("words", nargs="*", metavar="CONFIG.yaml | key=value" + bare,
                          help="a YAML config, key=value overrides (e.g. eval.limit=50)"
                               + (f", and {command.positional} as a bare word" if command.positional else ""))
-        cmd.add_argument("--print-config", action="store_true", help="print the whole config as YAML and stop")
-        for flag in command.flags:
-            options = dict(flag.options)
-            if flag.is_key:
-                options["help"] = f"{options['help']} (= {flag.key})" if "help" in options else f"= {flag.key}"
-            if options.get("action") != "store_true":
-                options.setdefault("metavar", flag.key.rsplit(".", 1)[-1].upper())
-            cmd.add_argument(flag.name, dest=f"flag:{flag.key}", default=argparse.SUPPRESS, **options)
+        cmd.add_argument("--print-config", action="store_true",
+                         help="print the whole config as YAML, each key under its help, and stop")
+        cmd.command = command
         cmd.set_defaults(command_spec=command)
     return parser
 

@@ -1,14 +1,19 @@
 """Typed configs: dataclasses loaded from YAML, overridden by ``key=value``, saved next to each run.
 
-An unknown key is an error naming the key and the keys allowed there; values are validated by each
-dataclass's ``__post_init__``, so an out-of-range value names its key and range.
+An unknown key is an error naming the key and the keys allowed there. Each rule of a field is written once, on the
+field: its type (a string setting is a ``Literal[...]``, which the loader checks and the command line turns into
+choices), its range (``metadata={"range": ...}``) and its help text (``metadata={"help": ...}``, shown by
+``--help`` and ``--print-config``). :func:`check_field_rules`, called from each dataclass's ``__post_init__``,
+applies the first two to a config built in Python too; rules that join several fields stay in ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
+import textwrap
 import types
 import typing
 from pathlib import Path
@@ -46,6 +51,8 @@ def _type_name(tp: Any) -> str:
     """``int | None`` → "a whole number or null": what a user would type, not Python's spelling."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is typing.Literal:
+        return f"one of {', '.join(str(a) for a in typing.get_args(tp))}"
     return PLAIN_NAMES.get(typing.get_origin(tp) or tp, str(tp).replace("typing.", ""))
 
 
@@ -141,6 +148,8 @@ def check_value(tp: Any, value: Any, key: str) -> Any:
         return value
     if origin in (typing.Union, types.UnionType):
         return _check_union(tp, value, key)
+    if origin is typing.Literal:
+        return check_literal(tp, value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -170,6 +179,87 @@ def check_value(tp: Any, value: Any, key: str) -> Any:
     else:
         return value  # a type this checker does not know: the dataclass's own checks apply
     raise ConfigError(f"{key} must be {_type_name(tp)}, found {_shown(value)} ({type(value).__name__})")
+
+
+def check_literal(tp: Any, value: Any, key: str) -> Any:
+    """``value`` where it is one of the values of the ``Literal[...]`` type ``tp`` (of the same type: True is not 1),
+    else a :class:`ConfigError` naming the key, the values allowed and what was found."""
+    if any(value == allowed and type(value) is type(allowed) for allowed in typing.get_args(tp)):
+        return value
+    raise ConfigError(f"{key} must be {_type_name(tp)}, found {_shown(value)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The numbers a field allows, written once on the field (``metadata={"range": FRACTION}``) and said the same way
+    in its error and its help: ``in (0, 1]``, ``>= 1``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""  # what a boundary value means ("0 disables clipping"), said in the error
+
+    def __contains__(self, value: Any) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Range(0, low_open=True)  # > 0
+NON_NEGATIVE = Range(0)  # >= 0
+AT_LEAST_ONE = Range(1)  # a count
+PROBABILITY = Range(0, 1)  # [0, 1]
+SHARE = Range(0, 1, high_open=True)  # [0, 1): a share of records or tokens that leaves some
+FRACTION = Range(0, 1, low_open=True)  # (0, 1]: a share that keeps some
+
+
+def check_range(key: str, value: Any, allowed: Range, *, nullable: bool = False) -> None:
+    """A :class:`ConfigError` naming the key, the range and the value where ``value`` is outside ``allowed``; None
+    passes (whether the field may be null is its type's rule)."""
+    if value is None or value in allowed:
+        return
+    null = " or null" if nullable else ""
+    note = f" ({allowed.note})" if allowed.note else ""
+    raise ConfigError(f"{key} must be {allowed}{null}{note}, got {_shown(value)}")
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, resolved once (``from __future__ import annotations`` leaves them strings)."""
+    return typing.get_type_hints(cls)
+
+
+def _has_literal(tp: Any) -> bool:
+    if typing.get_origin(tp) is typing.Literal:
+        return True
+    return any(_has_literal(a) for a in typing.get_args(tp))
+
+
+def check_field_rules(config: Any) -> None:
+    """The rules a dataclass writes on its fields, for a config built in Python (``EncodeConfig(truncation="bad")``)
+    as for one loaded: a value of a ``Literal`` type is one of its values, and a number with a ``range`` in its
+    metadata is within it (each item of a list). Called first in each config's ``__post_init__``."""
+    hints = _hints(type(config))
+    for field in dataclasses.fields(config):
+        value, tp = getattr(config, field.name), hints[field.name]
+        if _has_literal(tp):
+            check_value(tp, value, field.name)
+        allowed = field.metadata.get("range")
+        if allowed is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                check_range(f"{field.name}[{i}]", item, allowed)
+        else:
+            check_range(field.name, value, allowed, nullable=type(None) in typing.get_args(tp))
 
 
 def _field_default(field: dataclasses.Field) -> Any:
@@ -248,7 +338,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
     as a dict is laid over that field's own default, so a stage's defaults for a nested config (a selection
     experiment's SFT settings) are written once, in its field, and shown by ``--print-config``."""
     data = _renamed_keys(cls, _string_keys(dict(data or {}), path), path)
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -282,6 +372,10 @@ def _is_container(tp: Any) -> bool:
     return (typing.get_origin(tp) or tp) in (list, tuple, dict) or _is_dataclass_type(tp)
 
 
+def _is_string_literal(tp: Any) -> bool:
+    return typing.get_origin(tp) is typing.Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+
+
 def _scalar(text: str) -> Any:
     """What YAML makes of ``text`` as one whole plain scalar (``true``, ``3``, ``.nan``); any other text is itself,
     with nothing cut: ``1 #2`` stays ``'1 #2'`` (a YAML document would read 1 and drop a comment)."""
@@ -300,7 +394,7 @@ def parse_text(tp: Any, text: str, key: str) -> Any:
         return None
     if any(_is_container(o) for o in options) and text.lstrip().startswith(("[", "{")):
         return _load_yaml(text, f"override {key}")
-    if str in options:
+    if str in options or any(_is_string_literal(o) for o in options):
         return text
     if all(o in (bool, int, float) for o in options):
         return _scalar(text.strip())
@@ -324,13 +418,47 @@ def _field_type(cls: type, parts: list[str], key: str) -> Any:
                 return _field_type(section, [*renamed.split("."), *parts[i + 1:]], key)
             if part not in names:
                 return Any
-            tp = typing.get_type_hints(section)[part]
+            tp = _hints(section)[part]
         elif mapping is not None or tp is Any:
             tp = mapping[1] if mapping else Any
         else:
             where = ".".join(parts[:i])
             raise ConfigError(f"{key}: {where} is {_type_name(tp)}, not a section with keys")
     return tp
+
+
+def literal_choices(cls: type, key: str) -> list[Any] | None:
+    """The values a dotted key's ``Literal`` type allows (through ``| None``), as the command line offers them for
+    its flag; None where the key is of another type."""
+    tp = _field_type(cls, key.split("."), key)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = options[0] if len(options) == 1 else tp
+    return list(typing.get_args(tp)) if typing.get_origin(tp) is typing.Literal else None
+
+
+def _field_of(cls: type, key: str) -> tuple[dataclasses.Field, Any] | None:
+    """The dataclass field a dotted key names, through sections, and its type; None where no field is named so."""
+    section: type | None = cls
+    *parents, last = key.split(".")
+    for part in parents:
+        section = _dataclass_in(_hints(section).get(part)) if section is not None else None
+    if section is None:
+        return None
+    field = next((f for f in dataclasses.fields(section) if f.name == last), None)
+    return None if field is None else (field, _hints(section)[last])
+
+
+def field_help(cls: type, key: str) -> str:
+    """The help written on the field a dotted key sets (``metadata={"help": ...}``), then the values its ``Literal``
+    type allows or its range; "" where it has none of these."""
+    found = _field_of(cls, key)
+    if found is None:
+        return ""
+    field, tp = found
+    allowed = _type_name(tp) if _has_literal(tp) and not _same_kind(tp, []) else ""
+    parts = [field.metadata.get("help", ""), allowed, str(field.metadata.get("range") or "")]
+    return "; ".join(p for p in parts if p)
 
 
 def parse_overrides(overrides: list[str], cls: type) -> dict[str, Any]:
@@ -432,9 +560,27 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def dump_config(config: Any) -> str:
-    """The config as the YAML a user would write: every key, in field order; loading it gives the same config."""
-    return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True)
+HELP_WIDTH = 116  # the columns a printed config's help comments wrap at
+
+
+def dump_config(config: Any, indent: str = "") -> str:
+    """The config as the YAML a user would write: every key, in field order, under its help as a comment (the field's
+    ``metadata["help"]``); loading it gives the same config."""
+    lines = []
+    values = to_dict(config)
+    for field in dataclasses.fields(config):
+        text = field_help(type(config), field.name)
+        if text:
+            width = max(HELP_WIDTH - len(indent), 40)
+            lines += [f"{indent}# {line}" for line in textwrap.wrap(text, width, break_on_hyphens=False)]
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value) and dataclasses.fields(value):
+            lines.append(f"{indent}{field.name}:")
+            lines.append(dump_config(value, indent + "  ").rstrip("\n"))
+        else:
+            text = yaml.safe_dump({field.name: values[field.name]}, sort_keys=False, allow_unicode=True)
+            lines += [f"{indent}{line}" for line in text.splitlines()]
+    return "\n".join(lines) + "\n"
 
 
 def save_config(config: Any, path: str | Path) -> None:

@@ -8,32 +8,31 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
+from cotdistill.config import AT_LEAST_ONE, FRACTION, NON_NEGATIVE, check_field_rules
 from cotdistill.data.encode import render_prompt
+
+Backend = Literal["auto", "hf", "vllm"]
 
 
 @dataclass
 class GenerationConfig:
-    max_new_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    samples: int = 1  # completions per prompt
-    batch_size: int = 32
+    max_new_tokens: int = field(default=512, metadata={"range": AT_LEAST_ONE})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy", "range": NON_NEGATIVE})
+    top_p: float = field(default=1.0, metadata={"range": FRACTION})
+    samples: int = field(default=1, metadata={"help": "completions per prompt", "range": AT_LEAST_ONE})
+    batch_size: int = field(default=32, metadata={"range": AT_LEAST_ONE})
     seed: int = 0
-    backend: str = "auto"  # auto | hf | vllm
+    backend: Backend = "auto"
     shrink: bool = True  # greedy: drop finished rows from the batch (and cache) instead of decoding them on
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.samples < 1 or self.batch_size < 1:
-            raise ValueError("max_new_tokens, samples and batch_size must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {self.temperature}, {self.top_p}")
-        if self.backend not in ("auto", "hf", "vllm"):
-            raise ValueError(f"backend must be auto, hf or vllm, got {self.backend!r}")
+        check_field_rules(self)
 
 
 @dataclass

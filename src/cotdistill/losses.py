@@ -25,50 +25,47 @@ Paths the trainer never calls (the autograd-chunked objective, the top-k + tail 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd")
-NORMALIZE_MODES = ("tokens", "sequences")
+from cotdistill.config import NON_NEGATIVE, POSITIVE, PROBABILITY, SHARE, check_field_rules
+
+KdKind = Literal["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd"]
+Normalize = Literal["tokens", "sequences"]
+KD_KINDS = typing.get_args(KdKind)
+NORMALIZE_MODES = typing.get_args(Normalize)
 
 
 @dataclass
 class LossConfig:
     """``loss = (1 − distill_ratio)·CE + distill_ratio·KD`` (×τ² on KD if ``scale_by_temperature``)."""
 
-    distill_ratio: float = 0.5  # r; 0 = plain SFT (no teacher needed), 1 = pure KD
-    kind: str = "forward_kl"
-    beta: float = 0.5  # jsd
-    alpha: float = 0.1  # skew_kl / skew_reverse_kl
-    temperature: float = 1.0
-    # multiply KD by τ² (Hinton et al., and the truncation paper's code) so the gradient size is τ-independent
-    scale_by_temperature: bool = True
-    chunk_size: int = 1024  # supervised positions per chunk; 0 = materialise all logits at once
-    # what an optimizer step's loss is a mean over. "tokens": every supervised token of the step (all micro-batches
-    # and processes) counts once. "sequences": each sequence's own token mean, averaged over the step's sequences
-    # with ≥ 1 supervised token (a packed row's records are sequences) — what the truncation paper's code trains
-    # (batch 1 per GPU, token mean per sequence). Validation figures follow the same mean, as the paper's (batch 1)
-    # do, so a validation loss stays the objective that training lowers.
-    normalize: str = "tokens"
+    distill_ratio: float = field(default=0.5, metadata={
+        "help": "r; 0 = plain SFT (no teacher needed), 1 = pure KD", "range": PROBABILITY})
+    kind: KdKind = field(default="forward_kl", metadata={"help": "the divergence KD measures"})
+    beta: float = field(default=0.5, metadata={"help": "jsd", "range": PROBABILITY})
+    alpha: float = field(default=0.1, metadata={"help": "skew_kl / skew_reverse_kl", "range": SHARE})
+    temperature: float = field(default=1.0, metadata={"range": POSITIVE})
+    scale_by_temperature: bool = field(default=True, metadata={
+        "help": "multiply KD by τ² (Hinton et al., and the truncation paper's code) so the gradient size is "
+                "τ-independent"})
+    chunk_size: int = field(default=1024, metadata={
+        "help": "supervised positions per chunk; 0 = materialise all logits at once", "range": NON_NEGATIVE})
+    normalize: Normalize = field(default="tokens", metadata={
+        "help": "what an optimizer step's loss is a mean over. \"tokens\": every supervised token of the step (all "
+                "micro-batches and processes) counts once. \"sequences\": each sequence's own token mean, averaged "
+                "over the step's sequences with ≥ 1 supervised token (a packed row's records are sequences) — what "
+                "the truncation paper's code trains (batch 1 per GPU, token mean per sequence). Validation figures "
+                "follow the same mean, as the paper's (batch 1) do, so a validation loss stays the objective that "
+                "training lowers."})
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.distill_ratio <= 1.0:
-            raise ValueError(f"distill_ratio must be in [0, 1], got {self.distill_ratio}")
-        if self.kind not in KD_KINDS:
-            raise ValueError(f"kind must be one of {KD_KINDS}, got {self.kind!r}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
-        if not 0.0 <= self.alpha < 1.0:
-            raise ValueError(f"alpha must be in [0, 1), got {self.alpha}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.chunk_size < 0:
-            raise ValueError(f"chunk_size must be >= 0, got {self.chunk_size}")
-        if self.normalize not in NORMALIZE_MODES:
-            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        check_field_rules(self)
 
     @property
     def kd_scale(self) -> float:

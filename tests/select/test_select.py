@@ -10,7 +10,7 @@ import pytest
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.select import scores as scores_module
-from cotdistill.select.methods import keep_count, method_scores, select_per_dataset, select_per_question
+from cotdistill.select.methods import METHODS, keep_count, method_scores, select_per_dataset, select_per_question
 from cotdistill.select.scores import CandidateScore, score_candidates
 from cotdistill.stages.select import SelectConfig, select_records
 
@@ -97,8 +97,14 @@ def test_select_refuses_an_output_over_its_input_or_an_unknown_method_before_sco
     if out_name.endswith(".sel"):  # an output whose scores file would be the input
         data.rename(tmp_path / "in.sel.scores.jsonl")
         data, out = tmp_path / "in.sel.scores.jsonl", tmp_path / "in.sel.jsonl"
-    code = main(["select", str(data), "--teacher", "no/such/model", "--student", "no/such/model", "--method", method,
-                 "--per-question", "--out", str(out), "--device", "cpu"])
+    argv = ["select", str(data), "--teacher", "no/such/model", "--student", "no/such/model", "--method", method,
+            "--per-question", "--out", str(out), "--device", "cpu"]
+    if method in METHODS:
+        code = main(argv)
+    else:  # not one of --method's choices (SelectConfig.method's Literal): argparse's usage error
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        code = stop.value.code
     assert code == 2 and data.read_bytes() == before
     assert not list(tmp_path.glob("*.score-cache"))  # nothing was scored
 

@@ -79,5 +79,5 @@ def test_stage_defaults_and_bad_values():
     assert SweepConfig().evaluate == "best"  # the paper: the best checkpoint by validation CE
     assert SelectExperimentConfig().evaluate == "final"  # its cells keep no best/ (see the field's comment)
     for config in (SweepConfig, SelectExperimentConfig):
-        with pytest.raises(ValueError, match="evaluate must be one of best, final, got 'last'"):
+        with pytest.raises(ValueError, match="evaluate must be one of best, final, found 'last'"):
             config(evaluate="last")

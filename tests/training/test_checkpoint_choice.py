@@ -30,7 +30,7 @@ def test_eval_every_above_one_must_be_whole():
                                          r"\(0, 1\), or 0; got 2.5"):
         TrainConfig(eval_every=2.5)
     assert TrainConfig(eval_every=50.0).eval_every == 50 and isinstance(TrainConfig(eval_every=50.0).eval_every, int)
-    with pytest.raises(ValueError, match="best_metric must be one of val_ce, val_loss, got 'loss'"):
+    with pytest.raises(ValueError, match="best_metric must be one of val_ce, val_loss, found 'loss'"):
         TrainConfig(best_metric="loss")
 
 

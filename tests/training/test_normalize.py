@@ -160,7 +160,7 @@ def test_packed_rows_give_the_same_sequence_mean_as_padded_batches(tmp_path):
 
 
 def test_an_unknown_normalize_is_a_one_line_error():
-    with pytest.raises(ValueError, match=r"normalize must be one of \('tokens', 'sequences'\), got 'mean'"):
+    with pytest.raises(ValueError, match="normalize must be one of tokens, sequences, found 'mean'"):
         LossConfig(normalize="mean")
     with pytest.raises(ConfigError) as err:
         from_dict(TrainConfig, {"loss": {"normalize": "per_sequence"}})

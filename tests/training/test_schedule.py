@@ -112,7 +112,7 @@ def test_onecycle_without_a_decay_phase_is_refused():
 
 
 def test_bad_schedule_values_are_refused():
-    with pytest.raises(ValueError, match="schedule must be one of cosine, onecycle, got 'linear'"):
+    with pytest.raises(ValueError, match="schedule must be one of cosine, onecycle, found 'linear'"):
         _optim(schedule="linear")
     with pytest.raises(ValueError, match=r"warmup_ratio must be in \[0, 1\) or null, got 1.0"):
         _optim(warmup_ratio=1.0)

@@ -28,8 +28,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
+from cotdistill.config import FRACTION, SHARE, Range, check_field_rules
 from cotdistill.data.records import THINK_CLOSE, THINK_OPEN, DataError, ReasoningRecord
 
 IGNORE_INDEX = -100
@@ -44,9 +47,14 @@ SECTION_ALIASES = {
     "promptCot": ("prompt", "cot"),
 }
 # lsp_keep_answer / lsp_keep_tail spend LSP's token budget on the lead and the ending together (kept_ranges)
-ENDING_TRUNCATIONS = ("lsp_keep_answer", "lsp_keep_tail")
-TRUNCATIONS = ("none", "lsp", "window", "cut_after_think", *ENDING_TRUNCATIONS)
-WINDOWS = ("left", "middle", "right")
+EndingTruncation = Literal["lsp_keep_answer", "lsp_keep_tail"]
+Truncation = Literal["none", "lsp", "window", "cut_after_think", EndingTruncation]
+Window = Literal["left", "middle", "right"]
+OnEmpty = Literal["drop", "error"]
+ENDING_TRUNCATIONS = typing.get_args(EndingTruncation)
+TRUNCATIONS = typing.get_args(Truncation)
+WINDOWS = typing.get_args(Window)
+LSP = FRACTION  # a lead-span proportion: some of the sequence is kept
 
 
 def parse_sections(sections: str | list[str] | tuple[str, ...]) -> frozenset[int]:
@@ -66,36 +74,30 @@ def parse_sections(sections: str | list[str] | tuple[str, ...]) -> frozenset[int
 class EncodeConfig:
     """How records become training rows. Validated here so that a bad value fails before any work."""
 
-    sections: str | list[str] = "promptcotAns"
-    truncation: str = "none"  # none | lsp | window | cut_after_think | lsp_keep_answer | lsp_keep_tail
-    lsp: float = 1.0  # lead-span proportion; also the kept fraction for ``window`` and the lsp_keep_* budget
-    window: str = "left"  # left | middle | right (with truncation=window)
-    keep_tail: int = 0  # with truncation=lsp_keep_tail: the last K tokens kept (part of the lsp budget)
-    random_mask: float = 0.0  # fraction of supervised tokens ignored, seeded per record
-    full_share: float = 0.0  # records kept whole despite the truncation (each with this probability, seeded)
-    max_seq_len: int | None = None  # hard cap applied after the truncation protocol
-    on_empty: str = "drop"  # drop | error: a record left with zero supervised tokens
+    sections: str | list[str] = field(default="promptcotAns", metadata={
+        "help": "the supervised segments: an alias such as cotAns, or a list such as [cot, answer]"})
+    truncation: Truncation = field(default="none", metadata={"help": "the truncation protocol"})
+    lsp: float = field(default=1.0, metadata={
+        "help": "lead-span proportion; also the kept fraction for ``window`` and the lsp_keep_* budget", "range": LSP})
+    window: Window = field(default="left", metadata={"help": "with truncation=window: the part kept"})
+    keep_tail: int = field(default=0, metadata={
+        "help": "with truncation=lsp_keep_tail: the last K tokens kept (part of the lsp budget)"})
+    random_mask: float = field(default=0.0, metadata={
+        "help": "fraction of supervised tokens ignored, seeded per record", "range": SHARE})
+    full_share: float = field(default=0.0, metadata={
+        "help": "records kept whole despite the truncation (each with this probability, seeded)", "range": SHARE})
+    max_seq_len: int | None = field(default=None, metadata={
+        "help": "hard cap applied after the truncation protocol", "range": Range(2)})
+    on_empty: OnEmpty = field(default="drop", metadata={
+        "help": "a record left with zero supervised tokens"})
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_field_rules(self)
         parse_sections(self.sections)
-        if self.truncation not in TRUNCATIONS:
-            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {self.truncation!r}")
-        if not 0.0 < self.lsp <= 1.0:
-            raise ValueError(f"lsp must be in (0, 1], got {self.lsp}")
-        if self.window not in WINDOWS:
-            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
-        if not 0.0 <= self.random_mask < 1.0:
-            raise ValueError(f"random_mask must be in [0, 1), got {self.random_mask}")
-        if not 0.0 <= self.full_share < 1.0:
-            raise ValueError(f"full_share must be in [0, 1), got {self.full_share}")
         if self.full_share > 0 and self.truncation == "none":
             raise ValueError(f"full_share {self.full_share} has no effect with truncation 'none': every record is "
                              "already whole")
-        if self.max_seq_len is not None and self.max_seq_len < 2:
-            raise ValueError(f"max_seq_len must be >= 2 or null, got {self.max_seq_len}")
-        if self.on_empty not in ("drop", "error"):
-            raise ValueError(f"on_empty must be 'drop' or 'error', got {self.on_empty!r}")
         # a setting the chosen protocol would ignore is refused: a run that claims lsp 0.5 must train on half
         if self.lsp != 1.0 and self.truncation == "none":
             raise ValueError(f"lsp {self.lsp} has no effect with truncation 'none': set truncation to 'lsp' (or "

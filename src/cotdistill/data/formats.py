@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import json
 import sys
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cotdistill.config import ConfigError
 from cotdistill.data.records import DataError, ReasoningRecord, check_record, split_think
 
-FORMATS = ("cot", "messages", "sharegpt", "gsm8k")
+FormatName = Literal["cot", "messages", "sharegpt", "gsm8k"]
+FORMATS = typing.get_args(FormatName)
 # the names a field mapping may give columns to: each format's keys
 FIELD_NAMES = ("prompt", "cot", "answer", "messages", "conversations", "system", "question")
 BEGIN_THOUGHT, END_THOUGHT = "<|begin_of_thought|>", "<|end_of_thought|>"

@@ -19,11 +19,14 @@ action per non-empty line) and ``step`` (blank-line separated paragraphs).
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "al.", "dr.", "mr.", "mrs.", "ms.", "prof.", "fig.", "figs.",
                  "eq.", "eqs.", "approx.", "resp.")
-UNITS = ("sentence", "line", "step")
+Unit = Literal["sentence", "line", "step"]
+UNITS = typing.get_args(Unit)
 CLOSERS = "\"')]*”’"  # may follow a sentence mark before the space: He said "stop." (see above.) **Step 1.**
 ENUMERATION = re.compile(r"(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})\.")
 

@@ -16,8 +16,10 @@ import gc
 import hashlib
 import json
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,8 @@ class TokenizedResponse:
     action_of_token: list[int]  # -1 for context tokens, else the action index
 
 
-CONTEXTS = ("own_template", "shared_text")
+Context = Literal["own_template", "shared_text"]
+CONTEXTS = typing.get_args(Context)
 
 
 def shared_contexts(prompts: list[str], reference_model: str, context: str) -> tuple[list[str], bool]:

@@ -7,13 +7,14 @@ The stage that loads the models, scores and writes the report is ``cotdistill.st
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from cotdistill.provenance.actions import Action
+from cotdistill.config import AT_LEAST_ONE, check_field_rules
+from cotdistill.provenance.actions import Action, Unit
 from cotdistill.provenance.classify import CATEGORIES, DEFAULT_ALPHA, DEFAULT_MARGIN, classify
-from cotdistill.provenance.scoring import CONTEXTS
+from cotdistill.provenance.scoring import Context
 
 MODEL_ROLES = ("teacher", "student", "distilled")
 POSITION_BINS = 10
@@ -26,25 +27,20 @@ class TraceConfig:
     student: str = ""  # the original student
     distilled: str = ""  # the distilled student that wrote the samples
     out: str = "runs/trace"
-    unit: str = "sentence"  # sentence | line | step
+    unit: Unit = "sentence"
     alpha: float = DEFAULT_ALPHA  # all three probabilities within alpha: pre-existing, not enhanced
     margin: float = DEFAULT_MARGIN  # the paper's β: p_T − p_S beyond it is teacher-, below −β student-originated
     batch_size: int = 8
-    limit: int | None = None  # the first N samples
+    limit: int | None = field(default=None, metadata={"help": "the first N samples", "range": AT_LEAST_ONE})
     device: str = "auto"
-    context: str = "own_template"  # own_template | shared_text (the distilled model's template for all three)
+    context: Context = "own_template"  # shared_text: the distilled model's template for all three
     world_styles: bool = False  # compare with the embedded world's known sentence styles
     DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
 
     def __post_init__(self) -> None:
         if not 0 <= self.alpha <= self.margin:
             raise ValueError(f"need 0 <= alpha <= margin, got alpha {self.alpha}, margin {self.margin}")
-        if self.unit not in ("sentence", "line", "step"):
-            raise ValueError(f"unit must be sentence, line or step, got {self.unit!r}")
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1 or null, got {self.limit}")
+        check_field_rules(self)
 
 
 def load_samples(path: str | Path, limit: int | None = None) -> list[dict]:

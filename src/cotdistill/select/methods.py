@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 import random
+import typing
 from collections import defaultdict
+from typing import Literal
 
 from cotdistill.config import ConfigError
 from cotdistill.select.scores import CandidateScore
 
-METHODS = ("teacher", "teacher_share", "teacher_min", "random", "grape", "longest", "shortest", "local_naturalness")
+Method = Literal["teacher", "teacher_share", "teacher_min", "random", "grape", "longest", "shortest",
+                 "local_naturalness"]
+METHODS = typing.get_args(Method)
 
 
 def method_scores(method: str, scores: list[CandidateScore], seed: int = 0) -> list[float]:

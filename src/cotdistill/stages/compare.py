@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cotdistill.config import ConfigError
+from cotdistill.config import AT_LEAST_ONE, ConfigError, check_field_rules
 from cotdistill.evaluation.paired import RESAMPLES, compare_scores, format_retention, load_scores, retention_interval
 
 
@@ -18,19 +18,19 @@ from cotdistill.evaluation.paired import RESAMPLES, compare_scores, format_reten
 class CompareConfig:
     results: list[str] = field(default_factory=list)  # A then B: eval folders or their results.json
     names: list[str] = field(default_factory=list)  # what the sentences call A and B (none: the paths as given)
-    resamples: int = RESAMPLES  # paired bootstrap resamples of the retention interval
+    resamples: int = field(default=RESAMPLES, metadata={
+        "help": "paired bootstrap resamples of the retention interval", "range": AT_LEAST_ONE})
     seed: int = 0  # of the bootstrap
     json: bool = False  # one JSON object instead of the sentences
 
     def __post_init__(self) -> None:
+        check_field_rules(self)
         # none given is a config still to be completed (--print-config); run_compare asks for the two
         if len(self.results) not in (0, 2):
             raise ValueError(f"results must name two evaluations (A and B), found {len(self.results)}: "
                              f"{' '.join(self.results)}")
         if self.names and len(self.names) != 2:
             raise ValueError(f"names must be two (A,B), found {len(self.names)}: {','.join(self.names)}")
-        if self.resamples < 1:
-            raise ValueError(f"resamples must be >= 1, got {self.resamples}")
 
 
 def _default_name(path: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cotdistill.config import ConfigError
+from cotdistill.config import AT_LEAST_ONE, ConfigError, check_field_rules
 from cotdistill.data.encode import EncodeConfig
 from cotdistill.training.config import DataConfig
 
@@ -15,12 +15,12 @@ class DataStatsConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     tokenizer: str = "world:tokenizer"  # path or hub id
-    max_length: int | None = None  # count rows longer than this (null: the positions of the tokenizer's model)
+    max_length: int | None = field(default=None, metadata={
+        "help": "count rows longer than this (null: the positions of the tokenizer's model)", "range": AT_LEAST_ONE})
     json: bool = False  # one JSON object instead of the table
 
     def __post_init__(self) -> None:
-        if self.max_length is not None and self.max_length < 1:
-            raise ValueError(f"max_length must be >= 1 or null, got {self.max_length}")
+        check_field_rules(self)
 
 
 def data_stats(config: DataStatsConfig) -> dict:

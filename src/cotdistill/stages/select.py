@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cotdistill.config import ConfigError
+from cotdistill.config import ConfigError, check_field_rules
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.outputs import check_output, claim_output
 from cotdistill.provenance.classify import DEFAULT_MARGIN
-from cotdistill.provenance.scoring import CONTEXTS
-from cotdistill.select.methods import check_keep, keep_count, method_scores
+from cotdistill.provenance.scoring import Context
+from cotdistill.select.methods import Method, check_keep, keep_count, method_scores
 from cotdistill.select.run import check_select_arguments, choose, question_key
 from cotdistill.select.scores import score_candidates, score_rows
 
@@ -22,7 +22,7 @@ class SelectConfig:
     data: str = ""  # candidate records (several per question share metadata.question_id or the prompt)
     teacher: str = ""  # path, hub id or world:teacher
     student: str = ""  # the student the selection is for
-    method: str = "teacher"  # teacher | random | grape | longest | shortest | local_naturalness
+    method: Method = "teacher"
     per_question: bool = False  # the best candidate of each question
     keep: float | None = None  # a fraction (<= 1) or count (> 1) of the dataset (of the winners with per_question)
     out: str = ""  # the selected records (JSONL); their scores go beside it as <out>.scores.jsonl
@@ -31,12 +31,11 @@ class SelectConfig:
     seed: int = 0
     batch_size: int = 8
     device: str = "auto"
-    context: str = "own_template"  # shared_text: the student's rendering of the question for both models
+    context: Context = "own_template"  # shared_text: the student's rendering of the question for both models
     DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"beta": "margin"}
 
     def __post_init__(self) -> None:
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+        check_field_rules(self)
         if self.keep is not None:
             check_keep(self.keep)
 

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-from cotdistill.config import save_config
+from cotdistill.config import check_field_rules, save_config
 from cotdistill.data.formats import load_records, write_jsonl
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.provenance.classify import DEFAULT_MARGIN
-from cotdistill.provenance.scoring import CONTEXTS
-from cotdistill.select.methods import METHODS, check_keep
+from cotdistill.provenance.scoring import Context
+from cotdistill.select.methods import Method, check_keep
 from cotdistill.select.run import choose
 from cotdistill.select.scores import score_candidates
 from cotdistill.stages.reuse import content, record, reuse
-from cotdistill.stages.setting import check_checkpoint, train_and_evaluate
+from cotdistill.stages.setting import Checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
 
 BASELINE = "random"  # every method is compared with the student trained on a random selection of the same size
@@ -53,13 +53,13 @@ def sft_defaults() -> TrainConfig:
 class SelectExperimentConfig:
     data: str = "world:candidates"  # a candidates file, or sample them from the world's teacher
     teacher: str = "world:teacher"  # scores the candidates with the student (train.student)
-    methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "longest", "shortest",
+    methods: list[Method] = field(default_factory=lambda: ["teacher", "random", "grape", "longest", "shortest",
                                                          "local_naturalness"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     per_question: bool = True
     keep: float | None = None
     margin: float = DEFAULT_MARGIN  # the provenance β, as `select`'s
-    context: str = "own_template"  # own_template | shared_text, as `select --context`
+    context: Context = "own_template"  # as `select --context`
     out: str = "runs/select"
     train_config: str | None = None  # a training YAML: the base of train (keys under train: override it)
     train: TrainConfig = field(default_factory=sft_defaults)  # per cell: data.path, seed, output_dir are set
@@ -68,7 +68,7 @@ class SelectExperimentConfig:
     # checkpoint picked by them would mix the selection's quality with its validation set's difficulty; after the
     # same number of steps the cells differ only in their selection (sft_defaults keeps no best/ either).
     # best: each cell's best/ (set train.keep_best: true and train.eval_every), final/ where it kept none
-    evaluate: str = "final"  # best | final
+    evaluate: Checkpoint = "final"
     world_questions: int = 200
     world_samples: int = 4
     world_temperature: float = 1.0
@@ -78,14 +78,9 @@ class SelectExperimentConfig:
                                                   "progress": "train.progress"}
 
     def __post_init__(self) -> None:
-        check_checkpoint(self.evaluate)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"methods must be among {METHODS}, got {unknown}")
+        check_field_rules(self)
         if not self.seeds:
             raise ValueError("seeds must name at least one seed")
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
         if self.keep is not None:
             check_keep(self.keep)
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import typing
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from cotdistill.config import save_config
 from cotdistill.data.records import parse_system_policy
@@ -16,17 +18,12 @@ from cotdistill.stages.reuse import evaluation_key, record, reuse, training_key
 from cotdistill.training.config import TrainConfig
 
 # the checkpoints a stage may evaluate: best/ (lowest validation figure, TrainConfig.best_metric) or final/
-CHECKPOINTS = ("best", "final")
+Checkpoint = Literal["best", "final"]
+CHECKPOINTS = typing.get_args(Checkpoint)
 
 
 class SettingError(RuntimeError):
     """Training one setting failed; the stage reports it and goes on with the next."""
-
-
-def check_checkpoint(evaluate: str) -> None:
-    """The rule for a stage config's ``evaluate`` key."""
-    if evaluate not in CHECKPOINTS:
-        raise ValueError(f"evaluate must be one of {', '.join(CHECKPOINTS)}, got {evaluate!r}")
 
 
 def chosen_checkpoint(train_dir: Path, summary: dict, evaluate: str) -> tuple[str, int | None]:

@@ -16,12 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cotdistill.config import from_dict, merge, to_dict
-from cotdistill.data.encode import SECTION_ALIASES, WINDOWS, EncodeConfig
+from cotdistill.config import Range, check_field_rules, from_dict, merge, to_dict
+from cotdistill.data.encode import LSP, SECTION_ALIASES, EncodeConfig, Window
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.report.tables import TRADEOFF_COLUMNS
-from cotdistill.stages.setting import SettingError, check_checkpoint, train_and_evaluate
+from cotdistill.stages.setting import Checkpoint, SettingError, train_and_evaluate
 from cotdistill.training.config import TrainConfig
 
 
@@ -30,30 +30,24 @@ class SweepConfig:
     train_config: str | None = None  # a training YAML: the base of `train` (keys under train: override it)
     train: TrainConfig = field(default_factory=TrainConfig)  # every point trains with this, its encode changed
     eval: EvalSpec = field(default_factory=EvalSpec)  # every point is scored on this benchmark
-    lsps: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])  # 1.0: the full-sequence reference
-    windows: list[str] = field(default_factory=list)  # left | middle | right, each at LSP 0.5
+    lsps: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0], metadata={
+        "help": "1.0: the full-sequence reference", "range": LSP})
+    windows: list[Window] = field(default_factory=list)  # each at LSP 0.5
     sections: list[str] = field(default_factory=list)  # supervised sections, e.g. cotAns, cot, ans (at LSP 1.0)
     # truncations that keep the ending, each at ending_lsp: answer (lsp_keep_answer), tail:K (lsp_keep_tail, the
     # last K tokens), whole:S (lsp with full_share S: that share of records whole)
     endings: list[str] = field(default_factory=list)
-    ending_lsp: float = 0.5
+    ending_lsp: float = field(default=0.5, metadata={"range": Range(0, 1, low_open=True, high_open=True)})
     # best: each point's best/ checkpoint (lowest train.best_metric on validation: the paper's choice), final/ where
     # the run kept none; final: the last step's model
-    evaluate: str = "best"  # best | final
+    evaluate: Checkpoint = "best"
     out: str = "runs/sweep"
 
     def __post_init__(self) -> None:
-        check_checkpoint(self.evaluate)
-        bad = [x for x in self.lsps if not 0.0 < x <= 1.0]
-        if bad:
-            raise ValueError(f"lsps must be numbers in (0, 1], found {bad}")
-        unknown = [w for w in self.windows if w not in WINDOWS] + [s for s in self.sections
-                                                                    if s not in SECTION_ALIASES]
-        if not 0.0 < self.ending_lsp < 1.0:
-            raise ValueError(f"ending_lsp must be in (0, 1), got {self.ending_lsp}")
+        check_field_rules(self)
+        unknown = [s for s in self.sections if s not in SECTION_ALIASES]
         if unknown:
-            raise ValueError(f"windows must be among {list(WINDOWS)} and sections among {sorted(SECTION_ALIASES)}; "
-                             f"found {unknown}")
+            raise ValueError(f"sections must be among {sorted(SECTION_ALIASES)}; found {unknown}")
         for ending in self.endings:
             ending_encode(ending, self.ending_lsp)
 

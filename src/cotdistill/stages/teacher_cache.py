@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cotdistill.config import ConfigError
+from cotdistill.config import AT_LEAST_ONE, ConfigError, check_field_rules
 from cotdistill.outputs import claim_output
-from cotdistill.teacher.cache import LOGP_DTYPES
+from cotdistill.teacher.cache import LogpDtype
 from cotdistill.training.config import TrainConfig
 
 
@@ -21,18 +21,15 @@ class TeacherCacheConfig:
     train_config: str | None = None  # the training YAML the cache is for (keys under train: override it)
     train: TrainConfig = field(default_factory=TrainConfig)  # teacher, data, encode, loss.temperature, chat_template
     out: str | None = None  # the cache folder (default: the training config's teacher_cache)
-    top_k: int = 24  # most entries kept at a position
+    top_k: int = field(default=24, metadata={"help": "most entries kept at a position", "range": AT_LEAST_ONE})
     kl_target: float | None = 1e-3  # fewest entries (<= top_k) whose reconstruction is this close (nats); null: top_k
-    dtype: str = "uint8"  # uint8: steps below each position's maximum | float16 | float32
-    batch_size: int = 8
+    dtype: LogpDtype = "uint8"  # uint8: steps below each position's maximum
+    batch_size: int = field(default=8, metadata={"range": AT_LEAST_ONE})
 
     def __post_init__(self) -> None:
         if self.kl_target is not None and self.kl_target < 0:  # the old flag's "-1: always top_k"
             self.kl_target = None
-        if self.top_k < 1 or self.batch_size < 1:
-            raise ValueError(f"top_k and batch_size must be >= 1, got {self.top_k}, {self.batch_size}")
-        if self.dtype not in LOGP_DTYPES:
-            raise ValueError(f"dtype must be one of {LOGP_DTYPES}, got {self.dtype!r}")
+        check_field_rules(self)
 
 
 def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:

@@ -20,19 +20,22 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from cotdistill.config import from_dict
+from cotdistill.config import check_field_rules, from_dict
 from cotdistill.data.encode import render_conversation
 from cotdistill.world import WORLD_SEED, world_records
 from cotdistill.world.corpus import base_documents
 from cotdistill.world.tokenizer import train_tokenizer
 
-STAGES = ("tokenizer", "teacher", "student", "measure")
+Stage = Literal["tokenizer", "teacher", "student", "measure"]
+STAGES = typing.get_args(Stage)
 
 
 @dataclass
@@ -181,11 +184,10 @@ def build_student(spec: BuildSpec, tok, out: Path, work: Path, seed: int, progre
 class WorldBuildConfig:
     out: str = "runs/world"
     quick: bool = False  # tiny models and step counts (a smoke test)
-    only: str | None = None  # tokenizer | teacher | student | measure: rebuild one stage, keep the rest
+    only: Stage | None = None  # rebuild one stage, keep the rest
 
     def __post_init__(self) -> None:
-        if self.only not in (None, *STAGES):
-            raise ValueError(f"only must be one of {STAGES}, got {self.only!r}")
+        check_field_rules(self)
 
 
 def build_world(out: str | Path, *, quick: bool = False, progress: bool = True,

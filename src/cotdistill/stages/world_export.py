@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from cotdistill.config import ConfigError
+from cotdistill.config import AT_LEAST_ONE, ConfigError, check_field_rules
 from cotdistill.outputs import check_output
 from cotdistill.world import DEFAULT_SIZES
+
+Style = Literal["teacher", "student"]
+ExportFormat = Literal["cot", "messages", "sharegpt"]  # the formats a record is written in (gsm8k is read only)
 
 
 @dataclass
 class WorldExportConfig:
     split: str = "train"  # train | validation | test
-    style: str = "teacher"  # teacher | student: whose way of writing the chain of thought
-    n: int | None = None  # the first N problems (null: the whole split)
-    format: str = "messages"  # cot | messages | sharegpt
+    style: Style = "teacher"  # whose way of writing the chain of thought
+    n: int | None = field(default=None, metadata={"help": "the first N problems (null: the whole split)",
+                                                  "range": AT_LEAST_ONE})
+    format: ExportFormat = "messages"
     out: str = ""
 
     def __post_init__(self) -> None:
-        if self.split not in DEFAULT_SIZES or self.style not in ("teacher", "student"):
-            raise ValueError(f"split must be one of {sorted(DEFAULT_SIZES)} and style teacher or student, got "
-                             f"{self.split!r}, {self.style!r}")
-        if self.format not in ("cot", "messages", "sharegpt"):
-            raise ValueError(f"format must be cot, messages or sharegpt, got {self.format!r}")
-        if self.n is not None and self.n < 1:
-            raise ValueError(f"n must be >= 1 or null, got {self.n}")
+        check_field_rules(self)
+        if self.split not in DEFAULT_SIZES:
+            raise ValueError(f"split must be one of {sorted(DEFAULT_SIZES)}, got {self.split!r}")
 
 
 def export_world(config: WorldExportConfig) -> int:

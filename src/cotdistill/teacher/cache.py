@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from dataclasses import asdict
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -52,7 +54,8 @@ from cotdistill.teacher import TeacherInputs
 # cache is refused, not read with a warning: its shards cannot be verified and its teacher fingerprint is not
 # comparable with today's, so it would read as "another teacher"
 CACHE_VERSION = 3
-LOGP_DTYPES = ("float16", "float32", "uint8")
+LogpDtype = Literal["float16", "float32", "uint8"]
+LOGP_DTYPES = typing.get_args(LogpDtype)
 TAIL_FLOOR = -69.0  # log(1e-30): an empty tail stays finite
 
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+import typing
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -13,7 +14,8 @@ from cotdistill.config import ConfigError
 if TYPE_CHECKING:
     from cotdistill.training.config import OptimConfig
 
-SCHEDULES = ("cosine", "onecycle")
+Schedule = Literal["cosine", "onecycle"]  # OptimConfig.schedule
+SCHEDULES = typing.get_args(Schedule)
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
