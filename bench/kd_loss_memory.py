@@ -26,7 +26,7 @@ import time
 import torch
 
 from cotdistill.compute import MemoryMonitor
-from cotdistill.losses import LossConfig, combine, distill_sums, fused_objective_sums
+from cotdistill.losses import LossConfig, OnlineRows, combine, distill_sums, fused_objective_sums
 from cotdistill.losses_reference import chunked_distill_sums
 
 MODES = ("plain", "chunked", "fused")
@@ -55,11 +55,11 @@ def run_loss(mode, args, device, given=None):
     hidden, weight, t_hidden, t_weight, targets = given or inputs(args, device)
     cfg = LossConfig(chunk_size=args.chunk if mode != "plain" else 0)
     if mode == "fused":
-        loss, _, _ = fused_objective_sums(hidden, weight, targets, cfg, vocab=args.vocab, teacher_hidden=t_hidden,
-                                          teacher_weight=t_weight)
+        loss, _, _ = fused_objective_sums(hidden, weight, targets, cfg, vocab=args.vocab,
+                                          teacher=OnlineRows(t_hidden, t_weight))
     elif mode == "chunked":
         loss = combine(*chunked_distill_sums(hidden, weight, targets, cfg, vocab=args.vocab,
-                                             teacher_hidden=t_hidden, teacher_weight=t_weight), cfg)
+                                             teacher=OnlineRows(t_hidden, t_weight)), cfg)
     else:
         with torch.no_grad():
             t_logits = t_hidden @ t_weight.T

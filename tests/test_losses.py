@@ -9,7 +9,9 @@ import torch
 
 from cotdistill.losses import (
     KD_KINDS,
+    CachedRows,
     LossConfig,
+    OnlineRows,
     combine,
     cross_entropy_sum,
     distill_sums,
@@ -116,8 +118,7 @@ def test_chunked_equals_unchunked_values_and_grads(kind, chunk):
     t_hidden, t_weight = torch.randn(n, 12), torch.randn(vpad + 2, 12)
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, chunk_size=chunk, temperature=1.5)
-    ce, kd = chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, teacher_hidden=t_hidden,
-                                  teacher_weight=t_weight)
+    ce, kd = chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, teacher=OnlineRows(t_hidden, t_weight))
     (ce + kd).backward()
     g_h, g_w = hidden.grad.clone(), weight.grad.clone()
     hidden.grad = weight.grad = None
@@ -173,8 +174,8 @@ def test_fused_objective_equals_the_unchunked_objective_values_and_grads(kind, c
     hidden, weight, t_hidden, t_weight, hidden_ref, weight_ref = _fused_and_reference(dtype, 3, n, vpad, vpad + 2, 1)
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, chunk_size=chunk, temperature=1.5, distill_ratio=0.3)
-    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, teacher_hidden=t_hidden,
-                                             teacher_weight=t_weight, cap=4.0, teacher_cap=5.0)
+    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v,
+                                             teacher=OnlineRows(t_hidden, t_weight, cap=5.0), cap=4.0)
     assert not ce.requires_grad and not kd.requires_grad
     (objective * 0.37).backward()
     assert hidden.grad.dtype == weight.grad.dtype == dtype
@@ -206,8 +207,8 @@ def test_closed_form_gradient_equals_autograd(kind, beta, tau, ratio, with_teach
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, beta=beta, chunk_size=4, temperature=tau, distill_ratio=ratio)
     assert _has_closed_form(cfg, None) and not _has_closed_form(cfg, 30.0)
-    teacher = {"teacher_hidden": t_hidden, "teacher_weight": t_weight} if with_teacher else {}
-    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, **teacher)
+    teacher = OnlineRows(t_hidden, t_weight) if with_teacher else None
+    objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, teacher=teacher)
     (objective * 1.7).backward()
     t_logits = (t_hidden.float() @ t_weight.float().T)[:, :v] if with_teacher else None
     ce_ref, kd_ref = distill_sums((hidden_ref @ weight_ref.T)[:, :v], t_logits, targets, cfg)
@@ -270,7 +271,7 @@ def test_fused_objective_without_grad_and_with_no_positions():
 def test_no_supervised_positions_gives_connected_zero():
     weight = torch.randn(10, 4, requires_grad=True)
     ce, kd = chunked_distill_sums(torch.zeros(0, 4), weight, torch.zeros(0, dtype=torch.long), LossConfig(),
-                                  vocab=10, teacher_hidden=torch.zeros(0, 4), teacher_weight=torch.randn(10, 4))
+                                  vocab=10, teacher=OnlineRows(torch.zeros(0, 4), torch.randn(10, 4)))
     assert ce.item() == 0 and kd.item() == 0
     ce.backward()
     assert weight.grad is not None and weight.grad.abs().sum() == 0
@@ -304,9 +305,9 @@ def test_a_frozen_head_gets_no_gradient_and_the_hidden_states_still_do():
     torch.manual_seed(6)
     hidden = torch.randn(9, 8, requires_grad=True)
     weight = torch.randn(30, 8)  # frozen, as under LoRA
-    teacher = {"teacher_hidden": torch.randn(9, 8), "teacher_weight": torch.randn(30, 8)}
+    teacher = OnlineRows(torch.randn(9, 8), torch.randn(30, 8))
     objective, _, _ = fused_objective_sums(hidden, weight, torch.randint(0, 30, (9,)), LossConfig(chunk_size=4),
-                                           vocab=30, **teacher)
+                                           vocab=30, teacher=teacher)
     objective.backward()
     assert weight.grad is None and hidden.grad is not None and hidden.grad.abs().sum() > 0
 
@@ -325,14 +326,14 @@ def test_weighted_sums_equal_the_weighted_formula_values_and_grads(kind, path, t
     weights = torch.tensor([1 / 3] * 3 + [1 / 8] * 8 + [1 / 2] * 2)
     t_logits = 3 * torch.randn(n, v)
     t_logp = torch.log_softmax(t_logits / tau, -1)
-    inputs = {"online": {"teacher_hidden": t_logits, "teacher_weight": torch.eye(v)},
-              "cached": {"topk_ids": t_logp.topk(v, -1)[1], "topk_logp": t_logp.topk(v, -1)[0],
-                         "topk_tail": torch.full((n,), -80.0)}, None: {}}[teacher]
+    rows = {"online": OnlineRows(t_logits, torch.eye(v)),
+            "cached": CachedRows(t_logp.topk(v, -1)[1], t_logp.topk(v, -1)[0], torch.full((n,), -80.0)),
+            None: None}[teacher]
     cfg = LossConfig(kind=kind, chunk_size=4, temperature=tau, distill_ratio=0.4)
     if path == "fused":
-        objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, **inputs)
+        objective, ce, kd = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, teacher=rows)
     elif path == "chunked":
-        ce, kd = chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, **inputs)
+        ce, kd = chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, weights=weights, teacher=rows)
         objective = combine(ce, kd, cfg)
     else:
         ce, kd = distill_sums(hidden @ weight.T, t_logits if teacher else None, targets, cfg, weights)
@@ -355,8 +356,8 @@ def test_weighted_sums_equal_the_weighted_formula_values_and_grads(kind, path, t
 def test_weights_of_ones_change_nothing():
     torch.manual_seed(8)
     hidden, weight, targets = torch.randn(11, 8), torch.randn(30, 8), torch.randint(0, 30, (11,))
-    teacher = {"teacher_hidden": torch.randn(11, 8), "teacher_weight": torch.randn(30, 8)}
-    plain = fused_objective_sums(hidden, weight, targets, LossConfig(chunk_size=4), vocab=30, **teacher)
+    teacher = OnlineRows(torch.randn(11, 8), torch.randn(30, 8))
+    plain = fused_objective_sums(hidden, weight, targets, LossConfig(chunk_size=4), vocab=30, teacher=teacher)
     ones = fused_objective_sums(hidden, weight, targets, LossConfig(chunk_size=4), vocab=30, weights=torch.ones(11),
-                                **teacher)
+                                teacher=teacher)
     torch.testing.assert_close(torch.stack(ones), torch.stack(plain))

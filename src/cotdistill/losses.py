@@ -182,15 +182,41 @@ def softcap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
     return logits if cap is None else cap * torch.tanh(logits / cap)
 
 
-def _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl: slice, vocab: int,
-                   temperature: float, teacher_cap: float | None) -> torch.Tensor | None:
-    """The teacher's float32 logits for one chunk: from its hidden states and head, or a cached teacher's
-    reconstruction times τ (so that ``log_softmax(logits / τ)`` gives back the cached log-probs)."""
-    if teacher_hidden is not None:
-        return softcap(teacher_hidden[sl] @ teacher_weight[:vocab].T, teacher_cap).float()
-    if topk_ids is not None:
-        return reconstruct_teacher_logp(topk_ids[sl], topk_logp[sl], topk_tail[sl], vocab).mul_(temperature)
-    return None
+@dataclass
+class OnlineRows:
+    """An online teacher at the supervised positions: its final hidden states ``[N, H_t]``, its output matrix
+    ``[V_t, H_t]`` and its logit soft-cap."""
+
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    cap: float | None = None
+
+    def logits(self, sl: slice, vocab: int, temperature: float) -> torch.Tensor:
+        return softcap(self.hidden[sl] @ self.weight[:vocab].T, self.cap).float()
+
+
+@dataclass
+class CachedRows:
+    """A cached teacher at the supervised positions: its top-k token ids and log-probs ``[N, K]`` and the log-prob
+    of every other token ``[N]`` (``cotdistill teacher cache``)."""
+
+    ids: torch.Tensor
+    logp: torch.Tensor
+    tail: torch.Tensor
+
+    def logits(self, sl: slice, vocab: int, temperature: float) -> torch.Tensor:
+        # the reconstruction times τ, so that log_softmax(logits / τ) gives back the cached log-probs
+        return reconstruct_teacher_logp(self.ids[sl], self.logp[sl], self.tail[sl], vocab).mul_(temperature)
+
+
+# what a teacher gives the loss, one row per supervised position (None: no teacher, KD is 0); the loss reads the
+# first ``vocab`` (tokenizer) rows of either
+TeacherRows = OnlineRows | CachedRows
+
+
+def _teacher_chunk(teacher: TeacherRows | None, sl: slice, vocab: int, temperature: float) -> torch.Tensor | None:
+    """The teacher's float32 logits for one chunk of positions, or ``None`` without a teacher."""
+    return None if teacher is None else teacher.logits(sl, vocab, temperature)
 
 
 def _has_closed_form(config: LossConfig, cap: float | None) -> bool:
@@ -257,8 +283,7 @@ class _FusedHeadObjective(torch.autograd.Function):
     exist, and nothing is recomputed in the backward, which only scales the stored gradients."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail,
-                config, vocab, cap, teacher_cap, need_grad, weights):
+    def forward(ctx, hidden, weight, targets, teacher, config, vocab, cap, need_grad, weights):
         w_ce, w_kd = 1.0 - config.distill_ratio, config.distill_ratio * config.kd_scale
         head = weight[:vocab]
         # a frozen head (LoRA, PEFT) needs no [V, H] gradient: neither allocated nor computed
@@ -273,8 +298,7 @@ class _FusedHeadObjective(torch.autograd.Function):
             sl = slice(start, start + step)
             h = hidden[sl]
             w = None if weights is None else weights[sl]
-            teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
-                                            vocab, config.temperature, teacher_cap)
+            teacher_logits = _teacher_chunk(teacher, sl, vocab, config.temperature)
             if need_grad and closed_form:
                 ce, kd, d_logits = _closed_form_chunk((h @ head.T).float(), targets[sl], teacher_logits,
                                                       config.temperature, w_ce, w_kd, w)
@@ -311,14 +335,11 @@ class _FusedHeadObjective(torch.autograd.Function):
             grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
         if grad_weight is not None:
             grad_weight = grad_weight.mul_(grad_objective).to(ctx.weight_dtype)
-        return (grad_hidden, grad_weight, *[None] * 12)
+        return grad_hidden, grad_weight, None, None, None, None, None, None, None
 
 
 def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
-                         vocab: int, teacher_hidden: torch.Tensor | None = None,
-                         teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
-                         topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
-                         cap: float | None = None, teacher_cap: float | None = None,
+                         vocab: int, teacher: TeacherRows | None = None, cap: float | None = None,
                          weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(objective sum, CE sum, KD sum): the objective ``combine(CE, KD)`` carries the gradient, CE and KD are
     detached figures for logging. Same inputs and values as the reference
@@ -330,8 +351,7 @@ def fused_objective_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
         return zero, zero.detach().clone(), zero.detach().clone()
     # parameters require grad under no_grad too: validation must not compute (and hold) [V, H] gradients
     need_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    return _FusedHeadObjective.apply(hidden, weight, targets, teacher_hidden, teacher_weight, topk_ids, topk_logp,
-                                     topk_tail, config, vocab, cap, teacher_cap, need_grad, weights)
+    return _FusedHeadObjective.apply(hidden, weight, targets, teacher, config, vocab, cap, need_grad, weights)
 
 
 def combine(ce_sum: torch.Tensor, kd_sum: torch.Tensor, config: LossConfig) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from cotdistill.losses import LossConfig, _teacher_chunk, distill_sums, softcap
+from cotdistill.losses import LossConfig, TeacherRows, _teacher_chunk, distill_sums, softcap
 
 
 def sparse_logprobs(student_logits: torch.Tensor, topk_ids: torch.Tensor, teacher_topk_logp: torch.Tensor,
@@ -47,22 +47,19 @@ def _chunk_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
 
 
 def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, config: LossConfig, *,
-                         vocab: int, teacher_hidden: torch.Tensor | None = None,
-                         teacher_weight: torch.Tensor | None = None, topk_ids: torch.Tensor | None = None,
-                         topk_logp: torch.Tensor | None = None, topk_tail: torch.Tensor | None = None,
-                         cap: float | None = None, teacher_cap: float | None = None,
+                         vocab: int, teacher: TeacherRows | None = None, cap: float | None = None,
                          weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(CE sum, KD sum) from final hidden states, walking the positions in chunks (``weights [N]``: as in
     :func:`cotdistill.losses.distill_sums`).
 
-    ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher_hidden [N, H_t]`` with
-    ``teacher_weight [V_t, H_t]`` (online teacher) or ``topk_ids``/``topk_logp [N, k]`` with ``topk_tail [N]``
-    (cached teacher, read as the dense reconstruction :func:`cotdistill.losses.reconstruct_teacher_logp`).
+    ``hidden [N, H]`` and the LM head ``weight [V_s, H]`` of the student; ``teacher``: an online teacher's
+    ``OnlineRows`` or a cached one's ``CachedRows`` (read as the dense reconstruction
+    :func:`cotdistill.losses.reconstruct_teacher_logp`), or none.
     Logits are cut to the first ``vocab`` rows (the shared tokenizer), dropping any padding rows.
 
     Each chunk runs under activation checkpointing, so at most one chunk's ``[chunk, V]`` logits and
     probabilities are alive at a time, in the forward and in the backward pass. Equal (to float rounding) to
-    ``distill_sums(hidden @ weight.T, teacher_hidden @ teacher_weight.T, targets, config)``.
+    ``distill_sums(hidden @ weight.T, teacher.hidden @ teacher.weight.T, targets, config)``.
     """
     n = hidden.shape[0]
     step = config.chunk_size or max(n, 1)
@@ -73,8 +70,7 @@ def chunked_distill_sums(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     for start in range(0, n, step):
         sl = slice(start, start + step)
         with torch.no_grad():
-            teacher_logits = _teacher_chunk(teacher_hidden, teacher_weight, topk_ids, topk_logp, topk_tail, sl,
-                                            vocab, config.temperature, teacher_cap)
+            teacher_logits = _teacher_chunk(teacher, sl, vocab, config.temperature)
         args = (hidden[sl], weight, targets[sl], teacher_logits, config, vocab, cap,
                 None if weights is None else weights[sl])
         if config.chunk_size and torch.is_grad_enabled():

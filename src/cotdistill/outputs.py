@@ -35,7 +35,7 @@ class OutputInUseError(UserError, RuntimeError):
 def train_inputs(cfg: TrainConfig) -> list[str | None]:
     """What a training run reads by name: models, tokenizer, chat template, data, teacher cache (the teacher only
     where the loss uses it and no cache stands in for it)."""
-    teacher = cfg.teacher if cfg.needs_teacher and not cfg.teacher_cache else None
+    teacher = cfg.teacher if cfg.teacher_source == "online" else None
     return [cfg.student, teacher, cfg.teacher_cache, cfg.tokenizer, cfg.chat_template, cfg.data.path,
             cfg.data.val_path]
 

@@ -33,7 +33,7 @@ def _loss(trainer: Trainer, teacher, batch):
     mask = targets != IGNORE_INDEX
     inputs = teacher.inputs(t, batch.indices, mask)
     trainer.loss_module.zero_grad(set_to_none=True)
-    sums = trainer.loss_module(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets[mask], **inputs)
+    sums = trainer.loss_module(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets[mask], inputs)
     sums[0].backward()
     return sums.detach(), inputs, trainer.student.get_output_embeddings().weight.grad.clone()
 
@@ -53,9 +53,9 @@ def test_a_full_vocabulary_cache_gives_the_loss_what_the_online_teacher_gives(tm
     finally:
         trainer.close()
     n, vocab = batch.num_supervised, len(trainer.tokenizer)
-    assert online_inputs["teacher_hidden"].shape[0] == n and online_inputs["teacher_weight"].shape[0] >= vocab
-    assert cached_inputs["topk_ids"].shape == cached_inputs["topk_logp"].shape == (n, vocab)
-    assert cached_inputs["topk_tail"].shape == (n,)
+    assert online_inputs.hidden.shape[0] == n and online_inputs.weight.shape[0] >= vocab
+    assert cached_inputs.ids.shape == cached_inputs.logp.shape == (n, vocab)
+    assert cached_inputs.tail.shape == (n,)
     assert online[2] > 0.5 * n  # the two models disagree: KD compares something
     # float32 log-probs stored and read back: equal to rounding
     torch.testing.assert_close(cached, online, rtol=1e-4, atol=1e-4)

@@ -62,7 +62,7 @@ def content(name: str | None) -> str | None:
 def training_key(config: TrainConfig) -> dict[str, Any]:
     """What a trained model depends on: every setting but how the run is watched, and the content of the models,
     data, cache and template it reads (an unused teacher is not read)."""
-    teacher = config.teacher if config.needs_teacher and not config.teacher_cache else None
+    teacher = config.teacher if config.teacher_source == "online" else None
     reads = {"student": config.student, "tokenizer": config.tokenizer, "teacher": teacher,
              "teacher_cache": config.teacher_cache, "chat_template": config.chat_template,
              "data.path": config.data.path, "data.val_path": config.data.val_path}

@@ -3,7 +3,8 @@
 Two kinds implement it: :class:`cotdistill.teacher.online.OnlineTeacher` runs the teacher model next to the student
 (any record; an ``nn.Module``, so FSDP can shard it), and :class:`cotdistill.teacher.cache.TeacherCache` reads the
 distributions stored by ``cotdistill teacher cache`` (only the records it was built on). The trainer holds one
-teacher, or none for plain SFT, and passes what :meth:`Teacher.inputs` returns to the loss as keyword arguments.
+teacher, or none for plain SFT, and hands what :meth:`Teacher.inputs` returns (one typed ``TeacherRows``: the online
+teacher's ``OnlineRows`` or the cache's ``CachedRows``) to the loss as one argument.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ if TYPE_CHECKING:
     import torch
 
     from cotdistill.data.encode import EncodedExample
+    from cotdistill.losses import TeacherRows
 
-# keyword arguments of ``losses.fused_objective_sums`` for the teacher, one row per supervised position [N]:
-# online ``teacher_hidden [N, H_t]``, ``teacher_weight [V_t, H_t]``, ``teacher_cap``; cached ``topk_ids [N, K]``,
-# ``topk_logp [N, K]``, ``topk_tail [N]``. The loss reads the first ``vocab`` (tokenizer) rows of either.
-TeacherInputs = dict[str, "torch.Tensor | float | None"]
 
 
 class Teacher(Protocol):
@@ -27,7 +25,7 @@ class Teacher(Protocol):
         ...
 
     def inputs(self, tensors: dict[str, torch.Tensor | None], indices: list[int],
-               targets_mask: torch.Tensor) -> TeacherInputs:
+               targets_mask: torch.Tensor) -> TeacherRows:
         """The teacher at a micro-batch's supervised positions, in the order of ``tensors["labels"][:, 1:][mask]``.
 
         ``tensors``: the collated batch (``input_ids``, ``attention_mask``, ``position_ids``); ``indices``: its

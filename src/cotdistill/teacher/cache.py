@@ -48,7 +48,7 @@ from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
 from cotdistill.hashing import describe_files, file_mismatch
 from cotdistill.models import shared_vocab_size, weights_fingerprint
-from cotdistill.teacher import TeacherInputs
+from cotdistill.losses import CachedRows
 
 # 3: the manifest lists every file's size and SHA-256, and the teacher's fingerprint hashes every byte. A version 2
 # cache is refused, not read with a warning: its shards cannot be verified and its teacher fingerprint is not
@@ -315,7 +315,7 @@ class TeacherCache:
         return not self._uncovered(examples)
 
     def inputs(self, tensors: dict[str, torch.Tensor | None], indices: list[int],
-               targets_mask: torch.Tensor) -> TeacherInputs:
+               targets_mask: torch.Tensor) -> CachedRows:
         """The records' cached rows (see :meth:`rows`) on the batch's device, for the loss."""
         ids, logp, tail = self.rows(indices)
         supervised = int(targets_mask.sum())
@@ -323,7 +323,7 @@ class TeacherCache:
             raise CacheMismatchError(f"teacher cache {self.root} holds {len(ids)} rows for records {indices}, the "
                                      f"batch has {supervised} supervised positions")
         device = targets_mask.device
-        return {"topk_ids": ids.to(device), "topk_logp": logp.to(device), "topk_tail": tail.to(device)}
+        return CachedRows(ids.to(device), logp.to(device), tail.to(device))
 
     def _shard(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(row offsets, counts, ids, log-probs) of shard ``i``, decoded once and kept."""

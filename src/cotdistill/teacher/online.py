@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cotdistill.data.encode import EncodedExample
-from cotdistill.teacher import TeacherInputs
+from cotdistill.losses import OnlineRows
 
 
 class OnlineTeacher(nn.Module):
@@ -28,11 +28,11 @@ class OnlineTeacher(nn.Module):
 
     @torch.no_grad()
     def inputs(self, tensors: dict[str, torch.Tensor | None], indices: list[int],
-               targets_mask: torch.Tensor) -> TeacherInputs:
+               targets_mask: torch.Tensor) -> OnlineRows:
         # through __call__, so that FSDP's hooks gather the weights of a sharded teacher
         hidden, weight = self(tensors["input_ids"], tensors["attention_mask"], tensors["position_ids"],
                               targets_mask)
-        return {"teacher_hidden": hidden, "teacher_weight": weight, "teacher_cap": self.cap}
+        return OnlineRows(hidden, weight, self.cap)
 
     def forward(self, input_ids, attention_mask, position_ids, targets_mask) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,

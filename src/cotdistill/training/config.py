@@ -221,3 +221,11 @@ class TrainConfig:
     @property
     def needs_teacher(self) -> bool:
         return self.loss.distill_ratio > 0
+
+    @property
+    def teacher_source(self) -> Literal["none", "online", "cache"]:
+        """Which teacher the run reads, decided here once: none (SFT, ``distill_ratio`` 0), the teacher cache when
+        one is named, else the online teacher model."""
+        if not self.needs_teacher:
+            return "none"
+        return "cache" if self.teacher_cache else "online"

@@ -125,11 +125,11 @@ def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
         tokenizer = load_tokenizer(cfg.tokenizer or cfg.student, chat_template=cfg.chat_template,
                                    role="tokenizer" if cfg.tokenizer else "student")
     cache = None
-    if cfg.needs_teacher and cfg.teacher_cache:
+    if cfg.teacher_source == "cache":
         from cotdistill.teacher.cache import TeacherCache
 
         cache = TeacherCache.open(cfg.teacher_cache)
-    elif cfg.needs_teacher and given.teacher is None:
+    elif cfg.teacher_source == "online" and given.teacher is None:
         if not cfg.teacher:
             raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
                                 "loss.distill_ratio: 0 for plain SFT)")
@@ -220,7 +220,7 @@ class Trainer:
         cfg, given = self.cfg, self.given
         found = [config_max_positions(given.student.config) if given.student is not None
                  else model_max_positions(cfg.student)]
-        if cfg.needs_teacher and not cfg.teacher_cache:
+        if cfg.teacher_source == "online":
             found.append(config_max_positions(given.teacher.config) if given.teacher is not None
                          else model_max_positions(cfg.teacher))
         limits = [n for n in found if n]
@@ -256,7 +256,7 @@ class Trainer:
         self.teacher: Teacher | None = cache
         self.teacher_shape = None  # a cache costs no teacher FLOPs
         rows = self.student.config.vocab_size
-        if cfg.needs_teacher and cache is None:
+        if cfg.teacher_source == "online":
             given = self.given.teacher
             model = given.to(self.device) if given is not None else load_model(cfg.teacher, self.device)
             self.teacher = OnlineTeacher(model, final_logit_cap(model))  # in eval mode, frozen
@@ -293,8 +293,8 @@ class Trainer:
         mask = targets_all != IGNORE_INDEX
         with self._autocast():
             use = with_teacher and self.teacher is not None
-            teacher = self.teacher.inputs(t, batch.indices, mask) if use else {}
-            return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], **teacher)
+            teacher = self.teacher.inputs(t, batch.indices, mask) if use else None
+            return model(t["input_ids"], t["attention_mask"], t["position_ids"], mask, targets_all[mask], teacher)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

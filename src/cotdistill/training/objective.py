@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cotdistill.errors import TrainingError
-from cotdistill.losses import fused_objective_sums, sequence_weights, softcap
+from cotdistill.losses import TeacherRows, fused_objective_sums, sequence_weights, softcap
 
 
 def final_logit_cap(model: nn.Module) -> float | None:
@@ -40,13 +40,14 @@ class StudentLoss(nn.Module):
     """Wraps the student so that DDP/FSDP see one forward that returns ``[objective, CE, KD]`` sums of a
     micro-batch: the objective ``combine(CE, KD)`` carries the gradient (computed chunk by chunk inside the forward,
     see ``losses.fused_objective_sums``), CE and KD are detached figures for the log. ``teacher``: what
-    ``Teacher.inputs`` returned, as keyword arguments (DDP/FSDP see the tensors passed to a forward); none: KD 0."""
+    ``Teacher.inputs`` returned (a dataclass of tensors, which DDP/FSDP pass through); ``None``: KD 0."""
 
     def __init__(self, student: nn.Module, config, vocab: int) -> None:
         super().__init__()
         self.student, self.config, self.vocab = student, config, vocab
 
-    def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets, **teacher) -> torch.Tensor:
+    def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets,
+                teacher: TeacherRows | None = None) -> torch.Tensor:
         # per-sequence token means: the loss weights each position by its sequence; the trainer divides by sequences
         weights = sequence_weights(targets_mask, position_ids) if self.config.normalize == "sequences" else None
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
@@ -55,5 +56,5 @@ class StudentLoss(nn.Module):
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
         objective, ce, kd = fused_objective_sums(selected, weight, targets, self.config, vocab=self.vocab,
-                                                 cap=final_logit_cap(self.student), weights=weights, **teacher)
+                                                 cap=final_logit_cap(self.student), weights=weights, teacher=teacher)
         return torch.stack([objective, ce, kd])
