@@ -11,7 +11,9 @@ from cotdistill.data.formats import check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
 from cotdistill.threads import check_threads
-from cotdistill.training.schedule import SCHEDULES
+
+# the learning-rate schedules training/schedule.py builds; the allowed values of optim.schedule
+SCHEDULES = ("cosine", "onecycle")
 
 
 @dataclass

@@ -13,8 +13,6 @@ from cotdistill.config import ConfigError
 if TYPE_CHECKING:
     from cotdistill.training.config import OptimConfig
 
-SCHEDULES = ("cosine", "onecycle")
-
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """Multiplier of the peak lr before optimizer step ``step`` (0-based)."""
