@@ -67,8 +67,8 @@ def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None,
     object); ``data`` / ``val_data``: a path, hub id, ``datasets.Dataset`` or list of rows. Objects take the
     place of the config's names.
     """
-    from cotdistill.training.loop import GivenObjects
     from cotdistill.stages.train import run_training
+    from cotdistill.training.loop import GivenObjects
 
     _check("student", student, _model_types(), "a path, hub id or transformers PreTrainedModel")
     _check("teacher", teacher, _model_types(), "a path, hub id or transformers PreTrainedModel")

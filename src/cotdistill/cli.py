@@ -380,8 +380,8 @@ COMMANDS = (
                    Flag("--window", "windows", {"type": _words_from(WINDOWS), "help": "e.g. left,middle,right"}),
                    Flag("--sections", "sections", {"type": _words_from(sorted(SECTION_ALIASES)),
                                                    "help": "e.g. cotAns,cot,ans"}),
-                   Flag("--endings", "endings", {"type": _split_words,
-                                                 "help": "truncations keeping the ending, e.g. answer,tail:32,whole:0.1"}),
+                   Flag("--endings", "endings", {"type": _split_words, "help": "truncations keeping the "
+                                                 "ending, e.g. answer,tail:32,whole:0.1"}),
                    Flag("--eval-limit", "eval.limit", {"type": _positive_int}),
                    *[f for f in EVAL_FLAGS if f.key != "eval.limit"], Flag("--out", "out"))),
     Command(("trace",), "provenance of each generated action", _trace_config, _run_trace,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cotdistill.errors import UserError
 from cotdistill.hashing import file_sha256
+from cotdistill.quiet import quiet_library_progress_bars
 
 # what reading a GGUF file needs beyond cotdistill's own requirements (transformers refuses GGUF without accelerate)
 GGUF_PACKAGES = ("gguf", "accelerate")
@@ -66,8 +67,6 @@ def convert(gguf: Path, folder: Path) -> None:
     require_packages(str(gguf))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from cotdistill.models import quiet_library_progress_bars
 
     quiet_library_progress_bars()
     logger.info("dequantising %s once, into %s", gguf, folder)

@@ -10,6 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cotdistill.errors import UserError
 from cotdistill.hashing import file_sha256
+from cotdistill.quiet import quiet_library_progress_bars
 from cotdistill.sources import HUB_ID, WORLD_ASSETS, WORLD_PREFIX  # noqa: F401 (re-exported)
 from cotdistill.sources import resolve_model as resolve
 
@@ -114,14 +115,6 @@ def check_chat_template(tok, name: str) -> None:
     except (TemplateError, TypeError, ValueError) as err:
         raise ModelError(f"chat template {name}: {type(err).__name__}: {_first_line(err)} (rendering a user and an "
                          "assistant turn)") from None
-
-
-def quiet_library_progress_bars() -> None:
-    """transformers' own "Loading weights" / "Writing model shards" bars: each save and load drew one across our
-    training and evaluation bars. Ours say where a run is; theirs are off."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
 
 
 def load_model(name_or_path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,

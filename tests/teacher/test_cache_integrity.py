@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cotdistill.data.encode import EncodeConfig, encode_records
+from cotdistill.data.prepare import load_split_records
 from cotdistill.models import load_model, load_tokenizer, weights_fingerprint
 from cotdistill.teacher.cache import CACHE_VERSION, CacheMismatchError, TeacherCache, build_cache
-from cotdistill.data.prepare import load_split_records
 from tests.training.helpers import tiny_config
 
 

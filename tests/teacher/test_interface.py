@@ -135,10 +135,10 @@ def test_the_manifests_kl_is_the_kl_of_what_training_reads_back(tmp_path, dtype,
     from cotdistill.cli import main
     from cotdistill.data.batching import collate
     from cotdistill.data.encode import IGNORE_INDEX
+    from cotdistill.data.prepare import load_split_records
     from cotdistill.losses import reconstruct_teacher_logp
     from cotdistill.models import load_model, load_tokenizer
     from cotdistill.teacher.cache import TeacherCache
-    from cotdistill.data.prepare import load_split_records
     from tests.training.helpers import tiny_config
 
     cfg = tiny_config(tmp_path)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from cotdistill.config import ConfigError, from_dict
+from cotdistill.data.batching import Batch
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample
 from cotdistill.losses import LossConfig, sequence_weights
 from cotdistill.training.config import TrainConfig
-from cotdistill.data.batching import Batch
 from cotdistill.training.loop import Trainer
 from tests.training.helpers import tiny_config
 
@@ -103,7 +103,8 @@ def test_a_step_under_sequences_is_the_mean_of_sequence_means_with_its_gradient(
     trainer = _trainer(tmp_path)
     examples = [_cut(trainer.examples[0], 2), _cut(trainer.examples[1], 9), trainer.examples[2]]
     assert [e.num_supervised for e in examples][:2] == [2, 9] and examples[2].num_supervised > 50
-    trainer.plan.step_batches = lambda step: [trainer.collator.batch(examples[:2]), trainer.collator.batch(examples[2:])]
+    batch = trainer.collator.batch
+    trainer.plan.step_batches = lambda step: [batch(examples[:2]), batch(examples[2:])]
     hand = _hand(trainer, examples)
     assert abs(hand["ce"] - hand["token_ce"]) > 0.05  # the two means differ on these records
     assert hand["kd"] > 0.05

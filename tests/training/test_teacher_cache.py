@@ -101,9 +101,9 @@ def test_many_small_shards_hold_the_same_rows_as_one_and_k_equal_to_the_vocab_is
     import torch
 
     from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.data.prepare import load_split_records
     from cotdistill.models import load_model, load_tokenizer
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.data.prepare import load_split_records
 
     cfg = tiny_config(tmp_path)
     tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)
@@ -130,9 +130,9 @@ def test_records_without_rows_are_marked_and_never_read(tmp_path):
     import numpy as np
 
     from cotdistill.data.encode import EncodeConfig, encode_records
+    from cotdistill.data.prepare import load_split_records
     from cotdistill.models import load_model, load_tokenizer
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.data.prepare import load_split_records
 
     cfg = tiny_config(tmp_path)
     tok, teacher = load_tokenizer(cfg.teacher), load_model(cfg.teacher)

@@ -1,4 +1,5 @@
-"""The embedded world: deterministic generator, style tags, packaged tokenizer and models, and the build."""
+"""The embedded world: deterministic generator, style tags, base corpus, packaged tokenizer and models (the build
+that makes them is a stage: tests/stages/test_world_build.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,8 @@ import json
 import re
 
 import pytest
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cotdistill.cli import main
 from cotdistill.data.encode import COT, EncodeConfig, encode_record
 from cotdistill.models import WORLD_ASSETS, resolve
 from cotdistill.world import world_records
@@ -57,41 +56,6 @@ def test_packaged_assets_load_offline_and_template_puts_think_where_segments_exp
     assert teacher_ci[0] > student_ci[1]  # the teacher is clearly ahead: CI95s apart
 
 
-def test_quick_build_runs(tmp_path):
-    assert main(["world", "build", "--out", str(tmp_path / "w"), "--quick"]) == 0
-    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"teacher", "student"}
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "w" / "teacher")
-    assert isinstance(model(input_ids=torch.tensor([[1, 2, 3]])).logits, torch.Tensor)
-
-
-def test_export_writes_messages_records(tmp_path):
-    out = tmp_path / "w.jsonl"
-    assert main(["world", "export", "--split", "validation", "--style", "student", "--n", "5", "--out", str(out)]) == 0
-    rows = [json.loads(line) for line in open(out)]
-    assert len(rows) == 5 and rows[0]["messages"][1]["content"].startswith("<think>\nStart:")
-
-
-def test_candidates_from_two_sources_share_question_ids_and_are_graded(tmp_path):
-    from cotdistill.data.formats import load_records
-    from cotdistill.evaluation.grade import grade
-    from cotdistill.stages.world_candidates import sample_candidates
-
-    info = sample_candidates(["world:teacher", "world:student"], tmp_path / "c.jsonl", questions=2, samples=1,
-                             max_new_tokens=256, temperature=0.7, progress=False)
-    records = load_records(tmp_path / "c.jsonl").records
-    assert info["candidates"] == len(records) and info["candidates"] + info["unparsable"] == 4
-    for source in ("world:teacher", "world:student"):
-        mine = [r for r in records if r.metadata["source"] == source]
-        assert len(mine) == info["sources"][source]["candidates"]
-        assert {r.metadata["question_id"] for r in mine} <= {"train-0", "train-1"}
-    for r in records:  # the stored grade is the grade of the stored answer
-        assert r.metadata["correct"] == grade(r.answer, r.metadata["gold"])
-    # the two models write in their own styles (seeded sampling: the same text every run)
-    expected = {"world:teacher": "teacher", "world:student": "student"}
-    assert all(style_of(r.cot.strip().splitlines()[0]) == expected[r.metadata["source"]] for r in records)
-
-
 def test_teacher_traces_of_one_problem_differ_in_optional_content_only():
     from random import Random
 
@@ -128,45 +92,3 @@ def test_base_corpus_never_uses_test_questions():
     assert not any(q in doc for doc in docs for q in test_questions)
     assert any("<think>" in d for d in docs) and any(d.startswith("Question:") for d in docs)
     assert any(re.fullmatch(r"(\d+ [-+*] \d+ = \d+\.\n?)+", d) for d in docs)  # drills
-
-
-def test_step_accuracy_checks_each_equation():
-    from cotdistill.world.properties import step_accuracy
-
-    got = step_accuracy(["12 + 5 = 17.\n17 + 3 * 4 = 29.", "Check: 29 - 4 = 26. 84 / 2 = 42. 6 * 3 = 19."])
-    assert got == {"equations": 5, "right": 3 / 5}
-
-
-@pytest.fixture(scope="module")
-def world_models():
-    from cotdistill.models import load_model, load_tokenizer
-
-    torch.manual_seed(0)
-    return load_tokenizer("world:tokenizer"), load_model("world:student")
-
-
-def test_original_student_continues_half_a_teacher_trace_to_an_answer(world_models):
-    """The property the truncation protocol relies on, measured on the committed student: given the first half of
-    a teacher trace in its chat turn, it ends with </think> and an answer rather than looping to the token limit.
-    The build measured the share on 200 test problems (manifest: properties.continuation); here 40 must reach 0.8.
-    (What it writes on the way is a finding, not a property: this student mostly wraps up at once with the running
-    total, so its continuations are rarely right; see docs/results.md.)"""
-    from cotdistill.world.properties import continuation
-
-    tokenizer, student = world_models
-    got = continuation(student, tokenizer, 40, 512, progress=False)
-    assert got["finished"] >= 0.8 and got["hit_max_tokens"] == 0.0
-
-
-def test_original_student_keeps_its_own_terse_habit(world_models):
-    """With an empty assistant turn the student opens in its own style (provenance's ground truth). Threshold:
-    0.9 of 30 responses (the build measured it on 300: properties.habit)."""
-    from cotdistill.evaluation.benchmarks import evaluate, load_benchmark
-    from cotdistill.generate import GenerationConfig
-    from cotdistill.world.properties import first_style
-
-    tokenizer, student = world_models
-    _, samples = evaluate(student, tokenizer, load_benchmark("world", limit=30), GenerationConfig(max_new_tokens=256),
-                          bench="world", progress=False)
-    opened = [first_style(s["response"]) for s in samples]
-    assert opened.count("student") / len(opened) >= 0.9

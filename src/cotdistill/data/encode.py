@@ -122,7 +122,8 @@ class EncodeConfig:
 
     def at_lsp(self, lsp: float) -> EncodeConfig:
         """This config at lead share ``lsp``: 1.0 is :meth:`untruncated` (every record whole); below it a config
-        whose truncation spends an LSP budget (``lsp``, ``lsp_keep_*``) keeps it at ``lsp``; any other becomes ``lsp``."""
+        whose truncation spends an LSP budget (``lsp``, ``lsp_keep_*``) keeps it at ``lsp``; any other becomes
+        ``lsp``."""
         if lsp >= 1.0:
             return self.untruncated()
         mode = self.truncation if self.truncation in ("lsp", *ENDING_TRUNCATIONS) else "lsp"

@@ -1,7 +1,6 @@
 """Benchmarks from local files, and the evaluation that writes ``results.json`` and ``samples.jsonl``.
 
-Each benchmark definition names its fields, how the gold answer is read, how many new tokens its answers need by
-default, and a version (bump it when the definition changes, so old results are not compared with new ones).
+The benchmark definitions (:data:`~cotdistill.evaluation.spec.BENCHMARKS`) live with the spec that names them.
 """
 
 from __future__ import annotations
@@ -19,32 +18,9 @@ from cotdistill.data.formats import iter_rows, source_name
 from cotdistill.data.records import DataError
 from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
 from cotdistill.evaluation.grade import GRADER, answers_match
-from cotdistill.evaluation.spec import EvalSpec, render_question
+from cotdistill.evaluation.spec import BENCHMARKS, Benchmark, EvalSpec, render_question
 from cotdistill.generate import GenerationConfig, generate
 from cotdistill.sources import world_benchmark
-from cotdistill.world import WORLD_MAX_NEW_TOKENS
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    version: str
-    prompt_fields: tuple[str, ...]
-    answer_fields: tuple[str, ...]
-    max_new_tokens: int  # the default budget: a distilled reasoner's trace runs to thousands of tokens on MATH/AIME
-    gold_from_solution: bool = False  # GSM8K: the gold is the "#### n" line of a worked solution
-
-
-# budgets: long enough that a reasoning model's usual trace ends on its own (R1-distill models write ~1-4k tokens on
-# GSM8K, ~4-8k on MATH-500, 10k+ on AIME); `truncated_responses` in results.json says when one did not
-BENCHMARKS = {
-    "gsm8k": Benchmark("gsm8k", "2", ("question",), ("answer",), 4096, gold_from_solution=True),
-    "math500": Benchmark("math500", "2", ("problem",), ("answer",), 8192),
-    "aime24": Benchmark("aime24", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
-    "aime25": Benchmark("aime25", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
-    "jsonl": Benchmark("jsonl", "2", ("prompt", "question", "problem"), ("answer", "gold", "solution"), 4096),
-    "world": Benchmark("world", "2", ("prompt",), ("gold",), WORLD_MAX_NEW_TOKENS),
-}
 
 
 @dataclass

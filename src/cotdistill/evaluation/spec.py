@@ -11,6 +11,10 @@ built-in default", and ``__post_init__`` fills them: ``EvalSpec(preset="paper", 
 0.0, ``EvalSpec(preset="paper")`` gets the preset's 0.6. The config loader lays a section over its field's default
 instance, whose keys are all filled already: there ``preset_layer`` puts the preset's values between that default
 and the keys the user gave (so ``--print-config`` shows them, and its output reads back unchanged).
+
+The benchmark table is here too, beside the spec that checks its ``bench`` against it: each definition names its
+fields, how the gold answer is read, how many new tokens its answers need by default, and a version (bump it when
+the definition changes, so old results are not compared with new ones).
 """
 
 from __future__ import annotations
@@ -18,6 +22,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cotdistill.world import WORLD_MAX_NEW_TOKENS
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    version: str
+    prompt_fields: tuple[str, ...]
+    answer_fields: tuple[str, ...]
+    max_new_tokens: int  # the default budget: a distilled reasoner's trace runs to thousands of tokens on MATH/AIME
+    gold_from_solution: bool = False  # GSM8K: the gold is the "#### n" line of a worked solution
+
+
+# budgets: long enough that a reasoning model's usual trace ends on its own (R1-distill models write ~1-4k tokens on
+# GSM8K, ~4-8k on MATH-500, 10k+ on AIME); `truncated_responses` in results.json says when one did not
+BENCHMARKS = {
+    "gsm8k": Benchmark("gsm8k", "2", ("question",), ("answer",), 4096, gold_from_solution=True),
+    "math500": Benchmark("math500", "2", ("problem",), ("answer",), 8192),
+    "aime24": Benchmark("aime24", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
+    "aime25": Benchmark("aime25", "2", ("problem", "Problem"), ("answer", "Answer"), 16384),
+    "jsonl": Benchmark("jsonl", "2", ("prompt", "question", "problem"), ("answer", "gold", "solution"), 4096),
+    "world": Benchmark("world", "2", ("prompt",), ("gold",), WORLD_MAX_NEW_TOKENS),
+}
 
 EXTRACTIONS = ("strict", "flexible")
 PLACEHOLDER = "{problem}"
@@ -102,8 +130,6 @@ class EvalSpec:
     chat_template: str | None = None  # a Jinja file or text replacing the model's chat template
 
     def __post_init__(self) -> None:
-        from cotdistill.evaluation.benchmarks import BENCHMARKS
-
         if self.bench not in BENCHMARKS:
             raise ValueError(f"bench must be one of {sorted(BENCHMARKS)}, got {self.bench!r}")
         self._fill_unset()
@@ -157,8 +183,6 @@ class EvalSpec:
     @property
     def new_tokens(self) -> int:
         """``max_new_tokens``, or the benchmark's default when it is null."""
-        from cotdistill.evaluation.benchmarks import BENCHMARKS
-
         return self.max_new_tokens or BENCHMARKS[self.bench].max_new_tokens
 
     def generation(self):

@@ -34,9 +34,9 @@ class TeacherCacheConfig:
 
 def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:
     from cotdistill.data.encode import encode_records
+    from cotdistill.data.prepare import load_config_records, select_config_records
     from cotdistill.models import load_model, load_tokenizer, model_source, pick_device
     from cotdistill.teacher.cache import build_cache
-    from cotdistill.data.prepare import load_config_records, select_config_records
 
     train = config.train
     out = config.out or train.teacher_cache

@@ -12,7 +12,7 @@ The miniature follows how the papers' models are made:
 
 The build then measures the properties the demo relies on and writes them into ``manifest.json``: accuracy per
 difficulty with CI95, single-step arithmetic, continuation of half a teacher trace, and habit
-(:mod:`cotdistill.world.properties`). Stages can be rebuilt alone with ``only``.
+(:mod:`cotdistill.stages.world_properties`). Stages can be rebuilt alone with ``only``.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def build_teacher(spec: BuildSpec, tok, out: Path, work: Path, seed: int, progre
 
 
 def build_student(spec: BuildSpec, tok, out: Path, work: Path, seed: int, progress: bool) -> dict:
-    from cotdistill.world.pretrain import pack_documents, pretrain
+    from cotdistill.stages.world_pretrain import pack_documents, pretrain
 
     model = init_model(spec.student, tok, spec.max_positions, seed)
     base = spec.student_base
@@ -220,7 +220,7 @@ def build_world(out: str | Path, *, quick: bool = False, progress: bool = True,
         update_manifest(manifest_path, {"student": build_student(spec, tok, out, work, seed=2, progress=progress)},
                         "models")
     if only in (None, "measure"):
-        from cotdistill.world.properties import measure_world
+        from cotdistill.stages.world_properties import measure_world
 
         update_manifest(manifest_path, {"properties": measure_world(out, spec, progress=progress)})
         shutil.rmtree(work, ignore_errors=True)

@@ -47,8 +47,8 @@ from cotdistill.data.batching import collate
 from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, EncodedExample
 from cotdistill.errors import UserError
 from cotdistill.hashing import describe_files, file_mismatch
-from cotdistill.models import shared_vocab_size, weights_fingerprint
 from cotdistill.losses import CachedRows
+from cotdistill.models import shared_vocab_size, weights_fingerprint
 
 # 3: the manifest lists every file's size and SHA-256, and the teacher's fingerprint hashes every byte. A version 2
 # cache is refused, not read with a warning: its shards cannot be verified and its teacher fingerprint is not

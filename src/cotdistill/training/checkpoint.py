@@ -27,6 +27,7 @@ import torch
 
 from cotdistill.errors import UserError
 from cotdistill.hashing import describe_files, file_mismatch
+from cotdistill.quiet import quiet_library_progress_bars
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -57,8 +58,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_pretrained_atomic(model, tokenizer, target: Path, state_dict: dict | None = None) -> None:
     """``save_pretrained`` into ``target`` so that ``target`` is either the old or the new model, never half.
     ``state_dict`` overrides the module's weights (FSDP: the gathered full weights)."""
-    from cotdistill.models import quiet_library_progress_bars
-
     quiet_library_progress_bars()
     target = Path(target)
     tmp = target.with_name(target.name + ".tmp")
@@ -77,8 +76,6 @@ def save_checkpoint(root: Path, step: int, model, tokenizer, trainer_state: dict
                     state_dict: dict | None = None) -> Path:
     """Write ``checkpoints/step-NNNNNNN`` and point ``latest`` at it. ``state_dict``: as for
     :func:`save_pretrained_atomic`."""
-    from cotdistill.models import quiet_library_progress_bars
-
     quiet_library_progress_bars()
     ckpt_dir = Path(root) / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

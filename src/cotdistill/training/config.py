@@ -23,10 +23,12 @@ from cotdistill.data.formats import FormatName, check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
 from cotdistill.threads import check_threads
-from cotdistill.training.schedule import Schedule
 
 DataFormat = Literal["auto", FormatName]  # auto: read from the records' keys
 OnError = Literal["raise", "skip"]
+# the learning-rate schedules training/schedule.py builds: the allowed values of optim.schedule
+Schedule = Literal["cosine", "onecycle"]
+SCHEDULES = typing.get_args(Schedule)
 
 
 @dataclass

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import math
-import typing
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,9 +12,6 @@ from cotdistill.config import ConfigError
 
 if TYPE_CHECKING:
     from cotdistill.training.config import OptimConfig
-
-Schedule = Literal["cosine", "onecycle"]  # OptimConfig.schedule
-SCHEDULES = typing.get_args(Schedule)
 
 
 def lr_factor(step: int, *, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:

@@ -3,6 +3,7 @@
 This is ordinary causal-LM pretraining (every token supervised, documents joined by the end-of-text token and cut
 into fixed blocks, so no compute goes to padding); the chat phase that follows uses the project's trainer. The
 weights are saved with ``save_pretrained`` (atomically) so the chat phase loads them like any model.
+Only the world-build stage runs it, so it lives beside that stage, above the trainer it borrows from.
 """
 
 from __future__ import annotations

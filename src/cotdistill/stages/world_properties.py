@@ -1,4 +1,5 @@
-"""The properties that make the world a faithful miniature, measured on the built models.
+"""The properties that make the world a faithful miniature, measured on the built models by the world-build stage
+(here, beside it: measuring evaluates and generates, which the world's generator below them must never import).
 
 * **accuracy** of teacher and original student on the test split, per difficulty, with CI95 (strict grading);
 * **single-step arithmetic**: the share of the equations a model writes (``a op b = c``, ``a + b * c = d``) that
