@@ -21,12 +21,12 @@ FLOORS = (
     ("cotdistill.errors", "cotdistill.config", "cotdistill.hashing", "cotdistill.quiet", "cotdistill.compute",
      "cotdistill.distributed", "cotdistill.threads", "cotdistill.data.records", "cotdistill.world"),
     ("cotdistill.gguf_cache", "cotdistill.sources"),  # the one resolver of names (world:, real:, data specs)
-    ("cotdistill.data", "cotdistill.losses"),
+    ("cotdistill.data", "cotdistill.losses", "cotdistill.losses_reference"),
     ("cotdistill.models", "cotdistill.teacher", "cotdistill.generate"),
     ("cotdistill.evaluation",),
     ("cotdistill.provenance", "cotdistill.select"),
     ("cotdistill.report",),
-    ("cotdistill.training", "cotdistill.outputs"),  # the trainer draws its loss curve with report.plots
+    ("cotdistill.training", "cotdistill.outputs"),
     FRONTS,
 )
 

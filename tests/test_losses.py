@@ -238,13 +238,13 @@ def test_a_cached_teacher_is_read_as_its_dense_reconstruction(kind):
     assert torch.equal(recon.gather(1, top_ids), top_logp)
     targets = torch.randint(0, v, (n,))
     cfg = LossConfig(kind=kind, chunk_size=4, temperature=1.5)
-    cached = {"topk_ids": top_ids, "topk_logp": top_logp, "topk_tail": tail}
+    cached = CachedRows(top_ids, top_logp, tail)
     results = []
     for run in ("fused", "chunked", "plain"):
         if run == "fused":
-            objective = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, **cached)[0]
+            objective = fused_objective_sums(hidden, weight, targets, cfg, vocab=v, teacher=cached)[0]
         elif run == "chunked":
-            objective = combine(*chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, **cached), cfg)
+            objective = combine(*chunked_distill_sums(hidden, weight, targets, cfg, vocab=v, teacher=cached), cfg)
         else:  # the reconstruction's log-probs, as logits at τ
             objective = combine(*distill_sums(hidden @ weight.T, recon * cfg.temperature, targets, cfg), cfg)
         objective.backward()
