@@ -84,6 +84,12 @@ def test_train_and_evaluate_with_objects_in_memory(tmp_path):
     assert by_spec["n"] == 2 and by_spec["generation"]["max_new_tokens"] == 4
     with pytest.raises(ConfigError, match="give limit in spec"):
         cotdistill.evaluate(student, tok, spec={"bench": "gsm8k"}, limit=3, data=GSM8K_ROWS[:2])
+    # the keywords are EvalSpec's own fields (preset and prompt_template too), checked as the config loader does
+    templated = cotdistill.evaluate(student, tok, bench="gsm8k", data=GSM8K_ROWS[:2], max_new_tokens=4,
+                                    prompt_template="Q: {problem}", progress=False)
+    assert templated["prompt_template"] == "Q: {problem}"
+    with pytest.raises(ConfigError, match="max_tokens"):
+        cotdistill.evaluate(student, tok, bench="gsm8k", data=GSM8K_ROWS[:2], max_tokens=4)
 
 
 def test_train_from_paths_and_a_yaml(tmp_path):

@@ -93,23 +93,18 @@ def train(config=None, *, student=None, teacher=None, tokenizer=None, data=None,
     return run_training(cfg, given)
 
 
-def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=None, limit: int | None = None,
-             max_new_tokens: int | None = None, samples: int = 1, temperature: float = 0.0, batch_size: int = 32,
-             system: str | None = None, chat_template: str | None = None, split: str | None = None,
-             subset: str | None = None, extraction: str = "strict", out_dir: str | Path | None = None,
-             device: str = "auto", progress: bool = True) -> dict:
+def evaluate(model, tokenizer=None, *, spec=None, data=None, out_dir: str | Path | None = None,
+             device: str = "auto", progress: bool = True, **settings) -> dict:
     """Generate, extract and grade ``model`` on a benchmark; returns the results dict (``accuracy``, ``ci95``,
     ``pass@k`` …) and writes ``results.json`` + ``samples.jsonl`` to ``out_dir`` when given.
 
     ``model``: a path, hub id or loaded ``PreTrainedModel`` (then ``tokenizer`` is needed: a path or object);
-    ``spec``: an ``EvalSpec`` or a dict of the ``eval:`` section of a config (then the keyword settings are refused);
+    ``spec``: an ``EvalSpec`` or a dict of the ``eval:`` section of a config; or its keys as keywords
+    (``bench="gsm8k", limit=100, max_new_tokens=512`` …: every ``EvalSpec`` field, with its defaults), never both;
     ``data``: a file, dataset folder, hub id, ``datasets.Dataset`` or list of rows for benchmarks read from data.
-    ``max_new_tokens=None`` is the benchmark's default.
     """
-    from cotdistill.evaluation.benchmarks import evaluate as run_evaluation
-    from cotdistill.evaluation.benchmarks import evaluate_model, load_benchmark, write_eval
+    from cotdistill.evaluation.benchmarks import evaluate_model
     from cotdistill.evaluation.spec import EvalSpec
-    from cotdistill.models import check_chat_template, load_tokenizer, read_chat_template
 
     _check("model", model, _model_types(), "a path, hub id or transformers PreTrainedModel")
     _check("tokenizer", tokenizer, _tokenizer_types(), "a path, hub id or transformers tokenizer")
@@ -117,44 +112,14 @@ def evaluate(model, tokenizer=None, *, spec=None, bench: str = "world", data=Non
     _check("spec", spec, (EvalSpec, dict), "an EvalSpec or a dict of its keys")
     if model is None:
         raise ConfigError("model must be a path, hub id or transformers PreTrainedModel, got None")
+    rows_given = data is not None and not isinstance(data, (str, Path))
+    if spec is not None and (settings or (data is not None and not rows_given)):
+        # one place for each setting: a keyword the spec would silently override is refused
+        raise ConfigError(f"give {', '.join(settings) or 'data'} in spec, not as keywords next to it (rows in "
+                          "memory may still be passed as data=)")
+    if spec is None:
+        spec = {**settings, **({"data": str(data)} if data is not None and not rows_given else {})}
     if isinstance(spec, dict):
         spec = from_dict(EvalSpec, spec, "spec")
-    rows_given = data is not None and not isinstance(data, (str, Path))
-    settings = {"bench": bench, "data": None if data is None or rows_given else str(data), "limit": limit,
-                "max_new_tokens": max_new_tokens, "samples": samples, "temperature": temperature,
-                "batch_size": batch_size, "system": system, "chat_template": chat_template, "split": split,
-                "subset": subset, "extraction": extraction}
-    if spec is None:
-        spec = from_dict(EvalSpec, settings)
-    else:  # one place for each setting: a keyword the spec would silently override is refused
-        defaults = EvalSpec()
-        both = [key for key, value in settings.items() if key != "data" and value != getattr(defaults, key)]
-        if both or settings["data"] is not None:
-            raise ConfigError(f"give {', '.join(both or ['data'])} in spec, not as keywords next to it (rows in "
-                              "memory may still be passed as data=)")
-    if isinstance(model, str) and tokenizer is None:
-        if not rows_given:
-            return evaluate_model(model, spec, out_dir=out_dir, progress=progress, device=device)
-        tokenizer = model  # a model named by path reads its own tokenizer
-    if tokenizer is None:
-        raise ConfigError("a model passed as an object needs its tokenizer: evaluate(model, tokenizer, …)")
-    items = load_benchmark(spec.bench, data if rows_given else spec.data, limit=spec.limit,
-                           prompt_field=spec.prompt_field, answer_field=spec.answer_field, split=spec.split,
-                           subset=spec.subset)
-    if isinstance(tokenizer, str):
-        tokenizer = load_tokenizer(tokenizer, chat_template=spec.chat_template)
-    elif spec.chat_template is not None:
-        tokenizer.chat_template = read_chat_template(spec.chat_template)
-        check_chat_template(tokenizer, spec.chat_template)
-    if isinstance(model, str):
-        from cotdistill.models import load_model, pick_device
-
-        model = load_model(model, pick_device(device))
-    # model_path=None: an object is generated with directly (a path would let vLLM reload it from disk)
-    results, rows = run_evaluation(model, tokenizer, items, spec.generation(), bench=spec.bench, model_path=None,
-                                   progress=progress, system=spec.system, extraction=spec.extraction,
-                                   prompt_template=spec.template_text)
-    results["model"], results["system"], results["preset"] = _name_of(model), spec.system, spec.preset
-    if out_dir is not None:
-        write_eval(out_dir, results, rows)
-    return results
+    return evaluate_model(model, spec, tokenizer=tokenizer, rows=data if rows_given else None, out_dir=out_dir,
+                          progress=progress, device=device)

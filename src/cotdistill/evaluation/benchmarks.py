@@ -138,8 +138,10 @@ def default_split(data) -> str:
     return "test" if any(f.name.startswith("test") for f in path.iterdir()) else "train"
 
 
-def spec_items(spec: EvalSpec) -> list[BenchItem]:
-    return load_benchmark(spec.bench, spec.data, limit=spec.limit, prompt_field=spec.prompt_field,
+def spec_items(spec: EvalSpec, rows=None) -> list[BenchItem]:
+    """The problems ``spec`` names (``rows``: given in memory instead of ``spec.data``)."""
+    return load_benchmark(spec.bench, spec.data if rows is None else rows, limit=spec.limit,
+                          prompt_field=spec.prompt_field,
                           answer_field=spec.answer_field, split=spec.split, subset=spec.subset)
 
 
@@ -231,20 +233,42 @@ def write_eval(out_dir: str | Path, results: dict, samples: list[dict]) -> None:
         fh.writelines(json.dumps(s, ensure_ascii=False) + "\n" for s in samples)
 
 
-def evaluate_model(model_path: str, spec: EvalSpec | str | None = None, *, out_dir: str | Path | None = None,
-                   progress: bool = True, device: str = "auto") -> dict:
-    """Load a model by path, hub id or ``world:`` name and evaluate it as ``spec`` says (a benchmark name: its
-    defaults); ``results.json`` and ``samples.jsonl`` go to ``out_dir`` when given."""
-    from cotdistill.models import load_model, load_tokenizer, pick_device, resolve
+def evaluate_model(model, spec: EvalSpec | str | None = None, *, tokenizer=None, rows=None,
+                   out_dir: str | Path | None = None, progress: bool = True, device: str = "auto") -> dict:
+    """Evaluate ``model`` as ``spec`` says (a benchmark name: its defaults); ``results.json`` and
+    ``samples.jsonl`` go to ``out_dir`` when given.
+
+    ``model``: a path, hub id or ``world:``/``real:`` name (loaded here, with its own tokenizer unless
+    ``tokenizer`` names or is one), or a loaded model (then ``tokenizer`` is needed); ``rows``: the benchmark's
+    problems as rows in memory instead of ``spec.data``."""
+    from cotdistill.models import (
+        check_chat_template,
+        load_model,
+        load_tokenizer,
+        pick_device,
+        read_chat_template,
+        resolve,
+    )
 
     spec = EvalSpec(bench=spec) if isinstance(spec, str) else spec or EvalSpec()
-    items = spec_items(spec)  # a bad bench or file is found before the model loads
-    tokenizer = load_tokenizer(model_path, chat_template=spec.chat_template)
-    model = load_model(model_path, pick_device(device))
-    results, rows = evaluate(model, tokenizer, items, spec.generation(), bench=spec.bench,
-                             model_path=resolve(model_path), progress=progress, system=spec.system,
-                             extraction=spec.extraction, prompt_template=spec.template_text)
-    results["model"], results["system"], results["preset"] = model_path, spec.system, spec.preset
+    items = spec_items(spec, rows)  # a bad bench or file is found before the model loads
+    named = isinstance(model, str)
+    if tokenizer is None and not named:
+        raise ConfigError("a model passed as an object needs its tokenizer: evaluate(model, tokenizer, …)")
+    if tokenizer is None or isinstance(tokenizer, str):
+        tokenizer = load_tokenizer(tokenizer or model, chat_template=spec.chat_template)
+    elif spec.chat_template is not None:
+        tokenizer.chat_template = read_chat_template(spec.chat_template)
+        check_chat_template(tokenizer, spec.chat_template)
+    if named:
+        model_name, model = model, load_model(model, pick_device(device))
+    else:
+        model_name = getattr(model, "name_or_path", "") or f"<in-memory {type(model).__name__}>"
+    # a path lets vLLM reload the model from disk; an object is generated with directly
+    results, sample_rows = evaluate(model, tokenizer, items, spec.generation(), bench=spec.bench,
+                                    model_path=resolve(model_name) if named else None, progress=progress,
+                                    system=spec.system, extraction=spec.extraction, prompt_template=spec.template_text)
+    results["model"], results["system"], results["preset"] = model_name, spec.system, spec.preset
     if out_dir is not None:
-        write_eval(out_dir, results, rows)
+        write_eval(out_dir, results, sample_rows)
     return results
