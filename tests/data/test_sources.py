@@ -158,7 +158,7 @@ def test_validation_is_read_from_val_split_of_the_same_dataset(tmp_path):
     config = tiny_config(tmp_path, **{"data.path": str(tmp_path / "dd"), "data.val_path": str(tmp_path / "dd"),
                                       "data.val_split": "validation"})
     trainer = Trainer(config)
-    assert len(trainer.examples) == 7 and len(trainer.val_examples) == 3
+    assert len(trainer.data.examples) == 7 and len(trainer.data.val_examples) == 3
     assert trainer.data.notes["validation_records_in_training"] == 0
     with pytest.raises(ConfigError, match="set val_path too"):
         from_dict(TrainConfig, {"data": {"val_split": "validation"}})

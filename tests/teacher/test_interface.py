@@ -19,7 +19,7 @@ from tests.training.helpers import tiny_config
 def _full_cache(trainer: Trainer, path) -> TeacherCache:
     """The online teacher stored: every token kept, float32, for the training records and the validation tail."""
     cfg = trainer.cfg
-    build_cache(trainer.teacher.model, trainer.tokenizer, trainer.examples + trainer.val_examples, path,
+    build_cache(trainer.teacher.model, trainer.tokenizer, trainer.data.examples + trainer.data.val_examples, path,
                 top_k=len(trainer.tokenizer), encode_config=cfg.encode, data_path=cfg.data.path,
                 teacher_name=cfg.teacher, logp_dtype="float32", progress=False)
     return TeacherCache.open(path)
@@ -46,7 +46,7 @@ def test_a_full_vocabulary_cache_gives_the_loss_what_the_online_teacher_gives(tm
         trainer.teacher.model.get_output_embeddings().weight.mul_(20.0)
     try:
         cache = _full_cache(trainer, tmp_path / "cache")
-        examples = trainer.examples[:4]
+        examples = trainer.data.examples[:4]
         batch = trainer.collator.packed_batch([examples]) if packed else trainer.collator.batch(examples)
         online, online_inputs, online_grad = _loss(trainer, trainer.teacher, batch)
         cached, cached_inputs, cached_grad = _loss(trainer, cache, batch)
@@ -66,14 +66,14 @@ def test_a_cache_covers_the_records_it_was_built_on_by_content_not_by_index(tmp_
     trainer = Trainer(tiny_config(tmp_path))  # the validation tail is split off the cached file
     try:
         cache = _full_cache(trainer, tmp_path / "cache")
-        assert cache.covers(trainer.examples) and cache.covers(trainer.val_examples)
+        assert cache.covers(trainer.data.examples) and cache.covers(trainer.data.val_examples)
         # another file's records count from index 0 again, as the cached ones do
         other = encode_records(trainer.tokenizer, world_records("test", "student", 3, min_steps=2, max_steps=2),
                                trainer.cfg.encode, "other").examples
         assert [e.index for e in other] == [0, 1, 2] and not cache.covers(other)
         assert trainer.teacher.covers(other)  # the online teacher computes any record
         # a record cut after the cache was built (as the warm-up's): not covered, and its rows are refused
-        e = trainer.examples[0]
+        e = trainer.data.examples[0]
         cut = EncodedExample(e.input_ids[:8], e.input_ids[:8], e.segments[:8], e.index, 8)
         assert not cache.covers([cut])
         batch = trainer.collator.batch([cut])
@@ -100,7 +100,7 @@ def test_padding_rows_past_the_tokenizer_are_cut_alike_by_the_online_teacher_and
         assert trainer.vocab == vocab
         cache = _full_cache(trainer, tmp_path / "cache")
         assert cache.manifest["vocab_size"] == vocab
-        batch = trainer.collator.batch(trainer.examples[:4])
+        batch = trainer.collator.batch(trainer.data.examples[:4])
         online = _loss(trainer, trainer.teacher, batch)[0]
         cached = _loss(trainer, cache, batch)[0]
         t = batch.tensors

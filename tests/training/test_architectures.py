@@ -201,7 +201,7 @@ def test_the_trainer_scores_the_models_own_logits(name, tokenizer, tmp_path):
     for model in (trainer.student, trainer.teacher.model):
         model.base_model.register_forward_hook(louder)  # the trainer's path and the model's own forward both
     with torch.no_grad():
-        batch = trainer.collator.batch(trainer.examples[:2])
+        batch = trainer.collator.batch(trainer.data.examples[:2])
         got = trainer._loss_sums(batch, trainer.loss_module)[1:]  # [objective, CE, KD]
         ids, attention, labels = batch.tensors["input_ids"], batch.tensors["attention_mask"], batch.tensors["labels"]
         mask = labels[:, 1:] != -100

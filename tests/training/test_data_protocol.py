@@ -53,11 +53,11 @@ def test_a_run_trains_and_validates_on_the_papers_selection_at_file_indices(tmp_
     trainer = Trainer(cfg)
     trainer.close()
     train_indices, val_indices = _paper_split(KEPT, 2, 42, 4)
-    assert sorted(e.index for e in trainer.examples) == train_indices
-    assert sorted(e.index for e in trainer.val_examples) == val_indices
+    assert sorted(e.index for e in trainer.data.examples) == train_indices
+    assert sorted(e.index for e in trainer.data.val_examples) == val_indices
     # each example is the file's record at its index: a teacher cache built on the file addresses it
     records = _records()
-    for e in trainer.examples + trainer.val_examples:
+    for e in trainer.data.examples + trainer.data.val_examples:
         assert e.input_ids == encode_record(trainer.tokenizer, records[e.index], cfg.encode, e.index).input_ids
         assert e.index not in TOO_LONG and e.full_length <= 55
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
@@ -78,8 +78,8 @@ def test_without_the_new_keys_the_split_is_the_files_tail_and_max_records_its_he
     trainer = Trainer(_config(tmp_path, **{"data.max_records": 10, "data.val_fraction": 0.2}))
     trainer.close()
     # the first 10 records; floor(0.2 * 10) = 2 validate: records 8 and 9
-    assert sorted(e.index for e in trainer.examples) == list(range(8))
-    assert sorted(e.index for e in trainer.val_examples) == [8, 9]
+    assert sorted(e.index for e in trainer.data.examples) == list(range(8))
+    assert sorted(e.index for e in trainer.data.val_examples) == [8, 9]
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("data: "))
     assert line.endswith("; validation: the last 2 records")
 

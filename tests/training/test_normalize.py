@@ -10,6 +10,7 @@ from cotdistill.config import ConfigError, from_dict
 from cotdistill.data.batching import Batch
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample
 from cotdistill.losses import LossConfig, sequence_weights
+from cotdistill.training import loop
 from cotdistill.training.config import TrainConfig
 from cotdistill.training.loop import Trainer
 from tests.training.helpers import tiny_config
@@ -62,17 +63,18 @@ def _cut(example: EncodedExample, supervised: int) -> EncodedExample:
 
 def _step_grads(trainer: Trainer) -> tuple[dict, dict[str, torch.Tensor]]:
     """Run optimizer step 0 and return its log and the gradients it applied (taken just before the clip)."""
-    grads, clip = {}, trainer._clip
+    grads, clip = {}, loop.clip_gradients
 
-    def capture() -> float:
+    def capture(module, max_norm) -> float:
         grads.update({n: p.grad.clone() for n, p in trainer.student.named_parameters() if p.grad is not None})
-        return clip()
+        return clip(module, max_norm)
 
-    trainer._clip = capture
+    loop.clip_gradients = capture
     state = {"processed_tokens": 0, "padded_tokens": 0, "supervised_tokens": 0, "flops": 0}
     try:
         return trainer._optimizer_step(0, state), grads
     finally:  # the trainer holds its output folder until closed: a test's next trainer may use the same one
+        loop.clip_gradients = clip
         trainer.close()
 
 
@@ -101,7 +103,7 @@ def test_a_step_under_sequences_is_the_mean_of_sequence_means_with_its_gradient(
     """CE and KD (logged) and the gradient applied equal the mean over the step's records of each record's token
     mean, computed by hand; the records' supervised lengths differ, so a global token mean is another number."""
     trainer = _trainer(tmp_path)
-    examples = [_cut(trainer.examples[0], 2), _cut(trainer.examples[1], 9), trainer.examples[2]]
+    examples = [_cut(trainer.data.examples[0], 2), _cut(trainer.data.examples[1], 9), trainer.data.examples[2]]
     assert [e.num_supervised for e in examples][:2] == [2, 9] and examples[2].num_supervised > 50
     batch = trainer.collator.batch
     trainer.plan.step_batches = lambda step: [batch(examples[:2]), batch(examples[2:])]
@@ -123,8 +125,8 @@ def test_validation_follows_the_sequence_mean(tmp_path):
     trainer = _trainer(tmp_path)
     val = trainer.evaluate()
     with torch.no_grad():
-        hand = _hand(trainer, trainer.val_examples)
-    assert len(trainer.val_examples) > 1
+        hand = _hand(trainer, trainer.data.val_examples)
+    assert len(trainer.data.val_examples) > 1
     for key in ("ce", "kd", "loss"):
         assert val[f"val_{key}"] == pytest.approx(hand[key].item(), rel=1e-5), key
 
@@ -147,7 +149,7 @@ def test_batch_4_equals_batch_1_times_accumulation_4(tmp_path, teacher):
 def test_packed_rows_give_the_same_sequence_mean_as_padded_batches(tmp_path):
     """Weights follow the records of a packed row, not the row."""
     trainer = _trainer(tmp_path)
-    examples = trainer.examples[:6]
+    examples = trainer.data.examples[:6]
     padded_batch = trainer.collator.batch(examples)
     packed_batch = trainer.collator.packed_batch([examples[:4], examples[4:]])
     assert padded_batch.num_sequences == packed_batch.num_sequences == 6

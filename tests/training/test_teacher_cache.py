@@ -159,9 +159,9 @@ def test_compact_cache_keeps_few_entries_where_the_teacher_is_sure_and_reads_bac
     common = {"encode_config": cfg.encode, "data_path": cfg.data.path, "teacher_name": cfg.teacher,
               "progress": False}
     teacher = trainer.teacher.model  # the online teacher's model
-    full = build_cache(teacher, trainer.tokenizer, trainer.examples, tmp_path / "full", top_k=10_000,
+    full = build_cache(teacher, trainer.tokenizer, trainer.data.examples, tmp_path / "full", top_k=10_000,
                        logp_dtype="float32", **common)
-    compact = build_cache(teacher, trainer.tokenizer, trainer.examples, tmp_path / "compact", top_k=64,
+    compact = build_cache(teacher, trainer.tokenizer, trainer.data.examples, tmp_path / "compact", top_k=64,
                           kl_target=1e-3, logp_dtype="uint8", **common)
     # 3 bytes an entry (uint16 id, uint8 step) and 5 a row (count, float16 maximum and step)
     entries = compact["mean_entries_per_token"]

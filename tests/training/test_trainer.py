@@ -120,7 +120,7 @@ def test_packed_rows_give_the_same_loss_as_padded_batches(tmp_path):
     from cotdistill.data.packing import collate_packed, pack_examples
 
     trainer = Trainer(tiny_config(tmp_path))
-    examples = trainer.examples[:6]
+    examples = trainer.data.examples[:6]
     padded = trainer._loss_sums(trainer.collator.batch(examples), trainer.loss_module)
     rows = pack_examples([len(e) for e in examples], list(range(6)), pack_length=10_000)
     assert rows == [[0, 1, 2, 3, 4, 5]]
@@ -306,8 +306,8 @@ def test_duplicates_overlong_records_and_validation_overlap_are_counted_and_hand
     err = _warnings(caplog)
     assert "3 training records repeat an earlier one" in err and "longer than the model's 512 positions" in err
     trainer = Trainer(tiny_config(tmp_path, **common, teacher=None, **{"data.dedup": True}))
-    assert sorted(e.index for e in trainer.examples) == [0, 1, 2, 3, 4, 5]  # file positions kept: cache rows fit
-    assert len(trainer.val_examples) == 1
+    assert sorted(e.index for e in trainer.data.examples) == [0, 1, 2, 3, 4, 5]  # file positions kept: cache rows fit
+    assert len(trainer.data.val_examples) == 1
     trainer.close()
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cotdistill.compute import MemoryMonitor, ModelShape, training_flops
+from cotdistill.compute import MemoryMonitor, ModelShape
 from cotdistill.config import save_config, to_dict
 from cotdistill.data.batching import Batch, BatchPlan, Collator
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample
@@ -34,10 +34,7 @@ from cotdistill.errors import TrainingError
 from cotdistill.losses import combine
 from cotdistill.models import (
     check_same_tokenizer,
-    config_max_positions,
-    load_model,
     load_tokenizer,
-    model_max_positions,
     model_source,
     pick_device,
     read_chat_template,
@@ -45,22 +42,16 @@ from cotdistill.models import (
 )
 from cotdistill.outputs import claim_output, train_inputs
 from cotdistill.teacher import Teacher
-from cotdistill.teacher.online import OnlineTeacher
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import TrainConfig
-from cotdistill.training.objective import StudentLoss, check_head_is_reproduced, final_logit_cap
-from cotdistill.training.parallel import full_tensor, gradient_sync, is_sharded, shard, wrap_distributed
-from cotdistill.training.reporting import check_report_to, run_reporters, truncate_metrics
-from cotdistill.training.resume import (
-    SCHEDULE_KEYS,
-    apply_optim_config,
-    config_changes,
-    data_change,
-    fixed_optim_changes,
-    param_groups,
-)
+from cotdistill.training.objective import StudentLoss, check_head_is_reproduced
+from cotdistill.training.parallel import clip_gradients, gradient_sync, is_sharded, wrap_distributed
+from cotdistill.training.reporting import check_report_to, count_batch, run_reporters, run_summary, truncate_metrics
+from cotdistill.training.resume import param_groups
+from cotdistill.training.saving import RunCheckpoints
 from cotdistill.training.schedule import build_scheduler, check_schedule
+from cotdistill.training.setup import load_student, load_teacher, max_positions, uncovered_validation
 
 logger = logging.getLogger("cotdistill.training")
 
@@ -188,24 +179,19 @@ class Trainer:
         check_schedule(config.optim, self.total_steps)
         self.eval_interval = config.validation_interval(self.plan.steps_per_epoch)  # steps between validations
         if cache is not None:  # a cache that does not fit this run is refused before any weights load too
-            cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.examples,
+            cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.data.examples,
                                    config.loss.temperature, teacher=config.teacher)
         self._load_models(cache)
         self._build_optimizer()
+        self.checkpoints = RunCheckpoints(config, self.dist, self.student, self.loss_module, self.optimizer,
+                                          self.scheduler, self.tokenizer, self.sharded)
         self.resume_notes: list[str] = []
         self.config_changes: list[str] = []
 
-    @property
-    def examples(self) -> list[EncodedExample]:
-        return self.data.examples
-
-    @property
-    def val_examples(self) -> list[EncodedExample]:
-        return self.data.val_examples
-
     def _prepare_data(self) -> PreparedData:
         data = prepare_data(self.cfg.data, self.cfg.encode, self.tokenizer, rows=self.given.data,
-                            val_rows=self.given.val_data, max_positions=self._max_positions())
+                            val_rows=self.given.val_data,
+                            max_positions=max_positions(self.cfg, self.given.student, self.given.teacher))
         for warning in data.warnings:
             _warn(warning, self.dist.is_main)
         if self.dist.is_main:
@@ -215,32 +201,13 @@ class Trainer:
                 _warn(lost, True)
         return data
 
-    def _max_positions(self) -> int | None:
-        """The fewest positions of the student and the online teacher, read from their configs (no weights)."""
-        cfg, given = self.cfg, self.given
-        found = [config_max_positions(given.student.config) if given.student is not None
-                 else model_max_positions(cfg.student)]
-        if cfg.teacher_source == "online":
-            found.append(config_max_positions(given.teacher.config) if given.teacher is not None
-                         else model_max_positions(cfg.teacher))
-        limits = [n for n in found if n]
-        return min(limits) if limits else None
-
     def _load_models(self, cache: Teacher | None) -> None:
-        cfg = self.cfg
-        given = self.given
-        self.student = given.student.to(self.device) if given.student is not None else load_model(cfg.student,
-                                                                                                  self.device)
-        self.student.config.use_cache = False
-        if cfg.gradient_checkpointing:  # recompute each layer's activations in the backward: memory for time
-            # transformers 5 renamed it (the old name warns there and is the only one before)
-            no_reentrant = {"use_reentrant": False}
-            if hasattr(self.student, "activation_checkpointing_enable"):
-                self.student.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
-            else:
-                self.student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
-        teacher_vocab = self._load_teacher(cache)
-        self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_vocab, len(self.tokenizer))
+        cfg, given = self.cfg, self.given
+        self.student = load_student(cfg, given.student, self.device)
+        self.teacher, self.teacher_shape, teacher_rows = load_teacher(cfg, cache, given.teacher, self.device,
+                                                                      self.dist, len(self.tokenizer))
+        self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_rows or self.student.config.vocab_size,
+                                       len(self.tokenizer))
         check_head_is_reproduced(self.student, "student", self.vocab)
         self.loss_module = StudentLoss(self.student, cfg.loss, self.vocab)
         self.model = self.loss_module
@@ -248,31 +215,10 @@ class Trainer:
             self.model = wrap_distributed(self.loss_module, cfg, self.device, self.dist)
         self.sharded = is_sharded(self.model)
         self.student_shape = ModelShape.from_config(self.student.config)
-
-    def _load_teacher(self, cache: Teacher | None) -> int:
-        """Set ``self.teacher``: the cache, the online teacher, or ``None`` (SFT). Returns the teacher's logit rows
-        (the student's where no teacher model is loaded: the cache checked its own against the tokenizer)."""
-        cfg = self.cfg
-        self.teacher: Teacher | None = cache
-        self.teacher_shape = None  # a cache costs no teacher FLOPs
-        rows = self.student.config.vocab_size
-        if cfg.teacher_source == "online":
-            given = self.given.teacher
-            model = given.to(self.device) if given is not None else load_model(cfg.teacher, self.device)
-            self.teacher = OnlineTeacher(model, final_logit_cap(model))  # in eval mode, frozen
-            check_head_is_reproduced(model, "teacher", len(self.tokenizer))  # before it is sharded
-            if self.dist.enabled and cfg.teacher_sharding == "shard":
-                shard(self.teacher, model)
-            self.teacher_shape, rows = ModelShape.from_config(model.config), model.config.vocab_size
         # a cache holds only the records it was built on: validation without them has no KD to report
-        self.val_kd_known = self.teacher is None or self.teacher.covers(self.val_examples)
-        if self.val_examples and not self.val_kd_known:
-            _warn(f"the teacher cache {cfg.teacher_cache} does not hold the validation records (it holds those of "
-                  "the file it was built on; data.val_path is another file): validation reports val_ce only, no "
-                  "val_kd or val_loss, and keep_best keeps the checkpoint with the lowest val_ce"
-                  f"{' (best_metric val_loss cannot be measured)' if cfg.best_metric == 'val_loss' else ''}. To "
-                  "measure KD on validation, split it off the cached file with data.val_fraction", self.dist.is_main)
-        return rows
+        self.val_kd_known = self.teacher is None or self.teacher.covers(self.data.val_examples)
+        if self.data.val_examples and not self.val_kd_known:
+            _warn(uncovered_validation(cfg), self.dist.is_main)
 
     def _build_optimizer(self) -> None:
         o = self.cfg.optim
@@ -303,18 +249,18 @@ class Trainer:
         the validation records, since a KD of 0 there would be a figure nobody measured. The validation batches are
         split across ranks. Under FSDP every forward is a collective, so every rank runs the same number: a rank
         whose share has run out repeats a batch and discards it."""
-        if not self.val_examples:  # no validation split: no figure, rather than a loss of 0.0 saved as "best"
+        if not self.data.val_examples:  # no validation split: no figure, rather than a loss of 0.0 saved as "best"
             return {}
         self.loss_module.eval()
         size, world, rank = self.cfg.optim.batch_size, self.dist.world_size, self.dist.rank
-        starts = list(range(0, len(self.val_examples), size))
+        starts = list(range(0, len(self.data.val_examples), size))
         collective = self.sharded or is_sharded(self.teacher)
         end = world * math.ceil(len(starts) / world) if collective else len(starts)
         sums, n = torch.zeros(2, device=self.device), 0
         for k in range(rank, end, world):
             counted = k < len(starts)
             start = starts[k] if counted else starts[0]
-            batch = self.collator.batch(self.val_examples[start:start + size])
+            batch = self.collator.batch(self.data.val_examples[start:start + size])
             micro = self._loss_sums(batch, self.loss_module, with_teacher=self.val_kd_known)[1:].float()
             if counted:
                 sums += micro
@@ -369,7 +315,7 @@ class Trainer:
                 if reporters is not None:
                     reporters.log(state["step"], log)
                 if cfg.save_every and state["step"] % cfg.save_every == 0 and not done:
-                    self._save(state)
+                    self.checkpoints.save(state, self.data.fingerprint)
         finally:
             self.loss_module.eval()
             if reporters is not None:
@@ -387,7 +333,9 @@ class Trainer:
             _warn(note, self.dist.is_main)
         if resumed_from is None:
             return state, None
-        saved_state = self._resume(resumed_from)
+        saved_state = self.checkpoints.resume(resumed_from, self.data.fingerprint, self.total_steps)
+        self.resume_notes += self.checkpoints.notes
+        self.config_changes = self.checkpoints.changes
         state = {**state, **saved_state}  # a checkpoint may predate a key
         if "best_by" not in saved_state and math.isfinite(state["best_val"]):
             # a run from before best_metric ranked by the objective wherever validation measured it
@@ -413,16 +361,14 @@ class Trainer:
         """Validation figures; a new best is kept in ``best/``."""
         val = self.evaluate()
         if self.cfg.keep_best and record_best(state, val, self.cfg.best_metric):
-            weights = self._full_state_dict()
-            if self.dist.is_main:
-                ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "best", weights)
+            self.checkpoints.save_model("best")
         return val
 
     def _warm_up(self) -> None:
         """One tiny forward + backward before the memory baseline is taken, so that one-off runtime start-up costs
         (thread pools, allocator arenas) are not counted as training memory. No optimizer step: weights, optimizer
         state and RNG streams are untouched."""
-        example = self.examples[0]
+        example = self.data.examples[0]
         n = min(len(example), 8)
         tiny = EncodedExample(example.input_ids[:n], example.input_ids[:n], example.segments[:n], example.index, n)
         batch = self.collator.batch([tiny])
@@ -456,9 +402,9 @@ class Trainer:
                 # norm below is what all ranks agree on to stop
                 loss.backward()
             sums += micro[1:].detach().float()
-            self._count(state, batch)
+            count_batch(state, batch, self.student_shape, self.teacher_shape)
         state["supervised_tokens"] += int(global_supervised)
-        grad_norm = self._clip()
+        grad_norm = clip_gradients(self.loss_module, self.cfg.optim.max_grad_norm)
         if not math.isfinite(grad_norm):  # stop before the step is applied, so no checkpoint holds such weights
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingError((bad_loss or f"non-finite gradient norm {grad_norm} at step {step + 1}")
@@ -472,117 +418,17 @@ class Trainer:
         return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
                 "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches)}
 
-    def _count(self, state: dict, batch: Batch) -> None:
-        """Tokens and FLOPs of one micro-batch, into the run's counters."""
-        mask = batch.tensors["real_tokens"]
-        state["processed_tokens"] += int(mask.sum())
-        state["padded_tokens"] += mask.numel()
-        state["flops"] += training_flops(self.student_shape, self.teacher_shape, *mask.shape,
-                                         head_positions=batch.num_supervised)
-
     def _parallel_kind(self) -> str:
         if not self.dist.enabled:
             return "single"
         return "fsdp" if self.sharded else "ddp"
 
-    def _clip(self) -> float:
-        """Clip to ``max_grad_norm`` and return the global gradient norm. With clipping off the norm is still
-        computed (an infinite bound scales every gradient by exactly 1)."""
-        params = [p for p in self.loss_module.parameters() if p.grad is not None]
-        bound = self.cfg.optim.max_grad_norm if self.cfg.optim.max_grad_norm > 0 else math.inf
-        return float(full_tensor(torch.nn.utils.clip_grad_norm_(params, bound)))
-
-    # --- checkpoints ---------------------------------------------------------------------------------------------
-    def _full_state_dict(self) -> dict | None:
-        """Under FSDP, the unsharded weights gathered to CPU (all ranks must call this); otherwise ``None``,
-        and ``save_pretrained`` reads the module's own weights."""
-        if not self.sharded:
-            return None
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        return get_model_state_dict(self.student, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-    def _optimizer_state(self) -> dict:
-        """The optimizer state to checkpoint; under FSDP gathered to full tensors keyed by parameter name (all ranks
-        must call this), so a checkpoint is one set of files whatever the sharding."""
-        if not self.sharded:
-            return self.optimizer.state_dict()
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-        return get_optimizer_state_dict(self.loss_module, self.optimizer,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-    def _save(self, state: dict) -> None:
-        weights, optimizer = self._full_state_dict(), self._optimizer_state()
-        if self.dist.is_main:
-            trainer_state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
-                             "rng": ckpt.rng_state(), "state": dict(state), "world_size": self.dist.world_size,
-                             "fsdp": self.sharded, "config": to_dict(self.cfg), "data": self.data.fingerprint}
-            ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state,
-                                 state_dict=weights)
-        barrier(self.dist)
-
-    def _resume(self, path: Path) -> dict:
-        """Load a checkpoint written by a run of the same world size and sharding; every rank reads the files."""
-        saved = ckpt.read_trainer_state(path)
-        setting = (saved.get("world_size", 1), saved.get("fsdp", False))
-        if setting != (self.dist.world_size, self.sharded):
-            raise TrainingError(f"checkpoint {path} was written by {setting[0]} process(es) with fsdp={setting[1]}; "
-                                f"this run has {self.dist.world_size} with fsdp={self.sharded}. The data position "
-                                "and optimizer layout depend on both: resume with the same launch, or set "
-                                "resume: false / a new output_dir")
-        self._check_changes(saved, path)
-        weights = ckpt.read_weights(path)
-        if self.sharded:
-            from torch.distributed.checkpoint.state_dict import (
-                StateDictOptions,
-                set_model_state_dict,
-                set_optimizer_state_dict,
-            )
-
-            full = StateDictOptions(full_state_dict=True, strict=False)
-            ckpt.check_loaded(path, *set_model_state_dict(self.student, weights, options=full))
-            set_optimizer_state_dict(self.loss_module, self.optimizer, saved["optimizer"], options=full)
-        else:
-            ckpt.check_loaded(path, *self.student.load_state_dict(weights, strict=False))
-            self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if self.config_changes:
-            apply_optim_config(self.optimizer, self.scheduler, self.cfg.optim, saved["state"]["step"],
-                               self.total_steps)
-        ckpt.set_rng_state(saved["rng"])
-        return saved["state"]
-
-    def _check_changes(self, saved: dict, path: Path) -> None:
-        """Set ``config_changes`` (config keys and training rows that differ from the checkpoint's); refuse them
-        unless ``allow_config_change``, and refuse always what the optimizer state cannot follow."""
-        changed_rows, note = data_change(saved, self.data.fingerprint, path)
-        if note:
-            self.resume_notes.append(note)
-            _warn(note, self.dist.is_main)
-        self.config_changes = config_changes(saved.get("config"), to_dict(self.cfg)) + changed_rows
-        fixed = fixed_optim_changes(saved, self.cfg.optim, self.config_changes, self.total_steps)
-        if fixed:
-            raise TrainingError(f"{path} cannot be resumed with this config ({'; '.join(fixed)}): a run's schedule "
-                                "kind and parameter groups, and a onecycle run's length, peak lr and warm-up, are "
-                                "fixed when it starts. Resume with the checkpoint's values, or use a new output_dir")
-        if self.config_changes and not self.cfg.allow_config_change:
-            schedule = [c for c in self.config_changes if c.startswith(SCHEDULE_KEYS)]
-            stretched = (" The learning-rate schedule would be recomputed for the new length from step "
-                         f"{saved['state']['step']} on." if schedule else "")
-            raise TrainingError(f"{self.out} holds a run with another config ({'; '.join(self.config_changes)})."
-                                f"{stretched} Resume with the same config, set allow_config_change: true "
-                                "(--allow-config-change) to continue with the new values, or use a new output_dir")
-        for change in self.config_changes:
-            _warn(f"resuming with a changed config: {change}", self.dist.is_main)
-
     def _finish(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
         summary = self._summary(state, peak, last_val, resumed_from)
         if self.cfg.save_every:
-            self._save(state)
-        weights = self._full_state_dict()  # a collective under FSDP: every rank takes part
+            self.checkpoints.save(state, self.data.fingerprint)
+        self.checkpoints.save_model("final")  # a collective under FSDP: every rank takes part
         if self.dist.is_main:
-            ckpt.save_pretrained_atomic(self.student, self.tokenizer, self.out / "final", weights)
             (self.out / "run_summary.json").write_text(json.dumps(summary, indent=2))
         barrier(self.dist)
         return summary
@@ -591,26 +437,12 @@ class Trainer:
         # token and FLOP counters are per process; supervised tokens were already counted globally
         totals = all_reduce_sum(torch.tensor([float(state["processed_tokens"]), float(state["padded_tokens"]),
                                               float(state["flops"])], dtype=torch.float64), self.dist).tolist()
-        processed, padded, flops = (int(x) for x in totals)
-        data = self.data
-        return {
-            "records": data.num_records, "examples": len(data.examples), "dropped_records": len(data.dropped),
-            "steps": state["step"], "processed_tokens": processed, "padded_tokens": padded,
-            "supervised_tokens": state["supervised_tokens"], "flops": flops,
-            "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
-            "tokens_per_s": processed / max(state["elapsed"], 1e-9),
-            "world_size": self.dist.world_size, "parallel": self._parallel_kind(),
-            "teacher_sharded": is_sharded(self.teacher),
-            "device": str(self.device), "data_format": data.data_format,
-            "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
-            "config_changes": self.config_changes, **data.notes, **last_val,
-            "validation_every_steps": self.eval_interval,  # eval_every as steps (0: only at the end)
-            # the figure and step of best/ (null: none kept, no validation records or keep_best false)
-            "best_checkpoint_by": state["best_by"] if self.cfg.keep_best else None,
-            "best_checkpoint_step": state["best_step"] if self.cfg.keep_best else None,
-            "final_model": str(self.out / "final"),
-            "truncation": to_dict(self.cfg.encode), "loss": to_dict(self.cfg.loss),
-        }
+        return run_summary(self.cfg, self.data, state, *(int(x) for x in totals), peak=peak, last_val=last_val,
+                           run={"world_size": self.dist.world_size, "parallel": self._parallel_kind(),
+                                "teacher_sharded": is_sharded(self.teacher), "device": str(self.device),
+                                "resumed_from": str(resumed_from) if resumed_from else None,
+                                "resume_notes": self.resume_notes, "config_changes": self.config_changes,
+                                "validation_every_steps": self.eval_interval})
 
     def close(self) -> None:
         self._release_output()

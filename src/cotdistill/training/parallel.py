@@ -8,6 +8,7 @@ shards it the same way (forward only).
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -75,3 +76,11 @@ def full_tensor(value: torch.Tensor) -> torch.Tensor:
 
     return value.full_tensor() if isinstance(value, DTensor) else value
 
+
+
+def clip_gradients(module: nn.Module, max_norm: float) -> float:
+    """Clip to ``max_norm`` and return the global gradient norm (gathered under FSDP). With clipping off (0) the
+    norm is still computed: an infinite bound scales every gradient by exactly 1."""
+    params = [p for p in module.parameters() if p.grad is not None]
+    bound = max_norm if max_norm > 0 else math.inf
+    return float(full_tensor(torch.nn.utils.clip_grad_norm_(params, bound)))

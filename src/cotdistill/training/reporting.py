@@ -183,3 +183,38 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def count_batch(state: dict, batch, student_shape, teacher_shape) -> None:
+    """Tokens and FLOPs of one micro-batch (a ``data.batching.Batch``), into the run's counters."""
+    from cotdistill.compute import training_flops
+
+    mask = batch.tensors["real_tokens"]
+    state["processed_tokens"] += int(mask.sum())
+    state["padded_tokens"] += mask.numel()
+    state["flops"] += training_flops(student_shape, teacher_shape, *mask.shape, head_positions=batch.num_supervised)
+
+
+def run_summary(cfg, data, state: dict, processed: int, padded: int, flops: int, *, peak: int, last_val: dict,
+                run: dict) -> dict:
+    """``run_summary.json``: what was trained on (``data``: the ``PreparedData``), what it cost, how it ran
+    (``run``: world size, parallelism, device, resumption), the last validation and which checkpoints it kept."""
+    from cotdistill.config import to_dict
+
+    return {
+        "records": data.num_records, "examples": len(data.examples), "dropped_records": len(data.dropped),
+        "steps": state["step"], "processed_tokens": processed, "padded_tokens": padded,
+        "supervised_tokens": state["supervised_tokens"], "flops": flops,
+        "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
+        "tokens_per_s": processed / max(state["elapsed"], 1e-9),
+        "world_size": run["world_size"], "parallel": run["parallel"], "teacher_sharded": run["teacher_sharded"],
+        "device": run["device"], "data_format": data.data_format,
+        "resumed_from": run["resumed_from"], "resume_notes": run["resume_notes"],
+        "config_changes": run["config_changes"], **data.notes, **last_val,
+        "validation_every_steps": run["validation_every_steps"],  # eval_every as steps (0: only at the end)
+        # the figure and step of best/ (null: none kept, no validation records or keep_best false)
+        "best_checkpoint_by": state["best_by"] if cfg.keep_best else None,
+        "best_checkpoint_step": state["best_step"] if cfg.keep_best else None,
+        "final_model": str(Path(cfg.output_dir) / "final"),
+        "truncation": to_dict(cfg.encode), "loss": to_dict(cfg.loss),
+    }
