@@ -44,7 +44,7 @@ def write_eval(folder, outcomes: list[int]) -> None:
 def _point(setting: str, accuracy: float, flops: float) -> dict:
     return {"setting": setting, "records": 8, "tokens": 100, "supervised_tokens": 50, "flops": flops,
             "wall_time_s": flops / 10, "peak_memory_mib": 100.0, "bench": "world", "accuracy": accuracy,
-            "ci95_low": 0.0, "ci95_high": 1.0}
+            "ci95_low": 0.0, "ci95_high": 1.0, "at_limit": 3 if setting == "window-left" else 0}
 
 
 def test_sweep_rows_compare_each_point_with_lsp1_on_the_same_problems(tmp_path, monkeypatch):
@@ -71,8 +71,8 @@ def test_sweep_rows_compare_each_point_with_lsp1_on_the_same_problems(tmp_path, 
     assert window["retention_ci95"] == [1.0, 1.0]
 
     table = (out / "tradeoff.md").read_text()
-    assert "| lsp1 | 8 | 50 | 100 | 10 | 100 | 0.5 |  |  |  | 1 |  | 1 |" in table  # blanks on the reference
-    assert "| window-left | 8 | 50 | 50 | 5 | 100 | 0.5 | 0 | [0, 0] | 1 | 1 | [1, 1] | 0.5 |" in table
+    assert "| lsp1 | 8 | 50 | 100 | 10 | 100 | 0.5 | 0 |  |  |  | 1 |  | 1 |" in table  # blanks on the reference
+    assert "| window-left | 8 | 50 | 50 | 5 | 100 | 0.5 | 3 | 0 | [0, 0] | 1 | 1 | [1, 1] | 0.5 |" in table
     with open(out / "tradeoff.csv") as fh:
         written = {r["setting"]: r for r in csv.DictReader(fh)}
     assert written["lsp1"]["p_vs_ref"] == "" and float(written["lsp0.5"]["p_vs_ref"]) == pytest.approx(0.5)

@@ -105,7 +105,8 @@ def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
             "supervised_tokens": summary["supervised_tokens"], "flops": summary["flops"],
             "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
             "bench": results["bench"], "accuracy": results["accuracy"], "ci95_low": results["ci95"][0],
-            "ci95_high": results["ci95"][1]}
+            "ci95_high": results["ci95"][1], "at_limit": results["truncated_responses"],
+            "endings": results.get("endings")}  # results.json written before endings were counted lacks them
 
 
 def tradeoff_table(rows: list[dict], reference: str = REFERENCE) -> list[dict]:
