@@ -135,7 +135,7 @@ def nothing_loads(monkeypatch):
         raise AssertionError("a model was loaded or generation ran before the output was checked")
 
     for target in ("cotdistill.models.load_model", "cotdistill.evaluation.benchmarks.generate",
-                   "cotdistill.training.loop.load_model", "cotdistill.stages.select.score_candidates"):
+                   "cotdistill.training.setup.load_model", "cotdistill.stages.select.score_candidates"):
         monkeypatch.setattr(target, refuse)
 
 

@@ -33,7 +33,6 @@ from cotdistill.distributed import DistInfo, all_reduce_sum, barrier, cleanup, i
 from cotdistill.errors import TrainingError
 from cotdistill.losses import combine
 from cotdistill.models import (
-    check_same_tokenizer,
     load_tokenizer,
     model_source,
     pick_device,
@@ -41,7 +40,6 @@ from cotdistill.models import (
     shared_vocab_size,
 )
 from cotdistill.outputs import claim_output, train_inputs
-from cotdistill.teacher import Teacher
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import TrainConfig
@@ -51,7 +49,7 @@ from cotdistill.training.reporting import check_report_to, count_batch, run_repo
 from cotdistill.training.resume import param_groups
 from cotdistill.training.saving import RunCheckpoints
 from cotdistill.training.schedule import build_scheduler, check_schedule
-from cotdistill.training.setup import load_student, load_teacher, max_positions, uncovered_validation
+from cotdistill.training.setup import load_student, max_positions, teacher_source, uncovered_validation
 
 logger = logging.getLogger("cotdistill.training")
 
@@ -98,8 +96,8 @@ class GivenObjects:
 
 
 def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
-    """The student's tokenizer and the teacher cache (or ``None``), with the pairing checked: the model paths exist,
-    KD has a teacher, teacher and student share one vocabulary. Cheap: no weights are loaded."""
+    """The student's tokenizer and the run's teacher source, with the pairing checked: the model paths exist, KD
+    has a teacher, teacher and student share one vocabulary, a cache opens. Cheap: no weights are loaded."""
     given = given or GivenObjects()
     if given.tokenizer is not None:
         tokenizer = given.tokenizer
@@ -115,18 +113,9 @@ def load_tokenizers(cfg: TrainConfig, given: GivenObjects | None = None):
                                 "the config's tokenizer to a path or hub id")
         tokenizer = load_tokenizer(cfg.tokenizer or cfg.student, chat_template=cfg.chat_template,
                                    role="tokenizer" if cfg.tokenizer else "student")
-    cache = None
-    if cfg.teacher_source == "cache":
-        from cotdistill.teacher.cache import TeacherCache
-
-        cache = TeacherCache.open(cfg.teacher_cache)
-    elif cfg.teacher_source == "online" and given.teacher is None:
-        if not cfg.teacher:
-            raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
-                                "loss.distill_ratio: 0 for plain SFT)")
-        # only the vocabulary is compared: the student's tokenizer renders every record for both models
-        check_same_tokenizer(tokenizer, load_tokenizer(cfg.teacher, chat=False, role="teacher"))
-    return tokenizer, cache
+    source = teacher_source(cfg, given.teacher)
+    source.check(tokenizer)
+    return tokenizer, source
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -169,7 +158,7 @@ class Trainer:
             warn_if_oversubscribed(torch.get_num_threads())
         torch.manual_seed(config.seed)
         # everything a user can get wrong (paths, pairing, data) is checked before any weights are loaded
-        self.tokenizer, cache = load_tokenizers(config, self.given)
+        self.tokenizer, self.teacher_source = load_tokenizers(config, self.given)
         self.data = self._prepare_data()
         self.collator = Collator(self.tokenizer.pad_token_id, config.pad_to_multiple_of, self.device)
         self.plan = BatchPlan(self.data.examples, self.collator, batch_size=config.optim.batch_size,
@@ -178,10 +167,9 @@ class Trainer:
         self.total_steps = config.optim.max_steps or max(1, math.ceil(config.optim.epochs * self.plan.steps_per_epoch))
         check_schedule(config.optim, self.total_steps)
         self.eval_interval = config.validation_interval(self.plan.steps_per_epoch)  # steps between validations
-        if cache is not None:  # a cache that does not fit this run is refused before any weights load too
-            cache.check_compatible(self.tokenizer, config.encode, config.data.path, self.data.examples,
-                                   config.loss.temperature, teacher=config.teacher)
-        self._load_models(cache)
+        # a cache that does not fit this run is refused before any weights load too
+        self.teacher_source.check_data(self.tokenizer, self.data.examples)
+        self._load_models()
         self._build_optimizer()
         self.checkpoints = RunCheckpoints(config, self.dist, self.student, self.loss_module, self.optimizer,
                                           self.scheduler, self.tokenizer, self.sharded)
@@ -191,7 +179,7 @@ class Trainer:
     def _prepare_data(self) -> PreparedData:
         data = prepare_data(self.cfg.data, self.cfg.encode, self.tokenizer, rows=self.given.data,
                             val_rows=self.given.val_data,
-                            max_positions=max_positions(self.cfg, self.given.student, self.given.teacher))
+                            max_positions=max_positions(self.cfg, self.given.student, self.teacher_source))
         for warning in data.warnings:
             _warn(warning, self.dist.is_main)
         if self.dist.is_main:
@@ -201,11 +189,11 @@ class Trainer:
                 _warn(lost, True)
         return data
 
-    def _load_models(self, cache: Teacher | None) -> None:
+    def _load_models(self) -> None:
         cfg, given = self.cfg, self.given
         self.student = load_student(cfg, given.student, self.device)
-        self.teacher, self.teacher_shape, teacher_rows = load_teacher(cfg, cache, given.teacher, self.device,
-                                                                      self.dist, len(self.tokenizer))
+        self.teacher, self.teacher_shape, teacher_rows = self.teacher_source.load(self.device, self.dist,
+                                                                                  len(self.tokenizer))
         self.vocab = shared_vocab_size(self.student.config.vocab_size, teacher_rows or self.student.config.vocab_size,
                                        len(self.tokenizer))
         check_head_is_reproduced(self.student, "student", self.vocab)

@@ -1,6 +1,6 @@
-"""The models of a training run, loaded once the data is known to be right: the student (gradient checkpointing
-on request), and the teacher the config names (``TrainConfig.teacher_source``): none, the cache (opened before,
-with the tokenizers), or the online model (checked, frozen, sharded on request)."""
+"""The models of a training run: the student (gradient checkpointing on request), and the teacher source the config
+names (``TrainConfig.teacher_source``): none, the online model (checked, frozen, sharded on request) or the cache.
+Everything a user can get wrong is checked before any weights load."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from torch import nn
 
 from cotdistill.compute import ModelShape
 from cotdistill.distributed import DistInfo
-from cotdistill.models import config_max_positions, load_model, model_max_positions
+from cotdistill.errors import TrainingError
+from cotdistill.models import (
+    check_same_tokenizer,
+    config_max_positions,
+    load_model,
+    load_tokenizer,
+    model_max_positions,
+)
 from cotdistill.teacher import Teacher
 from cotdistill.teacher.online import OnlineTeacher
 from cotdistill.training.config import TrainConfig
@@ -17,13 +24,96 @@ from cotdistill.training.objective import check_head_is_reproduced, final_logit_
 from cotdistill.training.parallel import shard
 
 
-def max_positions(cfg: TrainConfig, student: nn.Module | None, teacher: nn.Module | None) -> int | None:
-    """The fewest positions of the student and the online teacher, read from their configs (no weights);
-    ``student`` / ``teacher``: models passed in place of the config's names."""
-    found = [config_max_positions(student.config) if student is not None else model_max_positions(cfg.student)]
-    if cfg.teacher_source == "online":
-        found.append(config_max_positions(teacher.config) if teacher is not None
-                     else model_max_positions(cfg.teacher))
+class TeacherSource:
+    """One kind of teacher a run may read (``TrainConfig.teacher_source`` names it; :data:`TEACHER_SOURCES` maps
+    the name to its class). The trainer asks it, in order: ``check`` (cheap, before the data is encoded),
+    ``positions`` (the model's, to drop overlong rows), ``check_data`` (once the examples are known, before any
+    weights load), then ``load``."""
+
+    def __init__(self, cfg: TrainConfig, given: nn.Module | None = None) -> None:
+        self.cfg, self.given = cfg, given
+
+    def check(self, tokenizer) -> None:
+        pass
+
+    def positions(self) -> int | None:
+        return None
+
+    def check_data(self, tokenizer, examples: list) -> None:
+        pass
+
+    def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
+                                                                             int | None]:
+        """(the teacher, its shape for FLOP counts, its logit rows): no shape means no teacher FLOPs, no rows
+        that the tokenizer's are the ones read."""
+        return None, None, None
+
+
+class NoTeacher(TeacherSource):
+    """Plain SFT: ``loss.distill_ratio`` 0."""
+
+
+class OnlineTeacherSource(TeacherSource):
+    """The teacher model, run beside the student on every batch."""
+
+    def check(self, tokenizer) -> None:
+        if self.given is not None:
+            return
+        if not self.cfg.teacher:
+            raise TrainingError("loss.distill_ratio > 0 needs a teacher or a teacher_cache (or set "
+                                "loss.distill_ratio: 0 for plain SFT)")
+        # only the vocabulary is compared: the student's tokenizer renders every record for both models
+        check_same_tokenizer(tokenizer, load_tokenizer(self.cfg.teacher, chat=False, role="teacher"))
+
+    def positions(self) -> int | None:
+        return (config_max_positions(self.given.config) if self.given is not None
+                else model_max_positions(self.cfg.teacher))
+
+    def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
+                                                                             int | None]:
+        """Its head is checked on the tokenizer's ``vocab`` before it is sharded."""
+        model = self.given.to(device) if self.given is not None else load_model(self.cfg.teacher, device)
+        teacher = OnlineTeacher(model, final_logit_cap(model))  # in eval mode, frozen
+        check_head_is_reproduced(model, "teacher", vocab)
+        if dist.enabled and self.cfg.teacher_sharding == "shard":
+            shard(teacher, model)
+        return teacher, ModelShape.from_config(model.config), model.config.vocab_size
+
+
+class CachedTeacherSource(TeacherSource):
+    """The distributions ``cotdistill teacher cache`` stored: opened (and verified) at ``check``, checked against
+    the run's tokenizer, encoding and records at ``check_data``; it costs no teacher FLOPs."""
+
+    def check(self, tokenizer) -> None:
+        from cotdistill.teacher.cache import TeacherCache
+
+        self.cache = TeacherCache.open(self.cfg.teacher_cache)
+
+    def check_data(self, tokenizer, examples: list) -> None:
+        cfg = self.cfg
+        self.cache.check_compatible(tokenizer, cfg.encode, cfg.data.path, examples, cfg.loss.temperature,
+                                    teacher=cfg.teacher)
+
+    def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
+                                                                             int | None]:
+        return self.cache, None, None
+
+
+TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": OnlineTeacherSource,
+                                                    "cache": CachedTeacherSource}
+
+
+def teacher_source(cfg: TrainConfig, given: nn.Module | None = None) -> TeacherSource:
+    """The run's teacher source, by ``cfg.teacher_source``; ``given``: a teacher model passed in place of the
+    config's name."""
+    return TEACHER_SOURCES[cfg.teacher_source](cfg, given)
+
+
+def max_positions(cfg: TrainConfig, student: nn.Module | None, teacher: TeacherSource) -> int | None:
+    """The fewest positions of the student and the teacher, read from their configs (no weights); ``student``:
+    a model passed in place of the config's name."""
+    found = [config_max_positions(student.config) if student is not None else model_max_positions(cfg.student),
+             teacher.positions()]
     limits = [n for n in found if n]
     return min(limits) if limits else None
 
@@ -39,21 +129,6 @@ def load_student(cfg: TrainConfig, given: nn.Module | None, device: torch.device
         else:
             student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
     return student
-
-
-def load_teacher(cfg: TrainConfig, cache: Teacher | None, given: nn.Module | None, device: torch.device,
-                 dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None, int | None]:
-    """(the teacher, its shape for FLOP counts, its logit rows): the cache or none (no shape: no teacher FLOPs;
-    no rows: the cache checked its own against the tokenizer), or the online model, whose head is checked on the
-    tokenizer's ``vocab`` before it is sharded."""
-    if cfg.teacher_source != "online":
-        return cache, None, None
-    model = given.to(device) if given is not None else load_model(cfg.teacher, device)
-    teacher = OnlineTeacher(model, final_logit_cap(model))  # in eval mode, frozen
-    check_head_is_reproduced(model, "teacher", vocab)
-    if dist.enabled and cfg.teacher_sharding == "shard":
-        shard(teacher, model)
-    return teacher, ModelShape.from_config(model.config), model.config.vocab_size
 
 
 def uncovered_validation(cfg: TrainConfig) -> str:
