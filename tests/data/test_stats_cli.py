@@ -114,3 +114,15 @@ def test_data_stats_counts_the_records_train_drops_for_data_max_tokens(tmp_path,
     assert (stats["max_tokens"], stats["longer_than_max_tokens"]) == (longest - 1, 1)
     assert main(["data", "stats", str(path), f"data.max_tokens={longest - 1}"]) == 0
     assert f"longer than data.max_tokens {longest - 1} = 1 (train drops them" in capsys.readouterr().out
+
+
+def test_data_stats_reads_what_train_reads_and_takes_full_share(capsys):
+    """A world: spec (train accepts one) and full_share with LSP (once a traceback): the untruncated "before" is
+    every record whole, the "after" keeps a share of them whole, so it lies between LSP 0.5's and all tokens."""
+    assert main(["data", "stats", "world:train:teacher:40", "--json", "--truncation", "lsp", "--lsp", "0.5"]) == 0
+    half = json.loads(capsys.readouterr().out)
+    assert main(["data", "stats", "world:train:teacher:40", "--json", "encode.truncation=lsp", "encode.lsp=0.5",
+                 "encode.full_share=0.5"]) == 0
+    mixed = json.loads(capsys.readouterr().out)
+    assert mixed["format"] == "world" and mixed["before"] == half["before"]
+    assert half["after"]["tokens"] < mixed["after"]["tokens"] < mixed["before"]["tokens"]
