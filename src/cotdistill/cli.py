@@ -343,7 +343,7 @@ EVAL_FLAGS = (Flag("--bench", "eval.bench"), Flag("--data", "eval.data", {"help"
               Flag("--chat-template", "eval.chat_template", {"help": "a Jinja file or text"}),
               Flag("--split", "eval.split", {"help": "default: test where the data has one, else train"}),
               Flag("--subset", "eval.subset"),
-              Flag("--extraction", "eval.extraction", {"choices": ["strict", "flexible"]}))
+              Flag("--extraction", "eval.extraction"))
 
 COMMANDS = (
     Command(("data", "stats"), "token statistics before and after truncation", _data_stats_config, _run_data_stats,

@@ -19,10 +19,12 @@ the definition changes, so old results are not compared with new ones).
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from cotdistill.config import check_field_rules
 from cotdistill.world import WORLD_MAX_NEW_TOKENS
 
 
@@ -47,7 +49,9 @@ BENCHMARKS = {
     "world": Benchmark("world", "2", ("prompt",), ("gold",), WORLD_MAX_NEW_TOKENS),
 }
 
-EXTRACTIONS = ("strict", "flexible")
+# strict: an answer given (boxed, ####, "the answer is"); flexible: + the last number in the text
+Extraction = Literal["strict", "flexible"]
+EXTRACTIONS = typing.get_args(Extraction)
 PLACEHOLDER = "{problem}"
 
 # lighteval 0.10.0 (the version the truncation paper's requirements_eval.txt pins), src/lighteval/tasks/
@@ -125,11 +129,12 @@ class EvalSpec:
     top_p: float | None = None  # null: 1
     max_new_tokens: int | None = None  # null: the benchmark's default (thousands for reasoning traces on MATH/AIME)
     batch_size: int = 32
-    extraction: str = "strict"  # strict: an answer given (boxed, ####, "the answer is"); flexible: + the last number
+    extraction: Extraction = "strict"  # strict: an answer given; flexible: + the last number (see Extraction)
     system: str | None = None  # system prompt of every question: the one the model was trained with (data.system)
     chat_template: str | None = None  # a Jinja file or text replacing the model's chat template
 
     def __post_init__(self) -> None:
+        check_field_rules(self)
         if self.bench not in BENCHMARKS:
             raise ValueError(f"bench must be one of {sorted(BENCHMARKS)}, got {self.bench!r}")
         self._fill_unset()
@@ -147,8 +152,6 @@ class EvalSpec:
         if self.samples > 1 and self.temperature == 0:  # greedy decoding gives n identical samples
             raise ValueError(f"samples > 1 needs temperature > 0 (greedy samples are identical, so pass@n would be "
                              f"pass@1), got samples {self.samples} at temperature 0")
-        if self.extraction not in EXTRACTIONS:
-            raise ValueError(f"extraction must be one of {EXTRACTIONS}, got {self.extraction!r}")
 
     def _fill_unset(self) -> None:
         """Each null key a preset may set: the preset's value, else the built-in default written here (null
