@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cotdistill import gguf_cache
 from cotdistill.cli import main
@@ -171,3 +172,30 @@ def test_eval_and_one_training_step_with_the_real_student(tmp_path):
     final = load_model(str(tmp_path / "train" / "final"))
     assert final.num_parameters() == 134_515_008
     assert len(load_tokenizer(str(tmp_path / "train" / "final"))) == 49_152
+
+
+def test_demo_real_takes_the_real_students_sizes_and_quick_shrinks_them(capsys):
+    from cotdistill.stages.demo import QUICK
+    from cotdistill.stages.demo import REAL as REAL_PRESET
+
+    assert main(["demo", "--real", "--print-config"]) == 0
+    real = yaml.safe_load(capsys.readouterr().out)
+    assert real["student"] == REAL == REAL_PRESET["student"] and real["distill_ratio"] == 0.0
+    assert (real["train_records"], real["lr"], real["eval"]["limit"]) == (400, 3e-5, 48)
+    assert main(["demo", "--real", "--quick", "--print-config"]) == 0
+    both = yaml.safe_load(capsys.readouterr().out)
+    assert both["student"] == REAL and both["train_records"] == QUICK["train_records"]
+    assert both["eval"]["max_new_tokens"] == QUICK["eval"]["max_new_tokens"]
+
+
+@pytest.mark.slow
+@needs_wheel
+def test_the_quick_real_demo_runs_every_stage(tmp_path):
+    """Distillation (SFT on the world teacher's text), evaluation, provenance across two tokenizers and selection,
+    at tiny sizes (24 minutes on one thread beside three other jobs)."""
+    assert main(["demo", "--real", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert [r["setting"] for r in summary["tradeoff"]] == ["lsp1", "lsp0.5"]
+    assert all((tmp_path / "demo" / "provenance" / name / "trace.html").exists() for name in ("lsp1", "lsp0.5"))
+    config = yaml.safe_load((tmp_path / "demo" / "distill" / "lsp1" / "train" / "config.yaml").read_text())
+    assert config["student"] == REAL and config["teacher"] is None

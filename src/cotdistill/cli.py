@@ -311,9 +311,12 @@ def _stats_truncation(values: dict) -> dict:
 
 
 def _demo_quick(values: dict) -> dict:
-    from cotdistill.stages.demo import QUICK
+    """``--real``: the real student's sizes; ``--quick``: tiny sizes (over ``--real``'s where both are given)."""
+    from cotdistill.config import merge
+    from cotdistill.stages.demo import QUICK, REAL
 
-    return QUICK if values.pop("quick", False) else {}
+    real = REAL if values.pop("real", False) else {}
+    return merge(real, QUICK) if values.pop("quick", False) else real
 
 
 SYSTEM_HELP = "keep | drop | replace:TEXT, as train's data.system"
@@ -415,7 +418,10 @@ COMMANDS = (
     Command(("demo",), "the main job on the embedded world", _demo_config, _run_demo,
             flags=(Flag("--out", "out"),
                    Flag("--quick", "quick", {"action": "store_true",
-                                             "help": "tiny sizes: a smoke test in about a minute"}, is_key=False)),
+                                             "help": "tiny sizes: a smoke test in about a minute"}, is_key=False),
+                   Flag("--real", "real", {"action": "store_true", "help": "the real pretrained student "
+                                           "SmolLM2-135M-Instruct (cotdistill[real]), sized for a CPU"},
+                        is_key=False)),
             implied=_demo_quick),
 )
 

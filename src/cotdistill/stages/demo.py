@@ -27,6 +27,11 @@ from cotdistill.outputs import claim_output, eval_inputs
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
+    # the student distilled, traced and fine-tuned on selections; the teacher is always the embedded one
+    student: str = "world:student"
+    # KD needs the teacher's tokenizer: a student with another one (--real) learns from the teacher's text alone
+    distill_ratio: float = 0.5
+    sections: str = "cotAns"  # what the distillation supervises (encode.sections)
     train_records: int = 3200
     # chosen by measurement on world v2 (300 test problems, LSP 1.0): 5e-4 gave 0.340 [0.289, 0.395], 2e-3 gave
     # 0.247 [0.201, 0.298] against the original student's 0.223 [0.180, 0.274] -- a strong rate overwrites the
@@ -46,12 +51,19 @@ class DemoConfig:
     select_temperature: float = 1.0
     select_methods: list[str] = field(default_factory=lambda: ["teacher", "random", "grape", "shortest"])
     select_seeds: list[int] = field(default_factory=lambda: [0])
+    select_lr: float | None = None  # the selection cells' fine-tuning rate (null: select-experiment's default)
     progress: bool = True
     DEPRECATED_KEYS: ClassVar[dict[str, str]] = {"eval_limit": "eval.limit", "max_new_tokens": "eval.max_new_tokens"}
 
 
 QUICK = {"train_records": 48, "eval": {"limit": 10, "max_new_tokens": 96}, "trace_limit": 6, "select_questions": 6,
          "select_samples": 2, "select_methods": ["teacher", "random"], "endings": []}
+# --real: the same stages with SmolLM2-135M-Instruct as the student (cotdistill[real]), sized for a 2-core CPU:
+# the fine-tuning range of a pretrained model (3e-5, measured against 1e-5 in docs/results.md), the issue's 400
+# records and 48 test problems at 400 new tokens, SFT on the teacher's text (its tokenizer is the world's)
+REAL = {"student": "real:smollm2-135m-instruct", "distill_ratio": 0.0, "sections": "promptcotAns",
+        "train_records": 400, "lr": 3e-5, "eval": {"limit": 48, "max_new_tokens": 400, "batch_size": 16},
+        "trace_limit": 24, "select_questions": 48, "select_lr": 3e-5}
 
 
 def _log(message: str) -> None:
@@ -62,10 +74,10 @@ def distill_config(cfg: DemoConfig):
     from cotdistill.training.config import TrainConfig
 
     return from_dict(TrainConfig, {
-        "student": "world:student", "teacher": "world:teacher",
+        "student": cfg.student, "teacher": "world:teacher" if cfg.distill_ratio > 0 else None,
         "data": {"path": f"world:train:teacher:{cfg.train_records}", "val_fraction": 0.05},
-        "encode": {"sections": "cotAns"},
-        "loss": {"distill_ratio": 0.5, "kind": "forward_kl", "temperature": 1.0},
+        "encode": {"sections": cfg.sections},
+        "loss": {"distill_ratio": cfg.distill_ratio, "kind": "forward_kl", "temperature": 1.0},
         "optim": {"lr": cfg.lr, "batch_size": 8, "epochs": 1, "warmup_steps": 20},
         "eval_every": 0, "save_every": 50, "progress": cfg.progress,
     })
@@ -92,7 +104,7 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
          f"({cfg.train_records} records)")
     sweep_rows = run_sweep(SweepConfig(train=distill_config(cfg), eval=cfg.eval, lsps=cfg.lsps,
                                        endings=cfg.endings, out=str(out / "distill")))
-    baselines = evaluate_baselines(out, cfg.eval, cfg.progress)
+    baselines = evaluate_baselines(out, cfg.eval, cfg.progress, student=cfg.student)
 
     _log("stage 3: provenance of the distilled students' actions")
     traces = {}
@@ -105,7 +117,7 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
         distilled = json.loads((evaluated / "results.json").read_text())["model"]
         traces[name] = run_trace(TraceConfig(
             samples=str(evaluated / "samples.jsonl"), teacher="world:teacher",
-            student="world:student", distilled=distilled,
+            student=cfg.student, distilled=distilled,
             out=str(out / "provenance" / name), limit=cfg.trace_limit, world_styles=True), progress=cfg.progress)
     accuracy = {r["setting"]: r["accuracy"] for r in sweep_rows if r["setting"] in traces}
     corr = correlate({name: (s, accuracy[name]) for name, s in traces.items()})
@@ -116,6 +128,9 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
         world_questions=cfg.select_questions, world_samples=cfg.select_samples,
         world_temperature=cfg.select_temperature, eval=cfg.eval)
     select_cfg.train.progress = cfg.progress
+    select_cfg.train.student = cfg.student
+    if cfg.select_lr is not None:
+        select_cfg.train.optim.lr = cfg.select_lr
     select_table = run_experiment(select_cfg)
 
     from cotdistill.report.demo import write_demo_report
@@ -129,16 +144,17 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
     return report
 
 
-def evaluate_baselines(out: Path, spec: EvalSpec, progress: bool = True) -> dict[str, dict]:
-    """The embedded teacher's and original student's results on ``spec``, in ``out/eval/NAME``: those there when
-    they were made under the same key (``stages.reuse``: a results.json put there otherwise is never read), else
-    evaluated now."""
+def evaluate_baselines(out: Path, spec: EvalSpec, progress: bool = True,
+                       student: str = "world:student") -> dict[str, dict]:
+    """The embedded teacher's and the original student's results on ``spec``, in ``out/eval/NAME``: those there
+    when they were made under the same key (``stages.reuse``: a results.json put there otherwise is never read),
+    else evaluated now."""
     from cotdistill.stages.setting import evaluate_once
 
     baselines = {}
-    for name in ("teacher", "student"):
+    for name, model in (("teacher", "world:teacher"), ("student", student)):
         _log(f"the {name} on the test set")
-        baselines[name] = evaluate_once(f"world:{name}", spec, out / "eval" / name, progress=progress)
+        baselines[name] = evaluate_once(model, spec, out / "eval" / name, progress=progress)
     return baselines
 
 
