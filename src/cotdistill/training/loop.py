@@ -45,7 +45,14 @@ from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import TrainConfig
 from cotdistill.training.objective import StudentLoss, check_head_is_reproduced
 from cotdistill.training.parallel import clip_gradients, gradient_sync, is_sharded, wrap_distributed
-from cotdistill.training.reporting import check_report_to, count_batch, run_reporters, run_summary, truncate_metrics
+from cotdistill.training.reporting import (
+    check_report_to,
+    count_batch,
+    run_reporters,
+    run_summary,
+    truncate_metrics,
+    warn,
+)
 from cotdistill.training.resume import param_groups
 from cotdistill.training.saving import RunCheckpoints
 from cotdistill.training.schedule import build_scheduler, check_schedule
@@ -74,13 +81,6 @@ def record_best(state: dict, val: dict[str, float], metric: str) -> bool:
         return False
     state.update(best_val=val[figure], best_by=figure, best_step=state["step"])
     return True
-
-
-def _warn(message: str, is_main: bool) -> None:
-    """A warning through ``logging`` (the CLI prints it to stderr; with no logging set up Python prints warnings
-    to stderr as well). Only the main process speaks."""
-    if is_main:
-        logger.warning("warning: %s", message)
 
 
 @dataclass
@@ -181,12 +181,12 @@ class Trainer:
                             val_rows=self.given.val_data,
                             max_positions=max_positions(self.cfg, self.given.student, self.teacher_source))
         for warning in data.warnings:
-            _warn(warning, self.dist.is_main)
+            warn(warning, self.dist.is_main)
         if self.dist.is_main:
             logger.info("%s", data.describe(self.cfg.data.dedup))
             lost = data.lost_share_warning(self.cfg.data.dedup)
             if lost:
-                _warn(lost, True)
+                warn(lost, True)
         return data
 
     def _load_models(self) -> None:
@@ -206,7 +206,7 @@ class Trainer:
         # a cache holds only the records it was built on: validation without them has no KD to report
         self.val_kd_known = self.teacher is None or self.teacher.covers(self.data.val_examples)
         if self.data.val_examples and not self.val_kd_known:
-            _warn(uncovered_validation(cfg), self.dist.is_main)
+            warn(uncovered_validation(cfg), self.dist.is_main)
 
     def _build_optimizer(self) -> None:
         o = self.cfg.optim
@@ -318,7 +318,7 @@ class Trainer:
         resumed_from, notes = ckpt.resumable_checkpoint(self.out) if self.cfg.resume else (None, [])
         self.resume_notes = notes
         for note in notes:
-            _warn(note, self.dist.is_main)
+            warn(note, self.dist.is_main)
         if resumed_from is None:
             return state, None
         saved_state = self.checkpoints.resume(resumed_from, self.data.fingerprint, self.total_steps)

@@ -24,6 +24,13 @@ VAL_FIGURES = ("val_loss", "val_ce", "val_kd")
 logger = logging.getLogger("cotdistill.training")
 
 
+def warn(message: str, is_main: bool = True) -> None:
+    """A warning through ``logging`` (the CLI prints it to stderr; with no logging set up Python prints warnings
+    to stderr as well). Only the main process speaks."""
+    if is_main:
+        logger.warning("warning: %s", message)
+
+
 class ReportingError(UserError, ValueError):
     """A ``report_to`` target that is unknown or not installed."""
 

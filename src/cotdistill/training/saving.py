@@ -6,7 +6,6 @@ The file formats and atomic writes are ``training.checkpoint``'s; what a resumed
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from torch import nn
@@ -16,6 +15,7 @@ from cotdistill.distributed import DistInfo, barrier
 from cotdistill.errors import TrainingError
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import TrainConfig
+from cotdistill.training.reporting import warn
 from cotdistill.training.resume import (
     SCHEDULE_KEYS,
     apply_optim_config,
@@ -23,8 +23,6 @@ from cotdistill.training.resume import (
     data_change,
     fixed_optim_changes,
 )
-
-logger = logging.getLogger("cotdistill.training")
 
 
 class RunCheckpoints:
@@ -112,7 +110,7 @@ class RunCheckpoints:
         changed_rows, note = data_change(saved, fingerprint, path)
         if note:
             self.notes.append(note)
-            self._warn(note)
+            warn(note, self.dist.is_main)
         self.changes = config_changes(saved.get("config"), to_dict(self.cfg)) + changed_rows
         fixed = fixed_optim_changes(saved, self.cfg.optim, self.changes, total_steps)
         if fixed:
@@ -127,8 +125,4 @@ class RunCheckpoints:
                                 f"{stretched} Resume with the same config, set allow_config_change: true "
                                 "(--allow-config-change) to continue with the new values, or use a new output_dir")
         for change in self.changes:
-            self._warn(f"resuming with a changed config: {change}")
-
-    def _warn(self, message: str) -> None:
-        if self.dist.is_main:
-            logger.warning("warning: %s", message)
+            warn(f"resuming with a changed config: {change}", self.dist.is_main)
