@@ -308,6 +308,19 @@ def test_ctrl_c_with_debug_keeps_the_traceback(monkeypatch):
         main(["--debug", "eval", "world:student"])
 
 
+def test_a_reader_that_leaves_the_pipe_early_ends_the_command_quietly_with_141():
+    """``cotdistill … | head``: the writer meets a closed pipe; no traceback, not even the interpreter's last flush."""
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom cotdistill.cli import main\nsys.exit(main(['eval', 'world:student', '--print-config']))"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # the reader is gone before the first line is written
+    err = child.stderr.read().decode()
+    assert child.wait() == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_a_truncated_teacher_cache_shard_is_one_line(files, tmp_path, capsys):
     s, good = str(files / "student"), str(files / "good.jsonl")
     cache = tmp_path / "cache"

@@ -518,6 +518,15 @@ def command_config(command: Command, args: argparse.Namespace):
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
 
 
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null: the interpreter flushes it once more on exit, and into a closed pipe
+    that flush would print a second BrokenPipeError."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (a test's capture): nothing
+        pass
+
+
 class _StderrHandler(logging.Handler):
     """Writes each message to whatever ``sys.stderr`` is at that moment (a handler holding the stream it was made
     with keeps writing to a stream that was since replaced, as by a test's capture or a redirecting caller)."""
@@ -559,12 +568,14 @@ def main(argv: list[str] | None = None) -> int:
             from cotdistill.config import dump_config
 
             print(dump_config(config), end="")
-            return 0
-        if args.threads is not None or args.command in THREADED_COMMANDS:
-            from cotdistill.threads import configure_threads
+            code = 0
+        else:
+            if args.threads is not None or args.command in THREADED_COMMANDS:
+                from cotdistill.threads import configure_threads
 
-            configure_threads(args.threads)
-        code = command.run(config)
+                configure_threads(args.threads)
+            code = command.run(config)
+        sys.stdout.flush()  # a closed pipe is met here, where it is answered, not in the interpreter's last flush
     except (UserError, *USER_OS_ERRORS) as err:
         if args.debug:
             raise
@@ -575,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # `cotdistill compare … | head`: the reader has what it wanted
+        _silence_stdout()
+        code = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from cotdistill.distributed import exit_launched_process
 
