@@ -33,9 +33,35 @@ def _retention(c: dict) -> str:
     return f"{c['retention']:.2f}{interval}"
 
 
-def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], select_cells: list[dict]) -> list[str]:
+# What the demo's selection stage is too small to tell, measured at full size: `cotdistill select-experiment` with the
+# world's original student, 1,000 questions x 4 teacher samples, 3 seeds, 357 SFT steps (docs/results.md section 6,
+# session 6). Quoted, never recomputed: a demo-sized run cannot reproduce it, and the sentence says whose it is.
+FULL_SELECTION_STUDENT = "world:student"
+FULL_SELECTION_FIGURES = ("the full experiment (`cotdistill select-experiment`, 1,000 questions, 3 seeds; "
+                          "docs/results.md section 6, session 6) measured, as mean ± sd over the seeds, teacher-guided "
+                          "0.284 ± 0.016, random 0.292 ± 0.044 and shortest 0.320 ± 0.029 — each above the original "
+                          "student's 0.223, and teacher-guided not above random")
+
+
+def selection_size_sentence(comparisons: list[dict], select_cells: list[dict], student: str) -> str | None:
+    """Where no teacher-guided-vs-random comparison is claimed: that the demo's size cannot tell them apart, with the
+    full experiment's figures beside it when it was run with this student (else that none has been)."""
+    if not comparisons or any(c["difference_claimed"] for c in comparisons):
+        return None
+    records = max(c.get("selected", 0) for c in select_cells) if select_cells else 0
+    seeds = len({c["seed"] for c in comparisons})
+    head = (f"At the demo's size ({records} selected records, {seeds} seed{'s' if seeds > 1 else ''}) teacher-guided "
+            "and random selection cannot be told apart")
+    if student == FULL_SELECTION_STUDENT:
+        return f"{head}; {FULL_SELECTION_FIGURES}."
+    return f"{head}, and no full-size selection experiment has been run with this student ({student})."
+
+
+def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], select_cells: list[dict],
+             student: str = FULL_SELECTION_STUDENT) -> list[str]:
     """The report's sentences, each rendered from figures a stage computed (``comparisons``: the demo's
-    ``comparisons.json``, every model-vs-model claim paired on the same test problems)."""
+    ``comparisons.json``, every model-vs-model claim paired on the same test problems; ``student``: the original
+    student, as its evaluation names it)."""
     by_kind: dict[str, list[dict]] = {}
     for c in comparisons["comparisons"]:
         by_kind.setdefault(c["kind"], []).append(c)
@@ -59,6 +85,8 @@ def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], s
         out.append(f"Selection: the teacher-guided pick carried {t['teacher_actions_mean']:.1f} teacher-originated "
                    f"actions per record, random {r['teacher_actions_mean']:.1f}. "
                    + " ".join(_sentence(c) for c in by_kind.get("selection", [])))
+    size = selection_size_sentence(by_kind.get("selection", []), select_cells, student)
+    out += [size] if size else []
     out += [_sentence(c) for c in by_kind.get("selection_vs_student", [])]
     return out
 
@@ -82,7 +110,7 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
                   **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]
-    said = findings(comparisons, sweep_rows, prov_rows, select_cells)
+    said = findings(comparisons, sweep_rows, prov_rows, select_cells, baselines["student"]["model"])
     md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n\n## What the figures show\n\n",
           how_claims_are_decided(comparisons["level"]),
           *[f"- {escape_markdown(s)}\n" for s in said],  # names and figures read back from files: text
