@@ -521,10 +521,11 @@ USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Perm
 def _silence_stdout() -> None:
     """Point standard output at /dev/null: the interpreter flushes it once more on exit, and into a closed pipe
     that flush would print a second BrokenPipeError."""
-    try:
+    import contextlib
+
+    # a stdout without a file descriptor (a test's capture) has no final flush to silence
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (a test's capture): nothing
-        pass
 
 
 class _StderrHandler(logging.Handler):

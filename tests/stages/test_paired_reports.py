@@ -42,7 +42,8 @@ def write_eval(folder, outcomes: list[int]) -> None:
 
 # --- sweep ---------------------------------------------------------------------------------------------------------
 def _point(setting: str, accuracy: float, flops: float) -> dict:
-    return {"setting": setting, "records": 8, "tokens": 100, "supervised_tokens": 50, "flops": flops,
+    return {"setting": setting, "label": f"{setting} in words", "records": 8, "tokens": 100, "supervised_tokens": 50,
+            "flops": flops,
             "wall_time_s": flops / 10, "peak_memory_mib": 100.0, "bench": "world", "accuracy": accuracy,
             "ci95_low": 0.0, "ci95_high": 1.0, "at_limit": 3 if setting == "window-left" else 0}
 
@@ -71,8 +72,10 @@ def test_sweep_rows_compare_each_point_with_lsp1_on_the_same_problems(tmp_path, 
     assert window["retention_ci95"] == [1.0, 1.0]
 
     table = (out / "tradeoff.md").read_text()
-    assert "| lsp1 | 8 | 50 | 100 | 10 | 100 | 0.5 | 0 |  |  |  | 1 |  | 1 |" in table  # blanks on the reference
-    assert "| window-left | 8 | 50 | 50 | 5 | 100 | 0.5 | 3 | 0 | [0, 0] | 1 | 1 | [1, 1] | 0.5 |" in table
+    # blanks on the reference
+    assert "| lsp1 | lsp1 in words | 8 | 50 | 100 | 10 | 100 | 0.5 | 0 |  |  |  | 1 |  | 1 |" in table
+    assert ("| window-left | window-left in words | 8 | 50 | 50 | 5 | 100 | 0.5 | 3 | 0 | [0, 0] | 1 | 1 | [1, 1] "
+            "| 0.5 |" in table)
     with open(out / "tradeoff.csv") as fh:
         written = {r["setting"]: r for r in csv.DictReader(fh)}
     assert written["lsp1"]["p_vs_ref"] == "" and float(written["lsp0.5"]["p_vs_ref"]) == pytest.approx(0.5)
@@ -212,8 +215,10 @@ def test_demo_comparisons_pair_every_claim_on_the_same_problems(demo):
 
 
 def _sweep_rows() -> list[dict]:
-    return [{**_point("lsp1", 0.3, 100.0), "compute": 1.0, "time_ratio": 1.0, "memory_ratio": 1.0},
+    """Rows of a sweep written before points had labels: sentences name them by their setting."""
+    rows = [{**_point("lsp1", 0.3, 100.0), "compute": 1.0, "time_ratio": 1.0, "memory_ratio": 1.0},
             {**_point("lsp0.5", 0.15, 45.0), "compute": 0.45, "time_ratio": 0.5, "memory_ratio": 0.8}]
+    return [{k: v for k, v in row.items() if k != "label"} for row in rows]
 
 
 def test_demo_findings_state_the_paired_figures(demo):
@@ -226,11 +231,11 @@ def test_demo_findings_state_the_paired_figures(demo):
     assert said[1] == ("The student distilled at lsp1 vs the original student: +0.200 [+0.020, +0.380], McNemar "
                        "p = 0.125 (4 vs 0 problems); no difference can be claimed at 0.05.")
     low, high = comparisons["comparisons"][3]["retention_ci95"]
-    assert said[3] == ("lsp0.5 cost 0.45 of the FLOPs, 0.50 of the training time and 0.80 of the peak memory of "
-                       f"LSP 1.0; its retention (accuracy / accuracy at LSP 1.0) is 0.50 [{low:.2f}, {high:.2f}] "
-                       "(paired bootstrap over the test problems). The lsp0.5 student vs the LSP 1.0 student: "
-                       "-0.150 [-0.311, +0.011], McNemar p = 0.250 (0 vs 3 problems); no difference can be "
-                       "claimed at 0.05.")
+    assert said[3] == ("Distilling at lsp0.5 cost 0.45 of the FLOPs, 0.50 of the training time and 0.80 of the peak "
+                       "memory of LSP 1.0; its retention (accuracy / accuracy at LSP 1.0) is "
+                       f"0.50 [{low:.2f}, {high:.2f}] (paired bootstrap over the test problems). The student "
+                       "distilled at lsp0.5 vs the LSP 1.0 student: -0.150 [-0.311, +0.011], McNemar p = 0.250 (0 vs "
+                       "3 problems); no difference can be claimed at 0.05.")
     # 3 vs 0 discordant: mean 0.15, sd/√n = √(2.55/19/20), p = 2/8
     assert said[4] == ("Selection: the teacher-guided pick carried 3.0 teacher-originated actions per record, random "
                        "1.0. The student trained on the teacher-guided selection (seed 0) vs the one trained on a "
@@ -242,6 +247,19 @@ def test_demo_findings_state_the_paired_figures(demo):
                               "questions, 3 seeds; docs/results.md section 6")
     assert "teacher-guided 0.284 ± 0.016, random 0.292 ± 0.044" in said[5]
     assert said[6].startswith("The student trained on the teacher-guided selection (seed 0) vs the original student")
+
+
+def test_demo_sentences_name_each_setting_by_its_sweep_label(demo):
+    labels = {"lsp1": "LSP 1.0", "lsp0.5": "LSP 0.5"}
+    comparisons = demo_comparisons(demo, ["lsp1", "lsp0.5"], ["teacher"], [0], labels=labels)
+    rows = [{**row, "label": labels[row["setting"]]} for row in _sweep_rows()]
+    provenance = [{"distilled": "lsp0.5", "teacher": 0.5, "student": 0.25, "shared": 0.125, "boosted": 0.125}]
+    said = findings(comparisons, rows, provenance, [])
+    assert said[1].startswith("The student distilled at LSP 1.0 vs the original student: +0.200")
+    assert said[4] == ("Provenance of the actions of the student distilled at LSP 0.5: teacher 0.50, student 0.25, "
+                       "shared 0.12, boosted 0.12.")
+    assert said[3].startswith("Distilling at LSP 0.5 cost 0.45 of the FLOPs")
+    assert "The student distilled at LSP 0.5 vs the LSP 1.0 student: -0.150" in said[3]
 
 
 def test_demo_findings_quote_the_full_selection_experiment_only_for_its_student_and_only_when_unclaimed(demo):

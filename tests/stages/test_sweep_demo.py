@@ -68,6 +68,8 @@ def test_ending_points_keep_the_ending_at_ending_lsp():
     assert points[3].encode == {"truncation": "lsp_keep_tail", "lsp": 0.25, "keep_tail": 16}
     assert points[4].encode == {"truncation": "lsp", "lsp": 0.25, "full_share": 0.1}
     assert points[0].encode["truncation"] == "none" and points[0].encode["full_share"] == 0.0
+    assert [p.label for p in points] == ["LSP 1.0", "LSP 0.5", "LSP 0.25, the answer kept whole",
+                                         "LSP 0.25, the last 16 tokens kept", "LSP 0.25, 10% of records whole"]
 
 
 @pytest.mark.parametrize("ending", ["tail", "tail:x", "whole:1.5", "answer:3", "middle"])

@@ -38,9 +38,9 @@ def _retention(c: dict) -> str:
 # session 6). Quoted, never recomputed: a demo-sized run cannot reproduce it, and the sentence says whose it is.
 FULL_SELECTION_STUDENT = "world:student"
 FULL_SELECTION_FIGURES = ("the full experiment (`cotdistill select-experiment`, 1,000 questions, 3 seeds; "
-                          "docs/results.md section 6, session 6) measured, as mean ± sd over the seeds, teacher-guided "
-                          "0.284 ± 0.016, random 0.292 ± 0.044 and shortest 0.320 ± 0.029 — each above the original "
-                          "student's 0.223, and teacher-guided not above random")
+                          "docs/results.md section 6, session 6) measured, as mean ± sd over the seeds, "
+                          "teacher-guided 0.284 ± 0.016, random 0.292 ± 0.044 and shortest 0.320 ± 0.029 — at that "
+                          "size each above the original student's 0.223, and teacher-guided not above random")
 
 
 def selection_size_sentence(comparisons: list[dict], select_cells: list[dict], student: str) -> str | None:
@@ -70,13 +70,15 @@ def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], s
     rows = {r["setting"]: r for r in sweep_rows}
     for c in by_kind.get("setting_vs_reference", []):
         r = rows[c["a"]]
-        out.append(f"{c['a']} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the training time "
-                   f"and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention (accuracy / accuracy "
-                   f"at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
+        label = r.get("label") or c["a"]
+        out.append(f"Distilling at {label} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the "
+                   f"training time and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention "
+                   f"(accuracy / accuracy at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
     for row in prov_rows:
         mix = ", ".join(f"{c} {row[c]:.2f}" for c in CATEGORIES)
         agree = row.get("agreement")
-        out.append(f"Provenance of the {row['distilled']} student's actions: {mix}"
+        name = rows.get(row["distilled"], {}).get("label") or row["distilled"]
+        out.append(f"Provenance of the actions of the student distilled at {name}: {mix}"
                    + (f"; {agree:.2f} of the actions whose generator style is known land in the matching "
                       "category." if agree == agree and agree is not None else "."))
     by_method = {c["method"]: c for c in select_cells}
@@ -106,11 +108,13 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     distilled = {r["setting"]: json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
                  for r in sweep_rows}
     models = [_model_row(f"{name} (embedded)", res) for name, res in baselines.items()]
-    models += [_model_row(f"distilled {name}", res) for name, res in distilled.items()]
+    labels = {r["setting"]: r.get("label") or r["setting"] for r in sweep_rows}
+    models += [_model_row(f"distilled at {labels[name]}", res) for name, res in distilled.items()]
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
                   **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]
-    said = findings(comparisons, sweep_rows, prov_rows, select_cells, baselines["student"]["model"])
+    student = baselines.get("student", {}).get("model", "an unnamed student")  # as its evaluation named it
+    said = findings(comparisons, sweep_rows, prov_rows, select_cells, student)
     md = [f"# cotdistill demo report\n\nRan in {seconds:.0f} s on the embedded world.\n\n## What the figures show\n\n",
           how_claims_are_decided(comparisons["level"]),
           *[f"- {escape_markdown(s)}\n" for s in said],  # names and figures read back from files: text

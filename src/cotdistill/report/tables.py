@@ -7,9 +7,9 @@ from pathlib import Path
 
 # the truncation trade-off table, as the sweep writes it and the demo report shows it; diff_vs_ref, diff_ci95,
 # p_vs_ref and retention_ci95 compare each point with LSP 1.0 on the same problems (paired), blank on LSP 1.0 itself
-TRADEOFF_COLUMNS = ["setting", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib", "accuracy",
-                    "at_limit", "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention", "retention_ci95", "compute",
-                    "time_ratio", "memory_ratio"]
+TRADEOFF_COLUMNS = ["setting", "label", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib",
+                    "accuracy", "at_limit", "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention", "retention_ci95",
+                    "compute", "time_ratio", "memory_ratio"]
 
 
 def _fmt(value) -> str:

@@ -135,7 +135,8 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
 
     from cotdistill.report.demo import write_demo_report
 
-    comparisons = demo_comparisons(out, [r["setting"] for r in sweep_rows], cfg.select_methods, cfg.select_seeds)
+    comparisons = demo_comparisons(out, [r["setting"] for r in sweep_rows], cfg.select_methods, cfg.select_seeds,
+                                   labels={r["setting"]: r["label"] for r in sweep_rows})
     (out / "comparisons.json").write_text(json.dumps(comparisons, indent=2))
     select_cells = json.loads((out / "selection" / "cells.json").read_text())
     report = write_demo_report(out, baselines, sweep_rows, traces, corr, select_cells, select_table,
@@ -173,12 +174,14 @@ def _paired(kind: str, a: _Scored, b: _Scored, **extra) -> dict:
             **extra}
 
 
-def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: list[int]) -> dict:
+def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: list[int],
+                     labels: dict[str, str] | None = None) -> dict:
     """Every model-vs-model claim of the report, paired on the test problems both models answered (read from each
     evaluation's ``samples.jsonl``): the teacher and each distilled student against the original student, each
     truncated setting against LSP 1.0 (with its retention and paired bootstrap interval), and per seed the
     teacher-guided selection against the random one, and each selection's student against the original student
-    (did fine-tuning on a selection change the student at all). ``level``: where a difference is claimed."""
+    (did fine-tuning on a selection change the student at all). ``level``: where a difference is claimed;
+    ``labels``: how a sentence names each setting (the sweep's labels; else its name)."""
     from cotdistill.evaluation.paired import ALPHA, load_scores, retention_interval
     from cotdistill.stages.select_experiment import BASELINE, cell_dir
     from cotdistill.stages.sweep import REFERENCE
@@ -187,14 +190,15 @@ def demo_comparisons(out: Path, settings: list[str], methods: list[str], seeds: 
     found = [_paired("teacher_vs_student", _Scored("teacher", "the teacher", load_scores(out / "eval" / "teacher")),
                      student)]
     distilled = {name: load_scores(out / "distill" / name / "eval") for name in settings}
-    found += [_paired("distilled_vs_student", _Scored(name, f"the student distilled at {name}", scores), student)
+    said = {name: f"the student distilled at {(labels or {}).get(name) or name}" for name in settings}
+    found += [_paired("distilled_vs_student", _Scored(name, said[name], scores), student)
               for name, scores in distilled.items()]
     if REFERENCE in distilled:
         ref = _Scored(REFERENCE, "the LSP 1.0 student", distilled[REFERENCE])
         for name, scores in distilled.items():
             if name != REFERENCE:
                 ratio, low, high = retention_interval(scores, ref.scores)
-                found.append(_paired("setting_vs_reference", _Scored(name, f"the {name} student", scores), ref,
+                found.append(_paired("setting_vs_reference", _Scored(name, said[name], scores), ref,
                                      retention=ratio, retention_ci95=[low, high]))
     for seed in seeds if {"teacher", BASELINE} <= set(methods) else []:
         cell = {m: load_scores(cell_dir(out / "selection", m, seed) / "eval") for m in ("teacher", BASELINE)}

@@ -57,8 +57,21 @@ REFERENCE = "lsp1"  # the point every other is compared with: LSP 1.0, every rec
 
 @dataclass
 class SweepPoint:
-    name: str
+    name: str  # the point's folder and its key in tables: lsp0.5, ending-whole0.1
     encode: dict  # overrides of TrainConfig.encode
+    label: str = ""  # how a sentence names it: "LSP 0.5, 10% of records whole"
+
+
+def lsp_text(lsp: float) -> str:
+    """0.5 -> "0.5", 1 -> "1.0", 0.25 -> "0.25": as the papers write an LSP."""
+    return f"{lsp:.1f}" if lsp == round(lsp, 1) else f"{lsp:g}"
+
+
+def ending_label(ending: str, lsp: float) -> str:
+    kind, _, value = ending.partition(":")
+    kept = {"answer": "the answer kept whole", "tail": f"the last {value} tokens kept",
+            "whole": f"{float(value or 0):.0%} of records whole"}[kind]
+    return f"LSP {lsp_text(lsp)}, {kept}"
 
 
 def ending_encode(ending: str, lsp: float) -> dict:
@@ -85,15 +98,17 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str], end
     """LSP points (lsp=1.0 is the full-sequence reference: every record whole), window points, section-allocation
     points and ending-keeping points. An LSP point keeps ``base``'s truncation where it spends an LSP budget."""
     base = base or EncodeConfig()
-    points = [SweepPoint(f"lsp{lsp:g}", dict(base.at_lsp(lsp).__dict__)) for lsp in lsps]
+    points = [SweepPoint(f"lsp{lsp:g}", dict(base.at_lsp(lsp).__dict__), f"LSP {lsp_text(lsp)}") for lsp in lsps]
     for w in windows:
-        points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5}))
+        points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5},
+                                 f"the {w} window of LSP 0.5"))
     for s in sections:
-        points.append(SweepPoint(f"sections-{s}", {"sections": s}))
+        points.append(SweepPoint(f"sections-{s}", {"sections": s}, f"sections {s}"))
     for ending in endings:
-        points.append(SweepPoint(f"ending-{ending.replace(':', '')}", ending_encode(ending, ending_lsp)))
+        points.append(SweepPoint(f"ending-{ending.replace(':', '')}", ending_encode(ending, ending_lsp),
+                                 ending_label(ending, ending_lsp)))
     if not any(p.name == REFERENCE for p in points):  # retention needs the full-sequence reference
-        points.insert(0, SweepPoint(REFERENCE, dict(base.untruncated().__dict__)))
+        points.insert(0, SweepPoint(REFERENCE, dict(base.untruncated().__dict__), "LSP 1.0"))
     return points
 
 
@@ -101,8 +116,9 @@ def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
     config = from_dict(TrainConfig, merge(to_dict(cfg.train), {"encode": point.encode}))
     summary, results = train_and_evaluate(config, cfg.eval, out / point.name, in_subprocess=True,
                                           progress=cfg.train.progress, evaluate=cfg.evaluate)
-    return {"setting": point.name, "records": summary["examples"], "tokens": summary["processed_tokens"],
-            "supervised_tokens": summary["supervised_tokens"], "flops": summary["flops"],
+    return {"setting": point.name, "label": point.label, "records": summary["examples"],
+            "tokens": summary["processed_tokens"], "supervised_tokens": summary["supervised_tokens"],
+            "flops": summary["flops"],
             "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
             "bench": results["bench"], "accuracy": results["accuracy"], "ci95_low": results["ci95"][0],
             "ci95_high": results["ci95"][1], "at_limit": results["truncated_responses"],
