@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from cotdistill.evaluation.endings import ENDINGS, ending_counts, ending_of, thought_cut
+from cotdistill.evaluation.endings import (
+    ENDINGS,
+    ending_counts,
+    ending_of,
+    gold_stated_counts,
+    gold_stated_in_samples,
+    states_number,
+    thought_cut,
+)
 
 
 @pytest.mark.parametrize("text, hit, expected", [
@@ -36,3 +46,37 @@ def test_counts_have_every_class_and_count_cuts_only_among_finished():
     assert list(counts) == [*ENDINGS, "thought_cut"]
     assert counts == {"at_limit": 1, "think_then_boxed": 2, "think_then_other": 0, "boxed_only": 0,
                       "own_words": 1, "none": 0, "thought_cut": 1}
+
+
+@pytest.mark.parametrize("text, number, expected", [
+    ("Now Leo has 49 coins.", "49", True),
+    ("So the total is 10 + 39 = 49.", "49", True),
+    ("Now Leo has 149 coins.", "49", False),
+    ("Now Leo has 490 coins.", "49", False),
+    ("It costs 49.5 dollars.", "49", False),
+    ("It costs 49.5 dollars.", "49.5", True),
+    ("4,900 coins", "4", False),
+    ("The change is -3 today.", "-3", True),
+])
+def test_a_number_is_stated_only_on_its_own(text, number, expected):
+    assert states_number(text, number) is expected
+
+
+def test_gold_stated_counts_own_golds_and_the_next_problems_as_chance():
+    golds = ["49", "7", "7", "\\frac{1}{2}"]
+    samples = [("<think>\nNow Leo has 49 coins.\nNow Leo has 7 coins.\nStep", 0),  # own 49 and, by chance, 7
+               ("Now Sam has 12 books. #### 12", 1),  # neither its own 7 nor the next problem's (also 7: not counted)
+               ("<think>\n7 + 0 = 7.</think>\n\\boxed{7}", 2),  # own; the next gold is not a number
+               ("\\boxed{\\frac{1}{2}}", 3)]  # a LaTeX gold is left out, as own and as the previous one's next
+    assert gold_stated_counts(samples, golds) == {"gold_checked": 3, "gold_stated": 2, "chance_checked": 1,
+                                                  "gold_stated_by_chance": 1}
+
+
+def test_gold_stated_in_samples_reads_an_evaluations_rows(tmp_path):
+    rows = [{"prompt_index": 5, "response": "Now Ann has 8 pens.", "gold": 8},
+            {"prompt_index": 2, "response": "Now Bo has 8 cups.", "gold": "3"}]
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # problem 2 (gold 3) is first, problem 5 (gold 8) next: the row of problem 2 states the next gold by chance
+    assert gold_stated_in_samples(path) == {"gold_checked": 2, "gold_stated": 1, "chance_checked": 2,
+                                            "gold_stated_by_chance": 1}

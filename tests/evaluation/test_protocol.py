@@ -213,3 +213,12 @@ def test_eval_with_a_template_and_four_samples_reports_avg_and_pass_at_4(tmp_pat
         low, high = results[key]
         assert 0.0 <= low <= results[key[:-5]] <= high <= 1.0
     assert results["pass@4_ci95"][1] > 0.4  # Wilson on 3 problems is wide even at 0 of 3 (upper 0.56)
+
+
+def test_results_count_the_responses_that_state_their_gold_and_the_chance_rate(monkeypatch):
+    _fixed_generations(monkeypatch, [[True], [False], [False], [True]])  # responses: boxed 7, 8, 8, 7
+    items = [BenchItem(f"q{i}", gold) for i, gold in enumerate(["7", "8", "7", "9"])]
+    results, _ = evaluate(None, None, items, GenerationConfig())
+    # own gold: q0 (7) and q1 (8) state theirs; by chance: q3's 7 is the next problem's (q0, wrapping round) gold
+    assert results["gold_stated"] == {"gold_checked": 4, "gold_stated": 2, "chance_checked": 4,
+                                      "gold_stated_by_chance": 1}

@@ -16,7 +16,7 @@ from typing import Any
 from cotdistill.config import ConfigError
 from cotdistill.data.formats import iter_rows, source_name
 from cotdistill.data.records import DataError
-from cotdistill.evaluation.endings import ending_counts
+from cotdistill.evaluation.endings import ending_counts, gold_stated_counts
 from cotdistill.evaluation.extract import extract_answer, extract_gsm8k
 from cotdistill.evaluation.grade import GRADER, answers_match
 from cotdistill.evaluation.spec import BENCHMARKS, Benchmark, EvalSpec, render_question
@@ -205,6 +205,8 @@ def evaluate(model, tokenizer, items: list[BenchItem], gen: GenerationConfig, *,
         "mean_response_tokens": sum(g.num_tokens for g in generations) / len(generations),
         "truncated_responses": sum(g.hit_max_tokens for g in generations),
         "endings": ending_counts([(g.text, g.hit_max_tokens) for g in generations]),
+        "gold_stated": gold_stated_counts([(g.text, g.prompt_index) for g in generations],
+                                          [str(it.gold) for it in items]),
         "by_difficulty": {k: sum(by_difficulty[k]) / len(by_difficulty[k]) for k in levels},
         "by_difficulty_ci95": {k: list(ci95(by_difficulty[k])) for k in levels},
         "generation_seconds": stats.seconds, "tokens_per_s": stats.tokens_per_s,

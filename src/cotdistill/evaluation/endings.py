@@ -11,12 +11,19 @@ Each response gets one class, tested in this order:
 
 ``thought_cut`` counts the responses that close their thought mid-sentence (the text before ``</think>`` does not
 end with a sentence's punctuation): a student trained on a cut thought followed by the whole answer learns to cut.
+
+:func:`gold_stated_counts` asks what grading cannot: whether a response that never gives an answer still *states*
+the right number somewhere ("Now Leo has 49 coins." in a thought that runs to the limit): did the student reach the
+answer and fail to end, or never reach it? A looping response writes many numbers, so the same count with another
+problem's gold says how much of it chance explains.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
+from pathlib import Path
 
 from cotdistill.data.records import THINK_CLOSE
 
@@ -48,3 +55,40 @@ def ending_counts(samples: list[tuple[str, bool]]) -> dict[str, int]:
     counts = Counter(ending_of(text, hit) for text, hit in samples)
     return {**{name: counts[name] for name in ENDINGS},
             "thought_cut": sum(thought_cut(text) for text, hit in samples if not hit)}
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def states_number(text: str, number: str) -> bool:
+    """Whether ``number`` stands in ``text`` as a number of its own: 49 in "has 49 coins" or "= 49.", not in 149,
+    490 or 49.5."""
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?!\d|[.,]\d)", text) is not None
+
+
+def gold_stated_counts(samples: list[tuple[str, int]], golds: list[str]) -> dict[str, int]:
+    """Over ``(response, problem index)`` pairs with numeric ``golds[index]``: ``gold_stated``, the responses that
+    state their own problem's gold (of ``gold_checked``); ``gold_stated_by_chance``, those that state the *next*
+    problem's gold where it is a different number (of ``chance_checked``): the rate chance alone gives. Golds that
+    are not plain numbers (LaTeX, fractions) are left out of both."""
+    numeric = [g.strip() if _NUMBER.fullmatch(str(g).strip()) else None for g in golds]
+    counts = dict.fromkeys(("gold_checked", "gold_stated", "chance_checked", "gold_stated_by_chance"), 0)
+    for text, index in samples:
+        own, other = numeric[index], numeric[(index + 1) % len(numeric)]
+        if own is not None:
+            counts["gold_checked"] += 1
+            counts["gold_stated"] += states_number(text, own)
+        if own is not None and other is not None and other != own:
+            counts["chance_checked"] += 1
+            counts["gold_stated_by_chance"] += states_number(text, other)
+    return counts
+
+
+def gold_stated_in_samples(path: str | Path) -> dict[str, int]:
+    """:func:`gold_stated_counts` over an evaluation's ``samples.jsonl`` (one written before results.json counted
+    it): each row's response, problem index and gold."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    golds: dict[int, str] = {r["prompt_index"]: str(r["gold"]) for r in rows}
+    order = sorted(golds)
+    position = {index: i for i, index in enumerate(order)}
+    return gold_stated_counts([(r["response"], position[r["prompt_index"]]) for r in rows], [golds[i] for i in order])
