@@ -59,8 +59,9 @@ class DemoConfig:
 QUICK = {"train_records": 48, "eval": {"limit": 10, "max_new_tokens": 96}, "trace_limit": 6, "select_questions": 6,
          "select_samples": 2, "select_methods": ["teacher", "random"], "endings": []}
 # --real: the same stages with SmolLM2-135M-Instruct as the student (cotdistill[real]), sized for a 2-core CPU:
-# the fine-tuning range of a pretrained model (3e-5, measured against 1e-5 in docs/results.md), the 400
-# records and 48 test problems at 400 new tokens, SFT on the teacher's text (its tokenizer is the world's)
+# the fine-tuning range of a pretrained model (3e-5; measured against 1e-5, which in 48 steps never takes the
+# teacher's form, and 5e-5, which scores the same at LSP 1.0: docs/results.md), the 400 records and 48 test
+# problems at 400 new tokens, SFT on the teacher's text (its tokenizer is the world's)
 REAL = {"student": "real:smollm2-135m-instruct", "distill_ratio": 0.0, "sections": "promptcotAns",
         "train_records": 400, "lr": 3e-5, "eval": {"limit": 48, "max_new_tokens": 400, "batch_size": 16},
         "trace_limit": 24, "select_questions": 48, "select_lr": 3e-5}
