@@ -525,7 +525,9 @@ def _silence_stdout() -> None:
 
     # a stdout without a file descriptor (a test's capture) has no final flush to silence
     with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 class _StderrHandler(logging.Handler):
@@ -588,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         code = 130
     except BrokenPipeError:  # `cotdistill compare … | head`: the reader has what it wanted
+        if args.debug:
+            raise
         _silence_stdout()
         code = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -56,7 +56,18 @@ def test_counts_have_every_class_and_count_cuts_only_among_finished():
     ("It costs 49.5 dollars.", "49", False),
     ("It costs 49.5 dollars.", "49.5", True),
     ("4,900 coins", "4", False),
+    ("4,900 coins", "900", False),
+    ("1,000 coins", "1000", True),
+    ("1,000 coins", "1,000", True),
+    ("It costs $49.00 now.", "49", True),
+    ("Now Leo has 49 coins.", "49.0", True),
+    ("The list 1,2,3 has 2 in it.", "2", True),
     ("The change is -3 today.", "-3", True),
+    ("The change is -3 today.", "3", False),
+    ("So 5-3 = 2.", "-3", False),
+    ("So 5 - 3 = 2.", "3", True),
+    ("the 3rd box", "3", False),
+    ("\\frac{1}{2}", "\\frac{1}{2}", False),  # not a plain number: never stated
 ])
 def test_a_number_is_stated_only_on_its_own(text, number, expected):
     assert states_number(text, number) is expected

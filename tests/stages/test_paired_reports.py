@@ -224,7 +224,7 @@ def _sweep_rows() -> list[dict]:
 def test_demo_findings_state_the_paired_figures(demo):
     comparisons = demo_comparisons(demo, ["lsp1", "lsp0.5"], ["teacher", "random"], [0])
     cells = [{**_cell("teacher", 0, 0.25), "teacher_actions_mean": 3.0}, _cell("random", 0, 0.1)]
-    said = findings(comparisons, _sweep_rows(), [], cells)
+    said = findings(comparisons, _sweep_rows(), [], cells, "world:student")
     assert said[0] == ("The teacher vs the original student: +0.500 [+0.275, +0.725], McNemar p = 0.002 (10 vs 0 "
                        "problems); a difference can be claimed at 0.05: the teacher scores higher.")
     # the interval [+0.020, +0.380] excludes 0 but p = 0.125: both must agree before a difference is claimed
@@ -244,7 +244,8 @@ def test_demo_findings_state_the_paired_figures(demo):
     # that unclaimed difference is the demo's size speaking: the full experiment's figures stand beside it
     assert said[5].startswith("At the demo's size (6 selected records, 1 seed) teacher-guided and random selection "
                               "cannot be told apart; the full experiment (`cotdistill select-experiment`, 1,000 "
-                              "questions, 3 seeds; docs/results.md section 6")
+                              "questions, 3 seeds; docs/results.md, \"Teacher-guided selection against the "
+                              "baselines\")")
     assert "teacher-guided 0.284 ± 0.016, random 0.292 ± 0.044" in said[5]
     assert said[6].startswith("The student trained on the teacher-guided selection (seed 0) vs the original student")
 
@@ -254,7 +255,7 @@ def test_demo_sentences_name_each_setting_by_its_sweep_label(demo):
     comparisons = demo_comparisons(demo, ["lsp1", "lsp0.5"], ["teacher"], [0], labels=labels)
     rows = [{**row, "label": labels[row["setting"]]} for row in _sweep_rows()]
     provenance = [{"distilled": "lsp0.5", "teacher": 0.5, "student": 0.25, "shared": 0.125, "boosted": 0.125}]
-    said = findings(comparisons, rows, provenance, [])
+    said = findings(comparisons, rows, provenance, [], "world:student")
     assert said[1].startswith("The student distilled at LSP 1.0 vs the original student: +0.200")
     assert said[4] == ("Provenance of the actions of the student distilled at LSP 0.5: teacher 0.50, student 0.25, "
                        "shared 0.12, boosted 0.12.")
@@ -273,10 +274,12 @@ def test_demo_findings_quote_the_full_selection_experiment_only_for_its_student_
     # a claimed teacher-vs-random difference needs no excuse of size
     for c in comparisons["comparisons"]:
         c["difference_claimed"] = c["difference_claimed"] or c["kind"] == "selection"
-    assert not any(s.startswith("At the demo's size") for s in findings(comparisons, _sweep_rows()[:1], [], cells))
+    assert not any(s.startswith("At the demo's size") for s in findings(comparisons, _sweep_rows()[:1], [], cells,
+                                                                          "world:student"))
     # no random cell: nothing to tell apart, no sentence
     alone = demo_comparisons(demo, ["lsp1"], ["teacher"], [0])
-    assert not any(s.startswith("At the demo's size") for s in findings(alone, _sweep_rows()[:1], [], cells[:1]))
+    assert not any(s.startswith("At the demo's size") for s in findings(alone, _sweep_rows()[:1], [], cells[:1],
+                                                                          "world:student"))
 
 
 def test_demo_report_renders_the_comparisons_the_stage_wrote(demo):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 from cotdistill.data.records import THINK_CLOSE
@@ -57,13 +58,30 @@ def ending_counts(samples: list[tuple[str, bool]]) -> dict[str, int]:
             "thought_cut": sum(thought_cut(text) for text, hit in samples if not hit)}
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# a number as text writes it: a sign only where it is not a minus between two terms (5-3), thousands grouped by
+# threes (1,000; a list 1,2,3 is three numbers), an optional decimal part ($49.00 is 49)
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])-?{_DIGITS}(?!\w)")
+_GOLD_NUMBER = re.compile(rf"-?{_DIGITS}")
+
+
+def numbers_in(text: str) -> set[Decimal]:
+    """The numbers ``text`` states, by value: "has 49 coins", "= 49.", "$49.00" and "1,000" give 49, 49, 49 and
+    1000; 149, 490, 4,900 and 49.5 are numbers of their own, not 49 or 900."""
+    return {Decimal(m.group().replace(",", "")) for m in _NUMBER_IN_TEXT.finditer(text)}
+
+
+def gold_number(gold: str) -> Decimal | None:
+    """A gold answer that is a plain number ("49", "-3", "49.0", "1,000"), by value; None for LaTeX, fractions,
+    words."""
+    text = str(gold).strip()
+    return Decimal(text.replace(",", "")) if _GOLD_NUMBER.fullmatch(text) else None
 
 
 def states_number(text: str, number: str) -> bool:
-    """Whether ``number`` stands in ``text`` as a number of its own: 49 in "has 49 coins" or "= 49.", not in 149,
-    490 or 49.5."""
-    return re.search(rf"(?<![\d.]){re.escape(number)}(?!\d|[.,]\d)", text) is not None
+    """Whether ``text`` states the number ``number`` (see :func:`numbers_in`)."""
+    value = gold_number(number)
+    return value is not None and value in numbers_in(text)
 
 
 def gold_stated_counts(samples: list[tuple[str, int]], golds: list[str]) -> dict[str, int]:
@@ -71,16 +89,17 @@ def gold_stated_counts(samples: list[tuple[str, int]], golds: list[str]) -> dict
     state their own problem's gold (of ``gold_checked``); ``gold_stated_by_chance``, those that state the *next*
     problem's gold where it is a different number (of ``chance_checked``): the rate chance alone gives. Golds that
     are not plain numbers (LaTeX, fractions) are left out of both."""
-    numeric = [g.strip() if _NUMBER.fullmatch(str(g).strip()) else None for g in golds]
+    numeric = [gold_number(g) for g in golds]
     counts = dict.fromkeys(("gold_checked", "gold_stated", "chance_checked", "gold_stated_by_chance"), 0)
     for text, index in samples:
         own, other = numeric[index], numeric[(index + 1) % len(numeric)]
+        stated = numbers_in(text)
         if own is not None:
             counts["gold_checked"] += 1
-            counts["gold_stated"] += states_number(text, own)
+            counts["gold_stated"] += own in stated
         if own is not None and other is not None and other != own:
             counts["chance_checked"] += 1
-            counts["gold_stated_by_chance"] += states_number(text, other)
+            counts["gold_stated_by_chance"] += other in stated
     return counts
 
 

@@ -21,6 +21,11 @@ def _model_row(label: str, res: dict) -> dict:
             "n": res["n"], **{f"d{k}": v for k, v in res["by_difficulty"].items()}}
 
 
+def setting_label(rows: dict[str, dict], name: str) -> str:
+    """How sentences name a sweep setting: its label, or its name in a sweep written before points had labels."""
+    return rows.get(name, {}).get("label") or name
+
+
 def _sentence(c: dict) -> str:
     return c["sentence"][:1].upper() + c["sentence"][1:] + "."
 
@@ -38,9 +43,10 @@ def _retention(c: dict) -> str:
 # session 6). Quoted, never recomputed: a demo-sized run cannot reproduce it, and the sentence says whose it is.
 FULL_SELECTION_STUDENT = "world:student"
 FULL_SELECTION_FIGURES = ("the full experiment (`cotdistill select-experiment`, 1,000 questions, 3 seeds; "
-                          "docs/results.md section 6, session 6) measured, as mean ± sd over the seeds, "
-                          "teacher-guided 0.284 ± 0.016, random 0.292 ± 0.044 and shortest 0.320 ± 0.029 — at that "
-                          "size each above the original student's 0.223, and teacher-guided not above random")
+                          "docs/results.md, \"Teacher-guided selection against the baselines\") measured, as "
+                          "unpaired means ± sd over the seeds, teacher-guided 0.284 ± 0.016, random 0.292 ± 0.044 and "
+                          "shortest 0.320 ± 0.029 (the original student: 0.223): teacher-guided not above random there "
+                          "either")
 
 
 def selection_size_sentence(comparisons: list[dict], select_cells: list[dict], student: str) -> str | None:
@@ -58,7 +64,7 @@ def selection_size_sentence(comparisons: list[dict], select_cells: list[dict], s
 
 
 def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], select_cells: list[dict],
-             student: str = FULL_SELECTION_STUDENT) -> list[str]:
+             student: str) -> list[str]:
     """The report's sentences, each rendered from figures a stage computed (``comparisons``: the demo's
     ``comparisons.json``, every model-vs-model claim paired on the same test problems; ``student``: the original
     student, as its evaluation names it)."""
@@ -70,14 +76,13 @@ def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], s
     rows = {r["setting"]: r for r in sweep_rows}
     for c in by_kind.get("setting_vs_reference", []):
         r = rows[c["a"]]
-        label = r.get("label") or c["a"]
-        out.append(f"Distilling at {label} cost {r['compute']:.2f} of the FLOPs, {r['time_ratio']:.2f} of the "
-                   f"training time and {r['memory_ratio']:.2f} of the peak memory of LSP 1.0; its retention "
-                   f"(accuracy / accuracy at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
+        out.append(f"Distilling at {setting_label(rows, c['a'])} cost {r['compute']:.2f} of the FLOPs, "
+                   f"{r['time_ratio']:.2f} of the training time and {r['memory_ratio']:.2f} of the peak memory of "
+                   f"LSP 1.0; its retention (accuracy / accuracy at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
     for row in prov_rows:
         mix = ", ".join(f"{c} {row[c]:.2f}" for c in CATEGORIES)
         agree = row.get("agreement")
-        name = rows.get(row["distilled"], {}).get("label") or row["distilled"]
+        name = setting_label(rows, row["distilled"])
         out.append(f"Provenance of the actions of the student distilled at {name}: {mix}"
                    + (f"; {agree:.2f} of the actions whose generator style is known land in the matching "
                       "category." if agree == agree and agree is not None else "."))
@@ -108,8 +113,8 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
     distilled = {r["setting"]: json.loads((out / "distill" / r["setting"] / "eval" / "results.json").read_text())
                  for r in sweep_rows}
     models = [_model_row(f"{name} (embedded)", res) for name, res in baselines.items()]
-    labels = {r["setting"]: r.get("label") or r["setting"] for r in sweep_rows}
-    models += [_model_row(f"distilled at {labels[name]}", res) for name, res in distilled.items()]
+    rows = {r["setting"]: r for r in sweep_rows}
+    models += [_model_row(f"distilled at {setting_label(rows, name)}", res) for name, res in distilled.items()]
     prov_rows = [{"distilled": name, **s["overall"], "agreement": s.get("agreement_with_generator_styles"),
                   **{f"agree_{k}": v for k, v in s.get("agreement_per_style", {}).items()},
                   "boosted_raised": s["boosted_raised_fraction"]} for name, s in traces.items()]

@@ -67,11 +67,15 @@ def lsp_text(lsp: float) -> str:
     return f"{lsp:.1f}" if lsp == round(lsp, 1) else f"{lsp:g}"
 
 
-def ending_label(ending: str, lsp: float) -> str:
-    kind, _, value = ending.partition(":")
-    kept = {"answer": "the answer kept whole", "tail": f"the last {value} tokens kept",
-            "whole": f"{float(value or 0):.0%} of records whole"}[kind]
-    return f"LSP {lsp_text(lsp)}, {kept}"
+def ending_label(overrides: dict) -> str:
+    """How a sentence names an ending-keeping point, read from its encode overrides (``ending_encode``'s)."""
+    if overrides["truncation"] == "lsp_keep_answer":
+        kept = "the answer kept whole"
+    elif overrides["truncation"] == "lsp_keep_tail":
+        kept = f"the last {overrides['keep_tail']} tokens kept"
+    else:
+        kept = f"{round(overrides['full_share'] * 100, 6):g}% of records whole"
+    return f"LSP {lsp_text(overrides['lsp'])}, {kept}"
 
 
 def ending_encode(ending: str, lsp: float) -> dict:
@@ -105,8 +109,8 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str], end
     for s in sections:
         points.append(SweepPoint(f"sections-{s}", {"sections": s}, f"sections {s}"))
     for ending in endings:
-        points.append(SweepPoint(f"ending-{ending.replace(':', '')}", ending_encode(ending, ending_lsp),
-                                 ending_label(ending, ending_lsp)))
+        overrides = ending_encode(ending, ending_lsp)
+        points.append(SweepPoint(f"ending-{ending.replace(':', '')}", overrides, ending_label(overrides)))
     if not any(p.name == REFERENCE for p in points):  # retention needs the full-sequence reference
         points.insert(0, SweepPoint(REFERENCE, dict(base.untruncated().__dict__), "LSP 1.0"))
     return points
