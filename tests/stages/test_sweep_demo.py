@@ -72,7 +72,8 @@ def test_ending_points_keep_the_ending_at_ending_lsp():
                                          "LSP 0.25, the last 16 tokens kept", "LSP 0.25, 10% of records whole"]
     # read from the checked overrides, not the words: tail:016 is 16 tokens, whole:0.125 is 12.5%
     odd = sweep_module.sweep_points([], [], [], ["tail:016", "whole:0.125"], ending_lsp=1 / 3)
-    assert [p.label for p in odd[1:]] == ["LSP 0.333333, the last 16 tokens kept", "LSP 0.333333, 12.5% of records whole"]
+    assert [p.label for p in odd[1:]] == ["LSP 0.333333, the last 16 tokens kept",
+                                          "LSP 0.333333, 12.5% of records whole"]
 
 
 @pytest.mark.parametrize("ending", ["tail", "tail:x", "whole:1.5", "answer:3", "middle"])
