@@ -20,7 +20,6 @@ problem's gold says how much of it chance explains.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from decimal import Decimal
@@ -106,7 +105,9 @@ def gold_stated_counts(samples: list[tuple[str, int]], golds: list[str]) -> dict
 def gold_stated_in_samples(path: str | Path) -> dict[str, int]:
     """:func:`gold_stated_counts` over an evaluation's ``samples.jsonl`` (one written before results.json counted
     it): each row's response, problem index and gold."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    from cotdistill.data.formats import iter_rows  # a bad line is a DataError naming file and line
+
+    rows = [row for _, row in iter_rows(str(path))]
     golds: dict[int, str] = {r["prompt_index"]: str(r["gold"]) for r in rows}
     order = sorted(golds)
     position = {index: i for i, index in enumerate(order)}
