@@ -199,3 +199,25 @@ def test_the_quick_real_demo_runs_every_stage(tmp_path):
     assert all((tmp_path / "demo" / "provenance" / name / "trace.html").exists() for name in ("lsp1", "lsp0.5"))
     config = yaml.safe_load((tmp_path / "demo" / "distill" / "lsp1" / "train" / "config.yaml").read_text())
     assert config["student"] == REAL and config["teacher"] is None
+
+
+@needs_wheel
+def test_on_policy_steps_with_the_real_student_and_a_teacher_on_its_tokenizer(tmp_path):
+    """No teacher ships on SmolLM2's vocabulary: a tiny random Llama built on its tokenizer stands in for one. The
+    student samples with its own chat template, the teacher scores the samples, one step trains."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = load_tokenizer(REAL, role="student")
+    teacher = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                           num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                           max_position_embeddings=2048, eos_token_id=tok.eos_token_id))
+    teacher.save_pretrained(tmp_path / "teacher")
+    tok.save_pretrained(tmp_path / "teacher")
+    assert main(["train", f"student={REAL}", f"teacher={tmp_path / 'teacher'}", "data.path=world:train:teacher:4",
+                 "data.val_fraction=0", "loss.on_policy=1", "loss.distill_ratio=1", "loss.kind=reverse_kl",
+                 "rollout.max_new_tokens=6", "optim.batch_size=2", "optim.max_steps=1", "optim.lr=3e-5",
+                 "eval_every=0", "save_every=0", "keep_best=false", "progress=false",
+                 f"output_dir={tmp_path / 'train'}"]) == 0
+    summary = json.loads((tmp_path / "train" / "run_summary.json").read_text())
+    assert summary["on_policy_steps"] == 1 and summary["rollout_samples"] == 2
+    assert 2 <= summary["rollout_tokens"] <= 12 and summary["sampling_flops"] > 0

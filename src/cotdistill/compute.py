@@ -3,7 +3,8 @@
 FLOPs are *model* FLOPs (a multiply-add counts 2): per token, 2× the weights of every matmul; attention adds
 ``4·B·heads·T²·head_dim`` per layer forward (QKᵀ and AV over the full square, as ``FlopCounterMode`` counts
 SDPA). Training counts the student's forward + backward as 3× its forward and the teacher's forward once;
-activation recomputation is not counted (it is an implementation choice, not work the model needs).
+activation recomputation is not counted (it is an implementation choice, not work the model needs). On-policy
+steps add the student's sampling (:func:`sampling_flops`): one forward per generated token with a KV cache.
 """
 
 from __future__ import annotations
@@ -63,6 +64,20 @@ def training_flops(student: ModelShape, teacher: ModelShape | None, batch: int, 
     if teacher is not None:
         flops += forward_flops(teacher, batch, seq_len, head_positions)
     return flops
+
+
+def sampling_flops(shape: ModelShape, batch: int, prompt_len: int, new_tokens: int) -> int:
+    """Sampling ``new_tokens`` tokens for a ``[batch, prompt_len]`` left-padded batch with a KV cache, as HF's
+    ``generate`` runs it (finished rows ride along): the prompt's forward (the head on its last position only),
+    then one token per row per step, each attending to the ``prompt_len + i`` positions before it. Equal to
+    ``sum(forward_flops(shape, batch, 1) + 4·layers·batch·heads·(prompt_len + i)·head_dim for i in 1..new_tokens)``
+    with the ``T²`` attention term of a one-token forward replaced by its context length."""
+    prefill = forward_flops(shape, batch, prompt_len, head_positions=batch)
+    per_token = 2 * shape.layers * shape.layer_matmul_params + 2 * shape.hidden * shape.vocab
+    # sum over i = 1..n of the context length (prompt_len + i)
+    context = new_tokens * prompt_len + new_tokens * (new_tokens + 1) // 2
+    attention = 4 * shape.layers * batch * shape.heads * shape.head_dim * context
+    return prefill + batch * new_tokens * per_token + attention
 
 
 def _rss_bytes() -> int:

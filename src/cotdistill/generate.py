@@ -109,6 +109,39 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return outputs
 
 
+@torch.no_grad()
+def sample_continuations(model, prompts: list[list[int]], *, max_new_tokens: int, temperature: float, top_p: float,
+                         eos_id: int, pad_id: int, vocab: int, seed: int) -> list[list[int]]:
+    """Each prompt's continuation (token ids, EOS included where the model wrote it), sampled in one left-padded
+    batch with the model's current weights; rows past the tokenizer's ``vocab`` are never sampled. The draw is
+    seeded by ``seed`` alone, on a forked RNG: the caller's global RNG stream is left as it was, and the same
+    prompts, weights and seed give the same samples (what makes a resumed on-policy run equal a straight one).
+    ``temperature`` 0 is greedy. No top-k: the sample follows the model's distribution (HF's default top-k 50 would
+    cut its tail)."""
+    longest = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), longest), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+    for row, ids in enumerate(prompts):  # left padding: every row's next token sits at the last position
+        input_ids[row, longest - len(ids):] = torch.tensor(ids)
+        attention_mask[row, longest - len(ids):] = 1
+    head_rows = model.get_output_embeddings().weight.shape[0]
+    kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id, use_cache=True,
+                  do_sample=temperature > 0, top_k=0)
+    kwargs.update(temperature=temperature, top_p=top_p) if temperature > 0 else kwargs.update(temperature=None,
+                                                                                              top_p=None)
+    if head_rows > vocab:
+        kwargs["suppress_tokens"] = list(range(vocab, head_rows))
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                             **kwargs)
+    rows = []
+    for ids in out[:, longest:].tolist():
+        rows.append(ids[:ids.index(eos_id) + 1] if eos_id in ids else ids)
+    return rows
+
+
 def _vllm_available() -> bool:
     if not torch.cuda.is_available():
         return False

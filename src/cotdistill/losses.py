@@ -64,6 +64,11 @@ class LossConfig:
                 "follow the same mean, as the paper's (batch 1) do, so a validation loss stays the objective that "
                 "training lowers."})
 
+    on_policy: float = field(default=0.0, metadata={
+        "help": "GKD's lambda: the share of optimizer steps whose batch is the student's own samples (rollout:), "
+                "scored by the online teacher; 0 = training on the records' text only, 1 = every step on-policy",
+        "range": PROBABILITY})
+
     def __post_init__(self) -> None:
         check_field_rules(self)
 

@@ -84,6 +84,31 @@ def test_two_processes_equal_one_with_same_global_batch(tmp_path):
     assert s1["processed_tokens"] == s2["processed_tokens"]
 
 
+def test_two_processes_sample_their_own_prompts_and_equal_one_on_policy(tmp_path):
+    """Each rank samples its own micro-batch's prompts, seeded by the micro-batch's place in the plan: two processes
+    draw the samples one process with twice the accumulation draws, and train the same weights."""
+    common = {"optim.max_steps": 2, "optim.batch_size": 2, "data.val_fraction": 0.25, "loss.on_policy": 1.0,
+              "loss.distill_ratio": 1.0, "loss.kind": "reverse_kl", "rollout.max_new_tokens": 10}
+    single = tiny_config(tmp_path, output_dir=str(tmp_path / "single"), **common, **{"optim.grad_accum": 2})
+    multi = tiny_config(tmp_path, output_dir=str(tmp_path / "multi"), **common, **{"optim.grad_accum": 1})
+    save_config(single, tmp_path / "single.yaml")
+    save_config(multi, tmp_path / "multi.yaml")
+    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(tmp_path / "single.yaml")], check=True, env=ENV,
+                   capture_output=True)
+    run = _torchrun("-m", "cotdistill", "train", str(tmp_path / "multi.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for a, b in zip(_logs(tmp_path / "single"), _logs(tmp_path / "multi"), strict=True):
+        assert a["on_policy"] == b["on_policy"] == 1
+        assert abs(a["loss"] - b["loss"]) < 1e-5
+    s1 = json.loads((tmp_path / "single" / "run_summary.json").read_text())
+    s2 = json.loads((tmp_path / "multi" / "run_summary.json").read_text())
+    for key in ("rollout_samples", "rollout_tokens", "sampling_flops", "supervised_tokens", "processed_tokens"):
+        assert s1[key] == s2[key], key  # summed over both ranks: the same samples were drawn
+    w1, w2 = _final_weights(tmp_path / "single"), _final_weights(tmp_path / "multi")
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], atol=1e-5, rtol=0, msg=k)
+
+
 def test_trace_scoring_split_across_two_processes_equals_one(tmp_path):
     from cotdistill.world import world_records
     from tests.conftest import char_tokenizer, tiny_qwen

@@ -122,15 +122,23 @@ class BatchPlan:
         rows = pack_examples(lengths, order, self.pack_length)
         return [rows[k:k + self.batch_size] for k in range(0, len(rows), self.batch_size)]
 
-    def micro_batch(self, global_index: int) -> Batch:
+    def micro_rows(self, global_index: int) -> list[list[EncodedExample]]:
+        """The rows of micro-batch ``global_index``: each a list of examples (one unless packing)."""
         epoch, pos = divmod(global_index, self.batches_per_epoch)
         if epoch not in self._epochs:
             self._epochs = {epoch: self.epoch_batches(epoch)}  # keep one epoch's order in memory
-        rows = [[self.examples[i] for i in row] for row in self._epochs[epoch][pos]]
+        return [[self.examples[i] for i in row] for row in self._epochs[epoch][pos]]
+
+    def micro_batch(self, global_index: int) -> Batch:
+        rows = self.micro_rows(global_index)
         if self.packing:
             return self.collator.packed_batch(rows)
         return self.collator.batch([row[0] for row in rows])
 
-    def step_batches(self, step: int) -> list[Batch]:
+    def step_indices(self, step: int) -> list[int]:
+        """The global indices of this rank's micro-batches at optimizer step ``step``."""
         first = step * self.grad_accum * self.world_size
-        return [self.micro_batch(first + k * self.world_size + self.rank) for k in range(self.grad_accum)]
+        return [first + k * self.world_size + self.rank for k in range(self.grad_accum)]
+
+    def step_batches(self, step: int) -> list[Batch]:
+        return [self.micro_batch(g) for g in self.step_indices(step)]

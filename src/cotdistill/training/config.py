@@ -9,6 +9,7 @@ from typing import Literal
 
 from cotdistill.config import (
     AT_LEAST_ONE,
+    FRACTION,
     NON_NEGATIVE,
     POSITIVE,
     PROBABILITY,
@@ -131,6 +132,24 @@ class OptimConfig:
         self.betas = tuple(self.betas)
 
 
+@dataclass
+class RolloutConfig:
+    """How the student samples its own responses on on-policy steps (``loss.on_policy`` > 0): the generation
+    settings evaluation has, applied to the training prompts with the current weights."""
+
+    temperature: float = field(default=1.0, metadata={
+        "help": "1 = the student's own distribution (what on-policy distillation assumes); 0 = greedy",
+        "range": NON_NEGATIVE})
+    top_p: float = field(default=1.0, metadata={"range": FRACTION})
+    max_new_tokens: int = field(default=512, metadata={
+        "help": "the longest sample; with encode.lsp < 1 sampling stops at the lead budget floor(lsp * this)",
+        "range": AT_LEAST_ONE})
+    samples: int = field(default=1, metadata={"help": "samples per training prompt", "range": AT_LEAST_ONE})
+
+    def __post_init__(self) -> None:
+        check_field_rules(self)
+
+
 Device = Literal["auto", "cpu", "cuda"]
 TeacherSharding = Literal["replicate", "shard"]
 BestMetric = Literal["val_ce", "val_loss"]  # the validation figures keep_best may rank checkpoints by
@@ -154,6 +173,7 @@ class TrainConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     seed: int = 0
     device: Device = "auto"
     bf16: bool = field(default=True, metadata={
@@ -196,7 +216,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Python users write TrainConfig(optim={"lr": 1e-3}); a dict becomes its config here, checked as YAML is
-        for name, cls in (("data", DataConfig), ("encode", EncodeConfig), ("loss", LossConfig), ("optim", OptimConfig)):
+        for name, cls in (("data", DataConfig), ("encode", EncodeConfig), ("loss", LossConfig), ("optim", OptimConfig),
+                          ("rollout", RolloutConfig)):
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, from_dict(cls, value, name))
@@ -211,6 +232,23 @@ class TrainConfig:
                              f"got {self.eval_every}")
         if self.eval_every >= 1 or self.eval_every == 0:
             self.eval_every = int(self.eval_every)  # 50.0 from a float-typed caller: saved and compared as 50
+        self._check_on_policy()
+
+    def _check_on_policy(self) -> None:
+        """On-policy steps need a teacher that can score text that did not exist before the step."""
+        if self.loss.on_policy == 0:
+            return
+        if self.loss.distill_ratio == 0:
+            raise ValueError(f"loss.on_policy {self.loss.on_policy} needs a teacher to score the student's samples: "
+                             "set loss.distill_ratio above 0 (1 = the divergence alone, as on-policy distillation "
+                             "trains)")
+        if self.teacher_cache:
+            raise ValueError(f"loss.on_policy {self.loss.on_policy}: an offline teacher_cache ({self.teacher_cache}) "
+                             "cannot score samples that did not exist when it was built; set teacher: to the teacher "
+                             "model and teacher_cache: null")
+        if self.fsdp:
+            raise ValueError("loss.on_policy with fsdp: sampling from a sharded student is not supported yet; use "
+                             "DDP (fsdp: false) for on-policy runs")
 
     def validation_interval(self, steps_per_epoch: int) -> int:
         """Optimizer steps between validations (0: only at the end): ``eval_every`` itself, or a share of an

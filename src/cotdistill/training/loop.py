@@ -54,6 +54,7 @@ from cotdistill.training.reporting import (
     warn,
 )
 from cotdistill.training.resume import param_groups
+from cotdistill.training.rollout import ROLLOUT_COUNTERS, Rollouts, add_rollout_counts, rollout_summary
 from cotdistill.training.saving import RunCheckpoints
 from cotdistill.training.schedule import build_scheduler, check_schedule
 from cotdistill.training.setup import load_student, max_positions, teacher_source, uncovered_validation
@@ -167,6 +168,10 @@ class Trainer:
         self.total_steps = config.optim.max_steps or max(1, math.ceil(config.optim.epochs * self.plan.steps_per_epoch))
         check_schedule(config.optim, self.total_steps)
         self.eval_interval = config.validation_interval(self.plan.steps_per_epoch)  # steps between validations
+        # on-policy steps (loss.on_policy > 0) sample from the student; their prompts are checked here, before weights
+        self.rollouts = (Rollouts(config, self.tokenizer, self.data.records, self.collator,
+                                  max_positions(config, self.given.student, self.teacher_source))
+                         if config.loss.on_policy > 0 else None)
         # a cache that does not fit this run is refused before any weights load too
         self.teacher_source.check_data(self.tokenizer, self.data.examples)
         self._load_models()
@@ -314,7 +319,8 @@ class Trainer:
     def _start_state(self) -> tuple[dict, Path | None]:
         """The run's counters: fresh, or those of the checkpoint it resumes (weights, optimizer and RNG loaded)."""
         state = {"step": 0, "best_val": math.inf, "best_by": None, "best_step": None, "processed_tokens": 0,
-                 "padded_tokens": 0, "supervised_tokens": 0, "flops": 0, "elapsed": 0.0}
+                 "padded_tokens": 0, "supervised_tokens": 0, "flops": 0, "teacher_flops": 0, "elapsed": 0.0,
+                 **{key: 0 for key in ROLLOUT_COUNTERS}}
         resumed_from, notes = ckpt.resumable_checkpoint(self.out) if self.cfg.resume else (None, [])
         self.resume_notes = notes
         for note in notes:
@@ -369,7 +375,7 @@ class Trainer:
         """Reduction contract: each micro-batch's loss is a sum over its supervised tokens; before the first
         backward the supervised tokens (or sequences) of all the step's micro-batches on all ranks are counted,
         and every micro-batch's sum is divided by that one number."""
-        batches = self.plan.step_batches(step)
+        batches, step_log = self._step_batches(step, state)
         normalize = self.cfg.loss.normalize
         counts = torch.tensor([float(sum(b.num_supervised for b in batches)),
                                float(sum(b.divisor(normalize) for b in batches))], device=self.device)
@@ -403,8 +409,20 @@ class Trainer:
         all_reduce_sum(sums, self.dist)
         n = max(divisor, 1.0)
         ce, kd = sums[0].item() / n, sums[1].item() / n
+        if step_log.get("on_policy"):  # the teacher-student divergence on the student's own samples
+            step_log["rollout_kd"] = kd
         return {"loss": combine(torch.tensor(ce), torch.tensor(kd), self.cfg.loss).item(), "ce": ce, "kd": kd,
-                "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches)}
+                "grad_norm": grad_norm, "step_tokens": sum(int(b.tensors["real_tokens"].sum()) for b in batches),
+                **step_log}
+
+    def _step_batches(self, step: int, state: dict) -> tuple[list[Batch], dict]:
+        """The step's micro-batches: the records' text, or on an on-policy step the student's samples of their
+        prompts (``training.rollout``), with what sampling measured for the log."""
+        if self.rollouts is None or not self.rollouts.on_policy(step):
+            return self.plan.step_batches(step), ({"on_policy": 0} if self.rollouts is not None else {})
+        batches, stats = self.rollouts.step_batches(self.student, self.plan, step, self.student_shape)
+        add_rollout_counts(state, stats)
+        return batches, stats.log()
 
     def _parallel_kind(self) -> str:
         if not self.dist.enabled:
@@ -423,14 +441,17 @@ class Trainer:
 
     def _summary(self, state: dict, peak: int, last_val: dict, resumed_from) -> dict:
         # token and FLOP counters are per process; supervised tokens were already counted globally
-        totals = all_reduce_sum(torch.tensor([float(state["processed_tokens"]), float(state["padded_tokens"]),
-                                              float(state["flops"])], dtype=torch.float64), self.dist).tolist()
-        return run_summary(self.cfg, self.data, state, *(int(x) for x in totals), peak=peak, last_val=last_val,
-                           run={"world_size": self.dist.world_size, "parallel": self._parallel_kind(),
-                                "teacher_sharded": is_sharded(self.teacher), "device": str(self.device),
-                                "resumed_from": str(resumed_from) if resumed_from else None,
-                                "resume_notes": self.resume_notes, "config_changes": self.config_changes,
-                                "validation_every_steps": self.eval_interval})
+        counters = ("processed_tokens", "padded_tokens", "flops", "teacher_flops", *ROLLOUT_COUNTERS)
+        summed = all_reduce_sum(torch.tensor([float(state[k]) for k in counters], dtype=torch.float64),
+                                self.dist).tolist()
+        totals = dict(zip(counters, summed))
+        costs = {"teacher_flops": int(totals["teacher_flops"]), **rollout_summary(totals)}
+        run = {"world_size": self.dist.world_size, "parallel": self._parallel_kind(),
+               "teacher_sharded": is_sharded(self.teacher), "device": str(self.device),
+               "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
+               "config_changes": self.config_changes, "validation_every_steps": self.eval_interval}
+        return run_summary(self.cfg, self.data, state, *(int(totals[k]) for k in counters[:3]), peak=peak,
+                           last_val=last_val, costs=costs, run=run)
 
     def close(self) -> None:
         self._release_output()

@@ -193,17 +193,20 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def count_batch(state: dict, batch, student_shape, teacher_shape) -> None:
-    """Tokens and FLOPs of one micro-batch (a ``data.batching.Batch``), into the run's counters."""
-    from cotdistill.compute import training_flops
+    """Tokens and FLOPs of one micro-batch (a ``data.batching.Batch``), into the run's counters: ``flops`` all of
+    them, ``teacher_flops`` the teacher's share."""
+    from cotdistill.compute import forward_flops, training_flops
 
     mask = batch.tensors["real_tokens"]
     state["processed_tokens"] += int(mask.sum())
     state["padded_tokens"] += mask.numel()
     state["flops"] += training_flops(student_shape, teacher_shape, *mask.shape, head_positions=batch.num_supervised)
+    if teacher_shape is not None:
+        state["teacher_flops"] += forward_flops(teacher_shape, *mask.shape, head_positions=batch.num_supervised)
 
 
 def run_summary(cfg, data, state: dict, processed: int, padded: int, flops: int, *, peak: int, last_val: dict,
-                run: dict) -> dict:
+                run: dict, costs: dict | None = None) -> dict:
     """``run_summary.json``: what was trained on (``data``: the ``PreparedData``), what it cost, how it ran
     (``run``: world size, parallelism, device, resumption), the last validation and which checkpoints it kept."""
     from cotdistill.config import to_dict
@@ -211,7 +214,9 @@ def run_summary(cfg, data, state: dict, processed: int, padded: int, flops: int,
     return {
         "records": data.num_records, "examples": len(data.examples), "dropped_records": len(data.dropped),
         "steps": state["step"], "processed_tokens": processed, "padded_tokens": padded,
-        "supervised_tokens": state["supervised_tokens"], "flops": flops,
+        "supervised_tokens": state["supervised_tokens"],
+        # every FLOP of the run (student training, the teacher, on-policy sampling); costs breaks it down
+        "flops": flops, **(costs or {}),
         "peak_memory_bytes": peak, "wall_time_s": state["elapsed"],
         "tokens_per_s": processed / max(state["elapsed"], 1e-9),
         "world_size": run["world_size"], "parallel": run["parallel"], "teacher_sharded": run["teacher_sharded"],

@@ -3,7 +3,8 @@ optimizer settings a checkpoint's state cannot follow, and the new values applie
 
 from __future__ import annotations
 
-from cotdistill.training.config import OptimConfig
+from cotdistill.config import to_dict
+from cotdistill.training.config import OptimConfig, RolloutConfig
 from cotdistill.training.schedule import cosine_warmup_steps, lr_factor
 
 # keys that change how a run is watched, not what it computes: they may differ between a run and its resumption
@@ -18,7 +19,7 @@ SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim
 # existed: a checkpoint that lacks one is read as having it (else every old run would "change" to the new default)
 ADDED_KEYS = {"optim.schedule": "cosine", "optim.decay_all_parameters": False, "optim.warmup_ratio": None,
               "loss.normalize": "tokens", "data.max_tokens": None, "data.val_size": None, "data.split_seed": None,
-              "encode.keep_tail": 0}
+              "encode.keep_tail": 0, "loss.on_policy": 0.0, "rollout": to_dict(RolloutConfig())}
 
 
 def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
