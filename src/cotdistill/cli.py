@@ -385,6 +385,8 @@ COMMANDS = (
                                                    "help": "e.g. cotAns,cot,ans"}),
                    Flag("--endings", "endings", {"type": _split_words, "help": "truncations keeping the "
                                                  "ending, e.g. answer,tail:32,whole:0.1"}),
+                   Flag("--on-policy", "on_policy", {"type": _split_words, "help": "on-policy points, e.g. "
+                                                     "after:40,after:40:lead,mix:0.5,alone:250"}),
                    Flag("--eval-limit", "eval.limit", {"type": _positive_int}),
                    *[f for f in EVAL_FLAGS if f.key != "eval.limit"], Flag("--out", "out"))),
     Command(("trace",), "provenance of each generated action", _trace_config, _run_trace,

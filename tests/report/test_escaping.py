@@ -55,3 +55,17 @@ def test_trace_html_shows_model_and_file_text_as_text():
     for tag in ("<img src=x", "<script", "<b>bold", "<i>7", "<u>ctx"):  # the page's own tags are fine
         assert tag not in page
     assert "&lt;script&gt;alert(2)&lt;/script&gt;" in page and "gold &lt;i&gt;7&lt;/i&gt;" in page
+
+
+def test_the_tradeoff_table_writes_flops_p_and_ratios_as_people_read_them():
+    from cotdistill.report.tables import TRADEOFF_COLUMNS, scientific
+
+    assert scientific(11951138751168) == "1.2e13" and scientific(0) == "0" and scientific(9.96e12) == "1.0e13"
+    row = {"setting": "lsp0.5", "flops": 5259022466112, "p_vs_ref": 3.944e-31, "retention": 0.0, "compute": 0.44005,
+           "time_ratio": 0.3642, "diff_vs_ref": -0.34, "diff_ci95": [-0.3937, -0.2863], "retention_ci95": [0.0, 0.0],
+           "accuracy": 0.0}
+    cells = dict(zip(TRADEOFF_COLUMNS, markdown_table([row], TRADEOFF_COLUMNS).splitlines()[2].split(" | ")))
+    assert cells["flops"] == "5.3e12" and cells["p_vs_ref"] == "\\< 0.001"
+    assert (cells["compute"], cells["time_ratio"], cells["retention_ci95"]) == ("0.44", "0.36", "[0.00, 0.00]")
+    assert (cells["diff_vs_ref"], cells["diff_ci95"], cells["accuracy"]) == ("-0.340", "[-0.394, -0.286]", "0.000")
+    assert markdown_table([{"p_vs_ref": 0.0262}], ["p_vs_ref"]).splitlines()[2] == "| 0.026 |"

@@ -73,9 +73,10 @@ def test_sweep_rows_compare_each_point_with_lsp1_on_the_same_problems(tmp_path, 
 
     table = (out / "tradeoff.md").read_text()
     # blanks on the reference
-    assert "| lsp1 | lsp1 in words | 8 | 50 | 100 | 10 | 100 | 0.5 | 0 |  |  |  | 1 |  | 1 |" in table
-    assert ("| window-left | window-left in words | 8 | 50 | 50 | 5 | 100 | 0.5 | 3 | 0 | [0, 0] | 1 | 1 | [1, 1] "
-            "| 0.5 |" in table)
+    # (FLOPs as 1.0e2, p to three decimals, ratios to two, accuracies to three, differences signed)
+    assert "| lsp1 | lsp1 in words | 8 | 50 | 1.0e2 |  | 10 | 100 | 0.500 | 0 |  |  |  | 1.00 |  | 1.00 |" in table
+    assert ("| window-left | window-left in words | 8 | 50 | 5.0e1 |  | 5 | 100 | 0.500 | 3 | +0.000 | "
+            "[+0.000, +0.000] | 1.000 | 1.00 | [1.00, 1.00] | 0.50 |" in table)
     with open(out / "tradeoff.csv") as fh:
         written = {r["setting"]: r for r in csv.DictReader(fh)}
     assert written["lsp1"]["p_vs_ref"] == "" and float(written["lsp0.5"]["p_vs_ref"]) == pytest.approx(0.5)
@@ -144,7 +145,7 @@ def test_over_seeds_the_table_gives_mean_sd_and_the_t_interval_of_the_mean(selec
 
     write_experiment_report(out, cells, list(table.values()))
     report = (out / "selection.md").read_text()
-    assert "McNemar" in report and "| teacher | 1 | 6 | 0.4 | [0.3, 0.5] | 0.4 |" in report
+    assert "McNemar" in report and "| teacher | 1 | 6 | 0.400 | [0.3, 0.5] | 0.4 |" in report
     assert (out / "selection.png").exists()
 
 
@@ -232,7 +233,8 @@ def test_demo_findings_state_the_paired_figures(demo):
                        "p = 0.125 (4 vs 0 problems); no difference can be claimed at 0.05.")
     low, high = comparisons["comparisons"][3]["retention_ci95"]
     assert said[3] == ("Distilling at lsp0.5 cost 0.45 of the FLOPs, 0.50 of the training time and 0.80 of the peak "
-                       "memory of LSP 1.0; its retention (accuracy / accuracy at LSP 1.0) is "
+                       "memory of LSP 1.0; 0 of its answers ran to the token limit; its retention (accuracy / "
+                       "accuracy at LSP 1.0) is "
                        f"0.50 [{low:.2f}, {high:.2f}] (paired bootstrap over the test problems). The student "
                        "distilled at lsp0.5 vs the LSP 1.0 student: -0.150 [-0.311, +0.011], McNemar p = 0.250 (0 vs "
                        "3 problems); no difference can be claimed at 0.05.")

@@ -82,12 +82,58 @@ def test_a_bad_ending_is_refused_before_any_point_runs(ending):
         sweep_module.SweepConfig(endings=[ending])
 
 
+def test_on_policy_points_continue_their_lsp_point_or_start_from_the_student():
+    points = sweep_module.sweep_points([1.0], [], [], on_policy=["after:40", "after:40:lead", "mix:0.25", "alone:9"],
+                                       ending_lsp=0.5)
+    # after: needs the LSP 0.5 point to continue from: added although --lsp named only 1.0
+    assert [p.name for p in points] == ["lsp1", "lsp0.5", "onpolicy-after40", "onpolicy-after40-lead",
+                                        "onpolicy-mix0.25", "onpolicy-alone9"]
+    after, lead, mix, alone = points[2:]
+    assert after.after == lead.after == "lsp0.5" and mix.after is None and alone.after is None
+    assert after.encode["lsp"] == 1.0 and lead.encode["lsp"] == 0.5  # lead: rollouts cut at LSP 0.5's budget
+    assert after.train["loss"] == {"distill_ratio": 1.0, "kind": "reverse_kl", "on_policy": 1.0}
+    assert after.train["optim"]["max_steps"] == 40 and alone.train["optim"]["max_steps"] == 9
+    assert mix.train == {"loss": {"on_policy": 0.25}} and mix.encode["lsp"] == 0.5  # its other steps: LSP 0.5's
+    assert [p.label for p in points[2:]] == [
+        "LSP 0.5, then 40 on-policy steps", "LSP 0.5, then 40 on-policy steps (rollouts cut at the lead)",
+        "LSP 0.5, 25% of steps on-policy", "on-policy alone, 9 steps"]
+
+
+@pytest.mark.parametrize("spec", ["after", "after:0", "after:4:half", "mix:0", "mix:1.5", "alone:4:lead", "during:3"])
+def test_a_bad_on_policy_point_is_refused_before_any_point_runs(spec):
+    with pytest.raises(ValueError, match="on_policy points are"):
+        sweep_module.SweepConfig(on_policy=[spec])
+
+
+def test_an_on_policy_point_costs_its_run_and_the_run_it_continues(tmp_path, monkeypatch):
+    def fake(config, spec, where, **kwargs):
+        flops = 100 if config.loss.on_policy == 0 else 30
+        summary = {"examples": 8, "processed_tokens": 10, "supervised_tokens": 5, "flops": flops,
+                   "sampling_flops": 0 if flops == 100 else 20, "wall_time_s": 1.0, "peak_memory_bytes": 2**20,
+                   "steps": 3}
+        (where / "train").mkdir(parents=True)
+        (where / "train" / "run_summary.json").write_text(json.dumps(summary))
+        fake.students.append(config.student)
+        return summary, {"bench": "world", "accuracy": 0.5, "ci95": [0.1, 0.9], "truncated_responses": 0}
+
+    fake.students = []
+    monkeypatch.setattr(sweep_module, "train_and_evaluate", fake)
+    cfg = sweep_module.SweepConfig(lsps=[0.5], on_policy=["after:4"], out=str(tmp_path), evaluate="final")
+    base, after = (sweep_module.run_point(cfg, p, tmp_path) for p in sweep_module.sweep_points(
+        [0.5], [], [], on_policy=["after:4"])[1:])
+    assert fake.students[-1] == str(tmp_path / "lsp0.5" / "train" / "final")
+    assert (base["flops"], after["flops"], after["sampling_flops"], after["tokens"]) == (100, 130, 20, 20)
+
+
 def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert [m["model"] for m in summary["models"]][:2] == ["teacher (embedded)", "student (embedded)"]
-    assert {r["setting"] for r in summary["tradeoff"]} == {"lsp1", "lsp0.5"}
+    assert {r["setting"] for r in summary["tradeoff"]} == {"lsp1", "lsp0.5", "onpolicy-after2"}
     assert summary["tradeoff"][1]["compute"] == pytest.approx(0.45, abs=0.1)
+    on_policy = summary["tradeoff"][2]
+    assert on_policy["sampling_flops"] > 0 and on_policy["compute"] > summary["tradeoff"][1]["compute"]
+    assert any("then 2 on-policy steps" in s and "sampling" in s for s in summary["findings"])
     for name in ("index.html", "report.md", "distill/tradeoff.png", "provenance/lsp1/trace.html",
                  "selection/selection.png"):
         assert (tmp_path / "demo" / name).exists(), name

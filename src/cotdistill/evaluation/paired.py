@@ -162,8 +162,13 @@ def t_quantile(df: int, q: float = 0.975) -> float:
 
 
 # --- the comparison --------------------------------------------------------------------------------------------------
+def p_text(p: float) -> str:
+    """A p-value as a table shows it: ``< 0.001`` below that, else three decimals."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def format_p(p: float, label: str = "p") -> str:
-    return f"{label} < 0.001" if p < 0.001 else f"{label} = {p:.3f}"
+    return f"{label} {p_text(p)}" if p < 0.001 else f"{label} = {p_text(p)}"
 
 
 def format_difference(diff: float, ci: tuple[float, float] | list[float], p: float, *, digits: int = 3,

@@ -76,9 +76,12 @@ def findings(comparisons: dict, sweep_rows: list[dict], prov_rows: list[dict], s
     rows = {r["setting"]: r for r in sweep_rows}
     for c in by_kind.get("setting_vs_reference", []):
         r = rows[c["a"]]
-        out.append(f"Distilling at {setting_label(rows, c['a'])} cost {r['compute']:.2f} of the FLOPs, "
+        sampling = (f" (the student's own sampling {r['sampling_flops'] / r['flops']:.2f} of that)"
+                    if r.get("sampling_flops") else "")
+        out.append(f"Distilling at {setting_label(rows, c['a'])} cost {r['compute']:.2f} of the FLOPs{sampling}, "
                    f"{r['time_ratio']:.2f} of the training time and {r['memory_ratio']:.2f} of the peak memory of "
-                   f"LSP 1.0; its retention (accuracy / accuracy at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
+                   f"LSP 1.0; {r['at_limit']} of its answers ran to the token limit; its retention (accuracy / "
+                   f"accuracy at LSP 1.0) is {_retention(c)}. {_sentence(c)}")
     for row in prov_rows:
         mix = ", ".join(f"{c} {row[c]:.2f}" for c in CATEGORIES)
         agree = row.get("agreement")
@@ -128,7 +131,8 @@ def write_demo_report(out: Path, baselines: dict, sweep_rows: list[dict], traces
           "responses that hit the token limit, and accuracy per difficulty (d2…d6 = number of steps).\n\n",
           markdown_table(models),
           "\n## Truncation trade-off (distilled students)\n\nCost of each setting against LSP 1.0: training FLOPs "
-          "(`compute`), wall time and peak memory, measured in the same run; `diff_vs_ref` [`diff_ci95`], "
+          "(`compute`; an on-policy setting's include its sampling, `sampling_flops`, and the LSP run it continues), "
+          "wall time and peak memory, measured in the same run; `diff_vs_ref` [`diff_ci95`], "
           "`p_vs_ref` and `retention_ci95` compare each setting with LSP 1.0 on the same problems (paired).\n\n",
           markdown_table(sweep_rows, TRADEOFF_COLUMNS),
           "\n![trade-off](distill/tradeoff.png)\n",

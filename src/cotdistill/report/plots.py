@@ -11,19 +11,24 @@ import matplotlib.pyplot as plt
 
 
 def tradeoff_plot(rows: list[dict], path: Path, title: str = "retention vs compute") -> None:
-    """Retention (accuracy / accuracy at LSP 1.0) against compute (FLOPs / FLOPs at LSP 1.0), one point per setting."""
-    fig, ax = plt.subplots(figsize=(5, 4))
+    """Retention (accuracy / accuracy at LSP 1.0) against compute (FLOPs, on-policy sampling included, / FLOPs at
+    LSP 1.0), one point per setting, named by its label, with its paired retention interval as an error bar."""
+    fig, ax = plt.subplots(figsize=(7, 5))
     xs = [r["compute"] for r in rows]
     ys = [r["retention"] for r in rows]
     ax.plot([0, 1.05], [0, 1.05], color="#bbb", linestyle=":", label="retention = compute")
-    ax.scatter(xs, ys, color="#e4572e", zorder=3)
+    intervals = [r.get("retention_ci95") or (r["retention"], r["retention"]) for r in rows]
+    below = [max(y - low, 0.0) for y, (low, _) in zip(ys, intervals)]
+    above = [max(high - y, 0.0) for y, (_, high) in zip(ys, intervals)]
+    ax.errorbar(xs, ys, yerr=[below, above], fmt="o", color="#e4572e", ecolor="#e4572e88", capsize=3, zorder=3,
+                label="paired 95% interval")
     for r in rows:
-        ax.annotate(str(r["setting"]), (r["compute"], r["retention"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
-    ax.set_xlabel("compute (training FLOPs / FLOPs at LSP 1.0)")
+        ax.annotate(str(r.get("label") or r["setting"]), (r["compute"], r["retention"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)
+    ax.set_xlabel("compute (FLOPs, sampling included / FLOPs at LSP 1.0)")
     ax.set_ylabel("retention (accuracy / accuracy at LSP 1.0)")
-    ax.set_xlim(0, 1.1)
-    ax.set_ylim(0, max(1.1, max(ys, default=1) + 0.1))
+    ax.set_xlim(0, max(1.1, max(xs, default=1) + 0.1))
+    ax.set_ylim(0, max(1.1, max((h for _, h in intervals), default=1) + 0.1))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -7,9 +7,43 @@ from pathlib import Path
 
 # the truncation trade-off table, as the sweep writes it and the demo report shows it; diff_vs_ref, diff_ci95,
 # p_vs_ref and retention_ci95 compare each point with LSP 1.0 on the same problems (paired), blank on LSP 1.0 itself
-TRADEOFF_COLUMNS = ["setting", "label", "records", "supervised_tokens", "flops", "wall_time_s", "peak_memory_mib",
-                    "accuracy", "at_limit", "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention", "retention_ci95",
-                    "compute", "time_ratio", "memory_ratio"]
+TRADEOFF_COLUMNS = ["setting", "label", "records", "supervised_tokens", "flops", "sampling_flops", "wall_time_s",
+                    "peak_memory_mib", "accuracy", "at_limit", "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention",
+                    "retention_ci95", "compute", "time_ratio", "memory_ratio"]
+
+
+def scientific(value: float) -> str:
+    """``11951138751168`` -> ``1.2e13``: a FLOP count as people write one."""
+    if not value:
+        return "0"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _each(format_one):
+    """A formatter for a value or an interval ``[low, high]`` of such values."""
+    def format_value(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(format_value(v) for v in value) + "]"
+        return format_one(value)
+    return format_value
+
+
+def _p(value: float) -> str:
+    from cotdistill.evaluation.paired import p_text
+
+    return p_text(value)
+
+
+# how a Markdown table shows a column (the CSV keeps every digit): FLOPs as 1.2e13, p as < 0.001, ratios to two
+# decimals, accuracies and their differences to three (differences signed)
+COLUMN_FORMATS = {
+    "flops": _each(scientific), "sampling_flops": _each(scientific), "p_vs_ref": _each(_p),
+    **{c: _each(lambda v: "nan" if v != v else f"{v:.2f}")
+       for c in ("retention", "retention_ci95", "compute", "time_ratio", "memory_ratio")},
+    **{c: _each(lambda v: f"{v:+.3f}") for c in ("diff_vs_ref", "diff_ci95")},
+    "accuracy": _each(lambda v: f"{v:.3f}"),
+}
 
 
 def _fmt(value) -> str:
@@ -20,6 +54,12 @@ def _fmt(value) -> str:
     if isinstance(value, (list, tuple)):  # an interval: [low, high]
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
+
+
+def _cell(value, column: str) -> str:
+    if value is None or value == "" or column not in COLUMN_FORMATS:
+        return _fmt(value)
+    return COLUMN_FORMATS[column](value)
 
 
 def escape_markdown(text: str) -> str:
@@ -37,7 +77,7 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     columns = columns or list(rows[0])
     lines = ["| " + " | ".join(escape_markdown(str(c)) for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(escape_markdown(_fmt(r.get(c, ""))) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(escape_markdown(_cell(r.get(c, ""), c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 

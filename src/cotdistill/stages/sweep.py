@@ -21,7 +21,7 @@ from cotdistill.data.encode import LSP, SECTION_ALIASES, EncodeConfig, Window
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import claim_output, eval_inputs, train_inputs
 from cotdistill.report.tables import TRADEOFF_COLUMNS
-from cotdistill.stages.setting import Checkpoint, SettingError, train_and_evaluate
+from cotdistill.stages.setting import Checkpoint, SettingError, chosen_checkpoint, train_and_evaluate
 from cotdistill.training.config import TrainConfig
 
 
@@ -37,6 +37,12 @@ class SweepConfig:
     # truncations that keep the ending, each at ending_lsp: answer (lsp_keep_answer), tail:K (lsp_keep_tail, the
     # last K tokens), whole:S (lsp with full_share S: that share of records whole)
     endings: list[str] = field(default_factory=list)
+    # on-policy points (loss.on_policy), each with train.rollout's settings: after:K (the ending_lsp point's model,
+    # then K on-policy steps on full-length rollouts), after:K:lead (rollouts cut at that LSP's lead budget),
+    # mix:L (the ending_lsp point trained with a share L of its steps on-policy), alone:K (the original student,
+    # K on-policy steps). after/alone train reverse KL alone (distill_ratio 1), the usual on-policy objective; mix
+    # keeps train.loss, so its other steps are the ending_lsp point's
+    on_policy: list[str] = field(default_factory=list)
     ending_lsp: float = field(default=0.5, metadata={"range": Range(0, 1, low_open=True, high_open=True)})
     # best: each point's best/ checkpoint (lowest train.best_metric on validation: the paper's choice), final/ where
     # the run kept none; final: the last step's model
@@ -50,6 +56,8 @@ class SweepConfig:
             raise ValueError(f"sections must be among {sorted(SECTION_ALIASES)}; found {unknown}")
         for ending in self.endings:
             ending_encode(ending, self.ending_lsp)
+        for spec in self.on_policy:
+            on_policy_point(spec, self.ending_lsp, EncodeConfig())
 
 
 REFERENCE = "lsp1"  # the point every other is compared with: LSP 1.0, every record whole
@@ -60,6 +68,8 @@ class SweepPoint:
     name: str  # the point's folder and its key in tables: lsp0.5, ending-whole0.1
     encode: dict  # overrides of TrainConfig.encode
     label: str = ""  # how a sentence names it: "LSP 0.5, 10% of records whole"
+    train: dict = field(default_factory=dict)  # overrides of the rest of TrainConfig (an on-policy point's loss)
+    after: str | None = None  # the point whose trained model this one trains on; its cost is added to this one's
 
 
 def lsp_text(lsp: float) -> str:
@@ -97,11 +107,46 @@ def ending_encode(ending: str, lsp: float) -> dict:
     return overrides
 
 
+def on_policy_point(spec: str, lsp: float, base: EncodeConfig) -> SweepPoint:
+    """The point of an on-policy spec (``SweepConfig.on_policy``), checked: ``after:K``, ``after:K:lead``,
+    ``mix:L`` or ``alone:K``."""
+    kind, _, rest = spec.partition(":")
+    value, _, variant = rest.partition(":")
+    pure = {"loss": {"distill_ratio": 1.0, "kind": "reverse_kl"}}
+    try:
+        if kind == "mix" and not variant and 0 < float(value) <= 1:
+            return SweepPoint(f"onpolicy-mix{float(value):g}", dict(base.at_lsp(lsp).__dict__),
+                              f"LSP {lsp_text(lsp)}, {float(value):.0%} of steps on-policy",
+                              {"loss": {"on_policy": float(value)}})
+        steps = int(value)
+        if kind not in ("after", "alone") or steps < 1 or variant not in ("", "lead") or (kind, variant) == (
+                "alone", "lead"):
+            raise ValueError("unknown form")
+    except ValueError as err:
+        raise ValueError(f"on_policy points are after:K, after:K:lead, mix:L (a share in (0, 1]) or alone:K (K "
+                         f"steps >= 1); {spec!r}: {err}") from None
+    train = {"loss": {**pure["loss"], "on_policy": 1.0}, "optim": {"max_steps": steps,
+                                                                    "warmup_steps": max(1, steps // 20)}}
+    if kind == "alone":
+        return SweepPoint(f"onpolicy-alone{steps}", dict(base.untruncated().__dict__),
+                          f"on-policy alone, {steps} steps", train)
+    lead = variant == "lead"
+    encode = base.at_lsp(lsp) if lead else base.untruncated()  # the rollouts' lead budget follows encode.lsp
+    cut = " (rollouts cut at the lead)" if lead else ""
+    return SweepPoint(f"onpolicy-after{steps}{'-lead' if lead else ''}", dict(encode.__dict__),
+                      f"LSP {lsp_text(lsp)}, then {steps} on-policy steps{cut}", train, after=f"lsp{lsp:g}")
+
+
 def sweep_points(lsps: list[float], windows: list[str], sections: list[str], endings: list[str] = (),
-                 ending_lsp: float = 0.5, base: EncodeConfig | None = None) -> list[SweepPoint]:
+                 ending_lsp: float = 0.5, base: EncodeConfig | None = None,
+                 on_policy: list[str] = ()) -> list[SweepPoint]:
     """LSP points (lsp=1.0 is the full-sequence reference: every record whole), window points, section-allocation
-    points and ending-keeping points. An LSP point keeps ``base``'s truncation where it spends an LSP budget."""
+    points, ending-keeping points and on-policy points (last: an ``after:`` point trains on its LSP point's model,
+    which is added where the LSPs lack it). An LSP point keeps ``base``'s truncation where it spends an LSP
+    budget."""
     base = base or EncodeConfig()
+    lsps = list(lsps) + ([ending_lsp] if any(s.startswith("after:") for s in on_policy) and ending_lsp not in lsps
+                         else [])
     points = [SweepPoint(f"lsp{lsp:g}", dict(base.at_lsp(lsp).__dict__), f"LSP {lsp_text(lsp)}") for lsp in lsps]
     for w in windows:
         points.append(SweepPoint(f"window-{w}", {"truncation": "window", "window": w, "lsp": 0.5},
@@ -111,19 +156,32 @@ def sweep_points(lsps: list[float], windows: list[str], sections: list[str], end
     for ending in endings:
         overrides = ending_encode(ending, ending_lsp)
         points.append(SweepPoint(f"ending-{ending.replace(':', '')}", overrides, ending_label(overrides)))
+    points += [on_policy_point(spec, ending_lsp, base) for spec in on_policy]
     if not any(p.name == REFERENCE for p in points):  # retention needs the full-sequence reference
         points.insert(0, SweepPoint(REFERENCE, dict(base.untruncated().__dict__), "LSP 1.0"))
     return points
 
 
 def run_point(cfg: SweepConfig, point: SweepPoint, out: Path) -> dict:
-    config = from_dict(TrainConfig, merge(to_dict(cfg.train), {"encode": point.encode}))
+    overrides = merge({"encode": point.encode}, point.train)
+    before = None
+    if point.after is not None:  # trains on the model of an earlier point, and costs what it cost as well
+        summary_file = out / point.after / "train" / "run_summary.json"
+        if not summary_file.is_file():
+            raise SettingError(f"{point.name} trains on the model of {point.after}, which did not train")
+        before = json.loads(summary_file.read_text())
+        checkpoint, _ = chosen_checkpoint(out / point.after / "train", before, cfg.evaluate)
+        overrides["student"] = str(out / point.after / "train" / checkpoint)
+    config = from_dict(TrainConfig, merge(to_dict(cfg.train), overrides))
     summary, results = train_and_evaluate(config, cfg.eval, out / point.name, in_subprocess=True,
                                           progress=cfg.train.progress, evaluate=cfg.evaluate)
+    cost = {key: summary[key] + (before[key] if before else 0)
+            for key in ("processed_tokens", "supervised_tokens", "flops", "wall_time_s")}
+    peak = max(summary["peak_memory_bytes"], before["peak_memory_bytes"] if before else 0)
     return {"setting": point.name, "label": point.label, "records": summary["examples"],
-            "tokens": summary["processed_tokens"], "supervised_tokens": summary["supervised_tokens"],
-            "flops": summary["flops"],
-            "wall_time_s": summary["wall_time_s"], "peak_memory_mib": summary["peak_memory_bytes"] / 2**20,
+            "tokens": cost["processed_tokens"], "supervised_tokens": cost["supervised_tokens"],
+            "flops": cost["flops"], "sampling_flops": summary.get("sampling_flops", 0),
+            "wall_time_s": cost["wall_time_s"], "peak_memory_mib": peak / 2**20,
             "bench": results["bench"], "accuracy": results["accuracy"], "ci95_low": results["ci95"][0],
             "ci95_high": results["ci95"][1], "at_limit": results["truncated_responses"],
             "endings": results.get("endings")}  # results.json written before endings were counted lacks them
@@ -186,7 +244,7 @@ def _run_sweep_locked(cfg: SweepConfig, out: Path) -> list[dict]:
     save_config(cfg, out / "config.yaml")
     rows, failed = [], []
     for point in sweep_points(list(cfg.lsps), list(cfg.windows), list(cfg.sections), list(cfg.endings),
-                              cfg.ending_lsp, cfg.train.encode):
+                              cfg.ending_lsp, cfg.train.encode, list(cfg.on_policy)):
         try:
             rows.append(run_point(cfg, point, out))
         except SettingError as err:  # e.g. a truncation that leaves no supervised token: report, go on
