@@ -5,7 +5,12 @@ Pairs (each run in its own process, CPU fp32 unless CUDA is present):
 * CE only:  TRL ``SFTTrainer``                         vs cotdistill ``train`` with ``distill_ratio=0``;
 * KD only:  TRL ``GKDTrainer`` (lmbda=0: supervised, β=0.5) vs cotdistill ``train`` with ``kind=jsd, β=0.5, r=1``
   on the assistant turn (as GKD's collator does);
-* and cotdistill with LSP 0.5 (CE and KD) and with packing (CE), where truncation and packing apply.
+* and cotdistill with LSP 0.5 (CE and KD) and with packing (CE), where truncation and packing apply;
+* on-policy (``--on-policy``, only this pair): TRL ``DistillationTrainer`` (always on-policy, β = 1: reverse KL on
+  the student's samples) vs cotdistill ``train`` with ``loss.on_policy=1, kind=reverse_kl, r=1``: the same
+  prompts, ``--rollout`` new tokens at temperature 1 without top-k, the same batch, one sample per prompt. Here
+  the figures are seconds per optimizer step, sampled tokens per second (sampling, scoring and training together)
+  and peak memory; each side's mean sample length is printed, since the two draw different samples.
 
 Reports processed tokens/s (non-padding tokens of the training data per second of ``train()``) and peak memory
 above the loaded-models baseline (resident set size on CPU, ``max_memory_allocated`` on CUDA). TRL is a bench-only
@@ -13,6 +18,7 @@ dependency: ``pip install trl``.
 
     python bench/peers.py [--records 256] [--batch-size 8] [--repeats 3]                 # the world's models
     python bench/peers.py --shape large --records 32 --batch-size 4 --repeats 1          # 11M student, 1k tokens
+    python bench/peers.py --on-policy --records 64 --batch-size 8 --rollout 128 --repeats 3
 
 ``--shape large``: a random Qwen2 student of ~11M parameters (hidden 384, 7 layers) and teacher of ~24M (hidden
 512, 8 layers), built here, on records whose chain of thought is repeated to ~1,024 tokens. cotdistill's runs also
@@ -92,6 +98,60 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
+def run_trl_on_policy(shape: dict, batch_size: int, rollout: int, out: Path) -> dict:
+    """TRL's DistillationTrainer: prompts only (it samples the completions), reverse KL (β = 1)."""
+    import torch
+    from datasets import Dataset
+    from trl import DistillationConfig, DistillationTrainer
+
+    from cotdistill.compute import MemoryMonitor
+    from cotdistill.models import load_model, load_tokenizer, pick_device
+
+    device = pick_device("auto")
+    tok = load_tokenizer(shape["student"])
+    student, teacher = load_model(shape["student"], device), load_model(shape["teacher"], device)
+    prompts = [[m for m in json.loads(line)["messages"] if m["role"] == "user"]
+               for line in open(shape["data"], encoding="utf-8")]
+    args = DistillationConfig(output_dir=str(out), per_device_train_batch_size=batch_size, num_train_epochs=1,
+                              learning_rate=2e-4, logging_steps=1, save_strategy="no", report_to=[],
+                              use_cpu=device.type == "cpu", bf16=device.type == "cuda", disable_tqdm=True, seed=0,
+                              max_completion_length=rollout, temperature=1.0, top_p=1.0, top_k=0, beta=1.0,
+                              gradient_checkpointing=False)
+    trainer = DistillationTrainer(model=student, teacher_model=teacher, args=args,
+                                  train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),
+                                  processing_class=tok)
+    monitor = MemoryMonitor(device).start()
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
+    steps = trainer.state.global_step
+    sampled = sum(lengths) * batch_size if len(lengths) == steps else float("nan")
+    return {"seconds": seconds, "steps": steps, "tokens": sampled, "tokens_per_s": sampled / seconds,
+            "mean_sample": sum(lengths) / max(len(lengths), 1), "peak_bytes": monitor.stop(), "device": str(device),
+            "torch": torch.__version__}
+
+
+def run_ours_on_policy(shape: dict, batch_size: int, rollout: int, out: Path) -> dict:
+    from cotdistill.config import from_dict
+    from cotdistill.training.config import TrainConfig
+    from cotdistill.training.loop import train
+
+    records = sum(1 for _ in open(shape["data"], encoding="utf-8"))
+    cfg = {"student": shape["student"], "teacher": shape["teacher"], "output_dir": str(out),
+           "data": {"path": shape["data"], "val_fraction": 0.0},
+           "optim": {"lr": 2e-4, "batch_size": batch_size, "max_steps": records // batch_size, "warmup_steps": 0},
+           "loss": {"on_policy": 1.0, "distill_ratio": 1.0, "kind": "reverse_kl"},
+           "rollout": {"max_new_tokens": rollout, "temperature": 1.0},
+           "eval_every": 0, "save_every": 0, "keep_best": False, "progress": False, "pad_to_multiple_of": None}
+    summary = train(from_dict(TrainConfig, cfg))
+    samples = summary["rollout_samples"]
+    return {"seconds": summary["wall_time_s"], "steps": summary["steps"], "tokens": summary["rollout_tokens"],
+            "tokens_per_s": summary["rollout_tokens"] / summary["wall_time_s"],
+            "mean_sample": summary["rollout_tokens"] / max(samples, 1), "peak_bytes": summary["peak_memory_bytes"],
+            "device": summary["device"], "flops_per_s": summary["flops"] / max(summary["wall_time_s"], 1e-9)}
+
+
 def run_trl(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
     import torch
     from datasets import Dataset
@@ -157,11 +217,29 @@ def run_ours(kind: str, shape: dict, batch_size: int, out: Path) -> dict:
             "tokens_per_s": summary["tokens_per_s"], "peak_bytes": summary["peak_memory_bytes"],
             "device": summary["device"], "flops_per_s": summary["flops"] / max(summary["wall_time_s"], 1e-9)}
 
+def on_policy_report(results: dict[str, dict], args) -> None:
+    print(f"{'run':>14} {'steps':>6} {'s/step':>8} {'mean sample':>12} {'sampled tok/s':>14} {'peak MiB':>9}")
+    for name, r in results.items():
+        print(f"{name:>14} {r['steps']:>6} {r['seconds'] / r['steps']:>8.3f} {r['mean_sample']:>12.1f} "
+              f"{r['tokens_per_s']:>14.1f} {r['peak_bytes'] / 2**20:>9.1f}")
+    ours, theirs = results.get("ours_onpolicy"), results.get("trl_onpolicy")
+    if ours is None or theirs is None:
+        print("RESULT on_policy_pair=incomplete")
+        return
+    step_ratio = (theirs["seconds"] / theirs["steps"]) / (ours["seconds"] / ours["steps"])
+    print(f"RESULT step_speedup_ours_vs_trl={step_ratio:.3f} "
+          f"sampled_tokps_ours_vs_trl={ours['tokens_per_s'] / theirs['tokens_per_s']:.3f} "
+          f"memory_ours_vs_trl={ours['peak_bytes'] / max(theirs['peak_bytes'], 1):.3f} "
+          f"mean_sample_ours={ours['mean_sample']:.1f} mean_sample_trl={theirs['mean_sample']:.1f} "
+          f"rollout={args.rollout} batch={args.batch_size} records={args.records} shape={args.shape}")
+
+
 def _median_run(runs: list[dict]) -> dict:
     """The run with the median wall time (its memory figure comes with it)."""
     return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
+ON_POLICY_RUNS = [("trl", "onpolicy"), ("ours", "onpolicy")]
 RUNS = [("trl", "sft"), ("trl", "sft_nogc"), ("ours", "sft"), ("ours", "sft_gc"), ("ours", "sft_lsp05"),
         ("ours", "sft_packed"), ("trl", "kd"), ("trl", "kd_nogc"), ("ours", "kd"), ("ours", "kd_gc"),
         ("ours", "kd_lsp05")]
@@ -173,29 +251,41 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting, interleaved; the median is kept")
     parser.add_argument("--shape", default="small", choices=["small", "large"])
+    parser.add_argument("--on-policy", action="store_true", help="only the on-policy pair")
+    parser.add_argument("--rollout", type=int, default=128, help="new tokens per on-policy sample")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--kit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         tool, kind = args.one.split(":")
         with tempfile.TemporaryDirectory() as tmp:
-            fn = run_trl if tool == "trl" else run_ours
-            print("RESULT_JSON " + json.dumps(fn(kind, json.loads(args.kit), args.batch_size, Path(tmp))))
+            kit = json.loads(args.kit)
+            if kind == "onpolicy":
+                fn = run_trl_on_policy if tool == "trl" else run_ours_on_policy
+                result = fn(kit, args.batch_size, args.rollout, Path(tmp))
+            else:
+                result = (run_trl if tool == "trl" else run_ours)(kind, kit, args.batch_size, Path(tmp))
+            print("RESULT_JSON " + json.dumps(result))
         return
     kit_dir = tempfile.TemporaryDirectory()
     kit = build_shape(args.shape, args.records, Path(kit_dir.name))
     peak = matmul_peak_flops()
     runs: dict[str, list[dict]] = {}
     for _ in range(args.repeats):  # interleaved, so a slow spell of the machine hits every setting alike
-        for tool, kind in RUNS:
+        for tool, kind in ON_POLICY_RUNS if args.on_policy else RUNS:
             proc = subprocess.run([sys.executable, __file__, f"--one={tool}:{kind}", f"--kit={json.dumps(kit)}",
-                                   f"--batch-size={args.batch_size}"], capture_output=True, text=True)
+                                   f"--batch-size={args.batch_size}", f"--rollout={args.rollout}"],
+                                  capture_output=True, text=True)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT_JSON ")), None)
             if line is None:
                 print(f"{tool}:{kind} failed:\n{proc.stderr[-2000:]}")
                 continue
             runs.setdefault(f"{tool}_{kind}", []).append(json.loads(line[len("RESULT_JSON "):]))
     results = {name: _median_run(rs) for name, rs in runs.items()}
+    if args.on_policy:
+        on_policy_report(results, args)
+        kit_dir.cleanup()
+        return
     print(f"{'run':>18} {'tokens':>8} {'seconds':>8} {'tok/s':>8} {'peak MiB':>9}")
     for name, r in results.items():
         mib = r["peak_bytes"] / 2**20

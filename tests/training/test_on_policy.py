@@ -179,3 +179,12 @@ def test_on_policy_training_runs_on_the_embedded_world_from_the_command_line(tmp
     summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
     assert summary["on_policy_steps"] == 1 and summary["rollout_samples"] == 4
     assert summary["flops"] > summary["sampling_flops"] > 0
+
+
+def test_the_command_line_refuses_a_teacher_cache_with_on_policy_in_one_line(tmp_path, capsys):
+    from cotdistill.cli import main
+
+    assert main(["train", f"teacher_cache={tmp_path}", "loss.on_policy=0.5", f"output_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot score samples" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
