@@ -13,6 +13,7 @@ from cotdistill.losses import LossConfig, sequence_weights
 from cotdistill.training import loop
 from cotdistill.training.config import TrainConfig
 from cotdistill.training.loop import Trainer
+from cotdistill.training.reporting import fresh_state
 from tests.training.helpers import tiny_config
 
 TAU = 2.0
@@ -70,7 +71,7 @@ def _step_grads(trainer: Trainer) -> tuple[dict, dict[str, torch.Tensor]]:
         return clip(module, max_norm)
 
     loop.clip_gradients = capture
-    state = {"processed_tokens": 0, "padded_tokens": 0, "supervised_tokens": 0, "flops": 0}
+    state = fresh_state()
     try:
         return trainer._optimizer_step(0, state), grads
     finally:  # the trainer holds its output folder until closed: a test's next trainer may use the same one

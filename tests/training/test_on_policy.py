@@ -22,11 +22,6 @@ ON_POLICY = {"loss.on_policy": 1.0, "loss.distill_ratio": 1.0, "loss.kind": "rev
              "rollout.max_new_tokens": 12}
 
 
-def _fresh_state() -> dict:
-    return {"on_policy_steps": 0, "rollout_samples": 0, "rollout_ended": 0, "rollout_tokens": 0,
-            "sampling_flops": 0, "flops": 0}
-
-
 def test_the_share_of_on_policy_steps_is_exact_and_spread(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, **{**ON_POLICY, "loss.on_policy": 0.25}))
     try:

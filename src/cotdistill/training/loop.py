@@ -48,6 +48,7 @@ from cotdistill.training.parallel import clip_gradients, gradient_sync, is_shard
 from cotdistill.training.reporting import (
     check_report_to,
     count_batch,
+    fresh_state,
     run_reporters,
     run_summary,
     truncate_metrics,
@@ -318,9 +319,7 @@ class Trainer:
 
     def _start_state(self) -> tuple[dict, Path | None]:
         """The run's counters: fresh, or those of the checkpoint it resumes (weights, optimizer and RNG loaded)."""
-        state = {"step": 0, "best_val": math.inf, "best_by": None, "best_step": None, "processed_tokens": 0,
-                 "padded_tokens": 0, "supervised_tokens": 0, "flops": 0, "teacher_flops": 0, "elapsed": 0.0,
-                 **{key: 0 for key in ROLLOUT_COUNTERS}}
+        state = fresh_state()
         resumed_from, notes = ckpt.resumable_checkpoint(self.out) if self.cfg.resume else (None, [])
         self.resume_notes = notes
         for note in notes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import numbers
 import os
 import secrets
@@ -190,6 +191,16 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def fresh_state() -> dict:
+    """A run's counters before its first step (a checkpoint's replace them on resume; one that predates a key keeps
+    this value for it)."""
+    from cotdistill.training.rollout import ROLLOUT_COUNTERS
+
+    return {"step": 0, "best_val": math.inf, "best_by": None, "best_step": None, "processed_tokens": 0,
+            "padded_tokens": 0, "supervised_tokens": 0, "flops": 0, "teacher_flops": 0, "elapsed": 0.0,
+            **{key: 0 for key in ROLLOUT_COUNTERS}}
 
 
 def count_batch(state: dict, batch, student_shape, teacher_shape) -> None:
