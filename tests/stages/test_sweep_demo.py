@@ -129,11 +129,11 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert [m["model"] for m in summary["models"]][:2] == ["teacher (embedded)", "student (embedded)"]
-    assert {r["setting"] for r in summary["tradeoff"]} == {"lsp1", "lsp0.5", "onpolicy-after2"}
+    assert {r["setting"] for r in summary["tradeoff"]} == {"lsp1", "lsp0.5", "onpolicy-after2-lead"}
     assert summary["tradeoff"][1]["compute"] == pytest.approx(0.45, abs=0.1)
     on_policy = summary["tradeoff"][2]
     assert on_policy["sampling_flops"] > 0 and on_policy["compute"] > summary["tradeoff"][1]["compute"]
-    assert any("then 2 on-policy steps" in s and "sampling" in s for s in summary["findings"])
+    assert any("then 2 on-policy steps (rollouts cut at the lead)" in s and "sampling" in s for s in summary["findings"])
     for name in ("index.html", "report.md", "distill/tradeoff.png", "provenance/lsp1/trace.html",
                  "selection/selection.png"):
         assert (tmp_path / "demo" / name).exists(), name
