@@ -52,7 +52,7 @@ def _cases(root):
         # train: config values, YAML, paths, models and data
         "override not an int": ([*train, "optim.batch_size=2.5"], "optim.batch_size"),
         "seed not an int": ([*train, "seed=abc"], "seed"),
-        "bool not a bool": ([*train, "bf16=maybe"], "bf16"),
+        "bool not a bool": ([*train, "packing=maybe"], "packing"),
         "negative weight decay": ([*train, "optim.weight_decay=-1"], "weight_decay"),
         "min_lr_ratio above 1": ([*train, "optim.min_lr_ratio=5"], "min_lr_ratio"),
         "negative warmup": ([*train, "optim.warmup_steps=-1"], "warmup_steps"),

@@ -39,7 +39,7 @@ def test_non_number_for_a_float_field():
 @pytest.mark.parametrize("override, message", [
     ("optim.batch_size=2.5", "optim.batch_size must be a whole number, found 2.5"),
     ("seed=abc", "seed must be a whole number, found 'abc'"),
-    ("bf16=maybe", "bf16 must be true or false, found 'maybe'"),
+    ("packing=maybe", "packing must be true or false, found 'maybe'"),
     ("seed=true", "seed must be a whole number, found True"),  # bool is an int in Python, never in a config
     ("optim.betas=[0.9]", "optim.betas must have 2 items, found 1"),
     ("optim.betas=[0.9, x]", r"optim.betas\[1\] must be a number, found 'x'"),
@@ -194,7 +194,8 @@ SYSTEM = "Think step by step. End with #### N"
     ("optim.lr=1e-3", ("optim", "lr", 1e-3)),
     ("optim.max_steps=1e3", ("optim", "max_steps", 1000)),  # a whole number written as a float
     ("optim.max_steps=~", ("optim", "max_steps", None)),
-    ("bf16=off", (None, "bf16", False)),
+    ("packing=off", (None, "packing", False)),
+    ("bf16=off", (None, "precision", "fp32")),  # the old key, read as the new one
 ])
 def test_an_override_arrives_as_the_field_reads_it(override, expected):
     section, key, value = expected

@@ -13,13 +13,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cotdistill"
 FRONTS = ("cotdistill.stages", "cotdistill.cli", "cotdistill.api", "cotdistill.__main__")
 # what a report may use: other report modules, the error types, and the names of the provenance categories
-REPORT_MAY_IMPORT = ("cotdistill.report", "cotdistill.errors", "cotdistill.provenance.classify")
+# and the notation of figures (p < 0.001, 1.2e13), which formats and computes nothing
+REPORT_MAY_IMPORT = ("cotdistill.report", "cotdistill.errors", "cotdistill.provenance.classify",
+                     "cotdistill.figures")
 # the floors, ground first, read off the package's imports; a module sits on the floor of its longest prefix here.
 # Evaluation, provenance and report import nothing of each other: their order is only the one a house needs.
 FLOORS = (
     # the world's generator needs nothing but the record type: everything above may use it
     ("cotdistill.errors", "cotdistill.config", "cotdistill.hashing", "cotdistill.quiet", "cotdistill.compute",
-     "cotdistill.distributed", "cotdistill.threads", "cotdistill.data.records", "cotdistill.world"),
+     "cotdistill.distributed", "cotdistill.threads", "cotdistill.data.records", "cotdistill.world",
+     "cotdistill.figures", "cotdistill.precision"),
     ("cotdistill.gguf_cache", "cotdistill.sources"),  # the one resolver of names (world:, real:, data specs)
     ("cotdistill.data", "cotdistill.losses", "cotdistill.losses_reference"),
     ("cotdistill.models", "cotdistill.teacher", "cotdistill.generate"),

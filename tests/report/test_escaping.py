@@ -58,7 +58,8 @@ def test_trace_html_shows_model_and_file_text_as_text():
 
 
 def test_the_tradeoff_table_writes_flops_p_and_ratios_as_people_read_them():
-    from cotdistill.report.tables import TRADEOFF_COLUMNS, scientific
+    from cotdistill.figures import scientific
+    from cotdistill.report.tables import TRADEOFF_COLUMNS
 
     assert scientific(11951138751168) == "1.2e13" and scientific(0) == "0" and scientific(9.96e12) == "1.0e13"
     row = {"setting": "lsp0.5", "flops": 5259022466112, "p_vs_ref": 3.944e-31, "retention": 0.0, "compute": 0.44005,

@@ -133,7 +133,8 @@ def test_quick_demo_runs_end_to_end(tmp_path, capsys):
     assert summary["tradeoff"][1]["compute"] == pytest.approx(0.45, abs=0.1)
     on_policy = summary["tradeoff"][2]
     assert on_policy["sampling_flops"] > 0 and on_policy["compute"] > summary["tradeoff"][1]["compute"]
-    assert any("then 2 on-policy steps (rollouts cut at the lead)" in s and "sampling" in s for s in summary["findings"])
+    said = "then 2 on-policy steps (rollouts cut at the lead)"
+    assert any(said in s and "sampling" in s for s in summary["findings"])
     for name in ("index.html", "report.md", "distill/tradeoff.png", "provenance/lsp1/trace.html",
                  "selection/selection.png"):
         assert (tmp_path / "demo" / name).exists(), name

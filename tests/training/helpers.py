@@ -35,7 +35,9 @@ def tiny_config(root: Path, **overrides) -> TrainConfig:
     base = {"student": student, "teacher": teacher, "output_dir": str(root / "run"),
             "data": {"path": data, "val_fraction": 0.25}, "loss": {"distill_ratio": 0.5, "chunk_size": 64},
             "optim": {"lr": 1e-2, "batch_size": 4, "max_steps": 4, "warmup_steps": 1},
-            "device": "cpu", "eval_every": 0, "save_every": 0, "progress": False}
+            "device": "cpu", "eval_every": 0, "save_every": 0, "progress": False,
+            # invariances are compared to float tolerances measured in fp32; bf16 runs are tested where they say so
+            "precision": "fp32"}
     for key, value in overrides.items():
         node = base
         parts = key.split(".")

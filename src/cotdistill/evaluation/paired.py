@@ -20,6 +20,7 @@ import numpy as np
 
 from cotdistill.data.records import DataError
 from cotdistill.errors import UserError
+from cotdistill.figures import p_text
 
 ProblemKey = tuple[int, str]  # (prompt_index, prompt) of a samples.jsonl row
 
@@ -162,11 +163,6 @@ def t_quantile(df: int, q: float = 0.975) -> float:
 
 
 # --- the comparison --------------------------------------------------------------------------------------------------
-def p_text(p: float) -> str:
-    """A p-value as a table shows it: ``< 0.001`` below that, else three decimals."""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def format_p(p: float, label: str = "p") -> str:
     return f"{label} {p_text(p)}" if p < 0.001 else f"{label} = {p_text(p)}"
 

@@ -5,19 +5,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from cotdistill.figures import p_text, scientific
+
 # the truncation trade-off table, as the sweep writes it and the demo report shows it; diff_vs_ref, diff_ci95,
 # p_vs_ref and retention_ci95 compare each point with LSP 1.0 on the same problems (paired), blank on LSP 1.0 itself
 TRADEOFF_COLUMNS = ["setting", "label", "records", "supervised_tokens", "flops", "sampling_flops", "wall_time_s",
                     "peak_memory_mib", "accuracy", "at_limit", "diff_vs_ref", "diff_ci95", "p_vs_ref", "retention",
                     "retention_ci95", "compute", "time_ratio", "memory_ratio"]
-
-
-def scientific(value: float) -> str:
-    """``11951138751168`` -> ``1.2e13``: a FLOP count as people write one."""
-    if not value:
-        return "0"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
 
 
 def _each(format_one):
@@ -29,16 +23,10 @@ def _each(format_one):
     return format_value
 
 
-def _p(value: float) -> str:
-    from cotdistill.evaluation.paired import p_text
-
-    return p_text(value)
-
-
 # how a Markdown table shows a column (the CSV keeps every digit): FLOPs as 1.2e13, p as < 0.001, ratios to two
 # decimals, accuracies and their differences to three (differences signed)
 COLUMN_FORMATS = {
-    "flops": _each(scientific), "sampling_flops": _each(scientific), "p_vs_ref": _each(_p),
+    "flops": _each(scientific), "sampling_flops": _each(scientific), "p_vs_ref": _each(p_text),
     **{c: _each(lambda v: "nan" if v != v else f"{v:.2f}")
        for c in ("retention", "retention_ci95", "compute", "time_ratio", "memory_ratio")},
     **{c: _each(lambda v: f"{v:+.3f}") for c in ("diff_vs_ref", "diff_ci95")},

@@ -24,6 +24,8 @@ from typing import Any
 from cotdistill.config import to_dict
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.hashing import file_sha256
+from cotdistill.models import pick_device
+from cotdistill.precision import resolve_precision
 from cotdistill.sources import WORLD_ASSETS, is_real, is_world, real_model_file
 from cotdistill.training.config import TrainConfig
 
@@ -67,6 +69,8 @@ def training_key(config: TrainConfig) -> dict[str, Any]:
              "teacher_cache": config.teacher_cache, "chat_template": config.chat_template,
              "data.path": config.data.path, "data.val_path": config.data.val_path}
     settings = {key: value for key, value in to_dict(config).items() if key not in UNKEYED_TRAINING}
+    # precision auto means bf16 on one machine and fp32 on another: the key holds what it computes in here
+    settings["precision"] = resolve_precision(config.precision, pick_device(config.device))
     return {"config": settings, "content": {key: content(value) for key, value in reads.items()}}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from cotdistill.data.encode import EncodeConfig
 from cotdistill.data.formats import FormatName, check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
+from cotdistill.precision import Precision
 from cotdistill.threads import check_threads
 
 DataFormat = Literal["auto", FormatName]  # auto: read from the records' keys
@@ -176,8 +178,12 @@ class TrainConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     seed: int = 0
     device: Device = "auto"
-    bf16: bool = field(default=True, metadata={
-        "help": "autocast on CUDA only; fp32 on CPU (bf16 autocast is ~30x slower on CPU)"})
+    precision: Precision = field(default="auto", metadata={
+        "help": "auto: bf16 autocast where the device has bf16 units (CUDA with bf16; a CPU reporting avx512_bf16, "
+                "amx_bf16 or Arm's bf16: 1.5-1.6x per world train step on this project's CPU), fp32 elsewhere; "
+                "fp32 | bf16: that one. Master weights and optimizer state stay fp32"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "deprecated: true = precision auto, false = precision fp32 (read with a warning)"})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute layer activations in the backward (less memory, ~1/3 more FLOPs)"})
     pad_to_multiple_of: int | None = field(default=8, metadata={
@@ -233,6 +239,20 @@ class TrainConfig:
         if self.eval_every >= 1 or self.eval_every == 0:
             self.eval_every = int(self.eval_every)  # 50.0 from a float-typed caller: saved and compared as 50
         self._check_on_policy()
+        self._read_old_bf16()
+
+    def _read_old_bf16(self) -> None:
+        """``bf16: true|false`` of configs written before ``precision``: true meant bf16 autocast where the device
+        runs it (then CUDA only), false fp32."""
+        if self.bf16 is None:
+            return
+        meant = "auto" if self.bf16 else "fp32"
+        if self.precision not in ("auto", meant):
+            raise ValueError(f"bf16 ({self.bf16}, the old name) and precision ({self.precision}) disagree: give only "
+                             "precision")
+        logging.getLogger("cotdistill.config").warning(
+            f"bf16 is deprecated: read as precision: {meant} (auto now picks bf16 on CPUs with bf16 units too)")
+        self.precision, self.bf16 = meant if self.precision == "auto" else self.precision, None
 
     def _check_on_policy(self) -> None:
         """On-policy steps need a teacher that can score text that did not exist before the step."""

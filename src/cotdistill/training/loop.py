@@ -40,6 +40,7 @@ from cotdistill.models import (
     shared_vocab_size,
 )
 from cotdistill.outputs import claim_output, train_inputs
+from cotdistill.precision import autocast, precision_note, resolve_precision
 from cotdistill.threads import configure_threads, warn_if_oversubscribed
 from cotdistill.training import checkpoint as ckpt
 from cotdistill.training.config import TrainConfig
@@ -141,6 +142,7 @@ class Trainer:
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(config.output_dir)
+        self.precision = resolve_precision(config.precision, self.device)  # what every forward computes in
         # claimed before anything loads: a second run on the folder, or an output_dir holding one of this run's
         # inputs (student=runs/x/final output_dir=runs/x), is refused at once, not after the weights have loaded
         self._claim: contextlib.ExitStack | None = self._claim_output()
@@ -178,7 +180,7 @@ class Trainer:
         self._load_models()
         self._build_optimizer()
         self.checkpoints = RunCheckpoints(config, self.dist, self.student, self.loss_module, self.optimizer,
-                                          self.scheduler, self.tokenizer, self.sharded)
+                                          self.scheduler, self.tokenizer, self.sharded, self.precision)
         self.resume_notes: list[str] = []
         self.config_changes: list[str] = []
 
@@ -222,8 +224,7 @@ class Trainer:
 
     # --- forward -------------------------------------------------------------------------------------------------
     def _autocast(self):
-        enabled = self.cfg.bf16 and self.device.type == "cuda"
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+        return autocast(self.device, self.precision)
 
     def _loss_sums(self, batch: Batch, model: nn.Module, with_teacher: bool = True) -> torch.Tensor:
         """``[objective, CE, KD]`` sums of a micro-batch; only the objective carries a gradient. KD is 0 without a
@@ -419,7 +420,8 @@ class Trainer:
         prompts (``training.rollout``), with what sampling measured for the log."""
         if self.rollouts is None or not self.rollouts.on_policy(step):
             return self.plan.step_batches(step), ({"on_policy": 0} if self.rollouts is not None else {})
-        batches, stats = self.rollouts.step_batches(self.student, self.plan, step, self.student_shape)
+        with self._autocast():  # the student samples at the precision it trains in
+            batches, stats = self.rollouts.step_batches(self.student, self.plan, step, self.student_shape)
         add_rollout_counts(state, stats)
         return batches, stats.log()
 
@@ -448,7 +450,9 @@ class Trainer:
         run = {"world_size": self.dist.world_size, "parallel": self._parallel_kind(),
                "teacher_sharded": is_sharded(self.teacher), "device": str(self.device),
                "resumed_from": str(resumed_from) if resumed_from else None, "resume_notes": self.resume_notes,
-               "config_changes": self.config_changes, "validation_every_steps": self.eval_interval}
+               "config_changes": self.config_changes, "validation_every_steps": self.eval_interval,
+               "precision": self.precision,
+               "precision_note": precision_note(self.cfg.precision, self.device, self.precision)}
         return run_summary(self.cfg, self.data, state, *(int(totals[k]) for k in counters[:3]), peak=peak,
                            last_val=last_val, costs=costs, run=run)
 

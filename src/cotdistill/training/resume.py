@@ -3,6 +3,8 @@ optimizer settings a checkpoint's state cannot follow, and the new values applie
 
 from __future__ import annotations
 
+import torch
+
 from cotdistill.config import to_dict
 from cotdistill.training.config import OptimConfig, RolloutConfig
 from cotdistill.training.schedule import cosine_warmup_steps, lr_factor
@@ -19,7 +21,28 @@ SCHEDULE_KEYS = ("optim.max_steps", "optim.epochs", "optim.warmup_steps", "optim
 # existed: a checkpoint that lacks one is read as having it (else every old run would "change" to the new default)
 ADDED_KEYS = {"optim.schedule": "cosine", "optim.decay_all_parameters": False, "optim.warmup_ratio": None,
               "loss.normalize": "tokens", "data.max_tokens": None, "data.val_size": None, "data.split_seed": None,
-              "encode.keep_tail": 0, "loss.on_policy": 0.0, "rollout": to_dict(RolloutConfig())}
+              "encode.keep_tail": 0, "loss.on_policy": 0.0, "rollout": to_dict(RolloutConfig()), "bf16": None,
+              "precision": "auto"}
+
+
+def read_old_keys(saved: dict) -> dict:
+    """A checkpoint's config as today's keys: ``bf16: true|false`` (before ``precision``) is ``precision: auto``
+    or ``fp32``, as ``TrainConfig`` reads it."""
+    if saved.get("bf16") is None:
+        return saved
+    return {**saved, "precision": "auto" if saved["bf16"] else "fp32", "bf16": None}
+
+
+def precision_change(saved: dict, precision: str) -> list[str]:
+    """``precision: old -> new`` where a checkpoint was computed in another precision than this run resolves to.
+    A checkpoint written before precisions were recorded computed in bf16 only on CUDA with ``bf16: true``."""
+    old = saved.get("precision")
+    if old is None:
+        config = saved.get("config") or {}
+        cuda = (config.get("device") == "cuda" or (config.get("device") in ("auto", None)
+                                                   and torch.cuda.is_available()))
+        old = "bf16" if config.get("bf16", True) and cuda else "fp32"
+    return [] if old == precision else [f"precision (computed in): {old} -> {precision}"]
 
 
 def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[str]:
@@ -27,6 +50,7 @@ def config_changes(saved: dict | None, current: dict, prefix: str = "") -> list[
     checkpoint predates counts as its ``ADDED_KEYS`` value."""
     if saved is None:
         return []
+    saved = read_old_keys(saved) if not prefix else saved
     changes = []
     for key in sorted(set(saved) | set(current)):
         if not prefix and key in WATCH_ONLY_KEYS:

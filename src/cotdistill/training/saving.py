@@ -22,13 +22,15 @@ from cotdistill.training.resume import (
     config_changes,
     data_change,
     fixed_optim_changes,
+    precision_change,
 )
 
 
 class RunCheckpoints:
     def __init__(self, cfg: TrainConfig, dist: DistInfo, student: nn.Module, loss_module: nn.Module, optimizer,
-                 scheduler, tokenizer, sharded: bool) -> None:
+                 scheduler, tokenizer, sharded: bool, precision: str = "fp32") -> None:
         self.cfg, self.dist, self.out = cfg, dist, Path(cfg.output_dir)
+        self.precision = precision  # what the run computes in, recorded in each checkpoint
         self.student, self.loss_module, self.tokenizer, self.sharded = student, loss_module, tokenizer, sharded
         self.optimizer, self.scheduler = optimizer, scheduler
         self.notes: list[str] = []  # said while resuming: what could not be checked
@@ -59,7 +61,8 @@ class RunCheckpoints:
         if self.dist.is_main:
             trainer_state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                              "rng": ckpt.rng_state(), "state": dict(state), "world_size": self.dist.world_size,
-                             "fsdp": self.sharded, "config": to_dict(self.cfg), "data": fingerprint}
+                             "fsdp": self.sharded, "config": to_dict(self.cfg), "data": fingerprint,
+                             "precision": self.precision}
             ckpt.save_checkpoint(self.out, state["step"], self.student, self.tokenizer, trainer_state,
                                  state_dict=weights)
         barrier(self.dist)
@@ -111,7 +114,8 @@ class RunCheckpoints:
         if note:
             self.notes.append(note)
             warn(note, self.dist.is_main)
-        self.changes = config_changes(saved.get("config"), to_dict(self.cfg)) + changed_rows
+        self.changes = (config_changes(saved.get("config"), to_dict(self.cfg)) + changed_rows
+                        + precision_change(saved, self.precision))
         fixed = fixed_optim_changes(saved, self.cfg.optim, self.changes, total_steps)
         if fixed:
             raise TrainingError(f"{path} cannot be resumed with this config ({'; '.join(fixed)}): a run's schedule "
