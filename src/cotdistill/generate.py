@@ -74,13 +74,28 @@ def can_shrink(model) -> bool:
                               for k, d in _PROCESSOR_DEFAULTS.items())
 
 
+def nucleus_sample(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row of ``logits [B, V]``, drawn from ``softmax(logits / temperature)`` restricted to the
+    smallest set of tokens whose probability reaches ``top_p`` (the most likely token always stays), renormalised;
+    the draw uses the global RNG. Equivalent to sorting the probabilities, keeping the prefix whose cumulative sum
+    before each token is below ``top_p``, and ``torch.multinomial`` over it."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # the mass of the tokens ranked above each one
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1).squeeze(1)
+
+
 @torch.no_grad()
 def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
-                     eos_id: int, vocab: int | None = None) -> list[list[int]]:
+                     eos_id: int, vocab: int | None = None, choose=None) -> list[list[int]]:
     """Greedy decoding of a left-padded batch that drops each row from the batch, and its keys and values from the
     cache, once it has written EOS: reasoning traces differ in length by thousands of tokens, and a batch decoded
     to its longest row spends most steps on rows that are done. Returns each row's new tokens (EOS included).
-    ``vocab``: the tokenizer's size; logit rows past it are padding and never chosen."""
+    ``vocab``: the tokenizer's size; logit rows past it are padding and never chosen. ``choose``: logits
+    ``[B, vocab]`` -> the next tokens ``[B]`` (``None``: argmax; :func:`nucleus_sample` for sampling)."""
     n = input_ids.shape[0]
     alive = torch.arange(n, device=input_ids.device)
     outputs: list[list[int]] = [[] for _ in range(n)]
@@ -91,7 +106,8 @@ def greedy_shrinking(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     cache, mask, next_position = out.cache, attention_mask, positions[:, -1] + 1
     ended = torch.zeros(n, dtype=torch.bool, device=input_ids.device)
     for step in range(max_new_tokens):
-        token = out.logits[:, -1, :vocab].argmax(-1)
+        logits = out.logits[:, -1, :vocab]
+        token = logits.argmax(-1) if choose is None else choose(logits)
         for row, t in zip(alive.tolist(), token.tolist()):
             outputs[row].append(t)  # a row that rides along after EOS is cut at its first EOS by the caller
         ended = ended | (token == eos_id)
@@ -132,14 +148,16 @@ def sample_continuations(model, prompts: list[list[int]], *, max_new_tokens: int
     if head_rows > vocab:
         kwargs["suppress_tokens"] = list(range(vocab, head_rows))
     devices = [model.device] if model.device.type == "cuda" else []
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                             **kwargs)
-    rows = []
-    for ids in out[:, longest:].tolist():
-        rows.append(ids[:ids.index(eos_id) + 1] if eos_id in ids else ids)
-    return rows
+        if can_shrink(model):  # finished rows leave the batch: 1.2x the sampled tokens/s of generate on the world
+            choose = (lambda logits: nucleus_sample(logits, temperature, top_p)) if temperature > 0 else None
+            rows = greedy_shrinking(model, input_ids, attention_mask, max_new_tokens, eos_id, vocab, choose)
+        else:
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            rows = out[:, longest:].tolist()
+    return [ids[:ids.index(eos_id) + 1] if eos_id in ids else ids for ids in rows]
 
 
 def _vllm_available() -> bool:

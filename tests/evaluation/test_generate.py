@@ -137,3 +137,48 @@ def test_generation_through_the_kept_cache_api_warns_nothing():
     deprecations = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
     assert deprecations == []
     assert [m for m in records.messages if "deprecated" in m] == []
+
+
+def test_nucleus_sampling_follows_the_tempered_distribution_and_drops_the_tail():
+    import torch
+
+    from cotdistill.generate import nucleus_sample
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, -3.0]]).repeat(20_000, 1)
+    torch.manual_seed(0)
+    for temperature in (1.0, 0.5):
+        drawn = torch.bincount(nucleus_sample(logits, temperature, 1.0), minlength=5).float() / len(logits)
+        expected = torch.softmax(logits[0] / temperature, -1)
+        assert (drawn - expected).abs().sum() / 2 < 0.02  # total variation, 20k draws
+    # top_p 0.9 at T = 1: probabilities 0.607, 0.223, 0.135, 0.030, 0.004 -> the smallest set reaching 0.9 is the
+    # first three (0.830 before the third), the rest never drawn, and the kept ones renormalised
+    probs = torch.softmax(logits[0], -1)
+    drawn = torch.bincount(nucleus_sample(logits, 1.0, 0.9), minlength=5).float() / len(logits)
+    assert drawn[3:].sum() == 0
+    kept = probs[:3] / probs[:3].sum()
+    assert (drawn[:3] - kept).abs().max() < 0.02
+    assert set(nucleus_sample(logits[:50], 1.0, 0.01).tolist()) == {0}  # the most likely token always stays
+
+
+def test_rollout_sampling_drops_finished_rows_and_matches_generate_when_greedy(monkeypatch):
+    import torch
+
+    from cotdistill import generate as generate_module
+    from cotdistill.generate import sample_continuations
+    from tests.conftest import char_tokenizer, tiny_qwen
+
+    tok = char_tokenizer()
+    model = tiny_qwen(len(tok), hidden=32, layers=2, seed=3)
+    prompts = [tok("<|im_start|>user\\nabc", add_special_tokens=False)["input_ids"],
+               tok("<|im_start|>user\\nxy", add_special_tokens=False)["input_ids"]]
+    common = dict(max_new_tokens=12, top_p=1.0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, vocab=len(tok))
+    shrunk = sample_continuations(model, prompts, temperature=0.0, seed=0, **common)
+    monkeypatch.setattr(generate_module, "can_shrink", lambda model: False)  # transformers' generate instead
+    assert sample_continuations(model, prompts, temperature=0.0, seed=0, **common) == shrunk
+    monkeypatch.undo()
+    first = sample_continuations(model, prompts, temperature=1.0, seed=5, **common)
+    assert first == sample_continuations(model, prompts, temperature=1.0, seed=5, **common)
+    assert first != sample_continuations(model, prompts, temperature=1.0, seed=6, **common)
+    state = torch.get_rng_state()
+    sample_continuations(model, prompts, temperature=1.0, seed=5, **common)
+    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG stream untouched
