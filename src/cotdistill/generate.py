@@ -29,7 +29,7 @@ class GenerationConfig:
     batch_size: int = field(default=32, metadata={"range": AT_LEAST_ONE})
     seed: int = 0
     backend: Backend = "auto"
-    shrink: bool = True  # greedy: drop finished rows from the batch (and cache) instead of decoding them on
+    shrink: bool = True  # drop finished rows from the batch (and cache) instead of decoding them on
 
     def __post_init__(self) -> None:
         check_field_rules(self)
@@ -199,14 +199,15 @@ def generate_hf(model, tokenizer, prompts: list[str], config: GenerationConfig, 
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if do_sample or not config.shrink or not can_shrink(model):
+        if not config.shrink or not can_shrink(model):
             if padding_rows:
                 kwargs.update(suppress_tokens=padding_rows)
             seqs = model.generate(**enc, **kwargs)
             rows = [row.tolist() for row in seqs[:, enc["input_ids"].shape[1]:]]
-        else:
+        else:  # finished rows leave the batch, greedy or sampled (nucleus, no top-k, on the seeded global RNG)
+            choose = (lambda logits: nucleus_sample(logits, config.temperature, config.top_p)) if do_sample else None
             rows = greedy_shrinking(model, enc["input_ids"], enc["attention_mask"], config.max_new_tokens, eos_id,
-                                    vocab=len(tokenizer))
+                                    vocab=len(tokenizer), choose=choose)
         for (i, s), ids in zip(chunk, rows):
             ended = eos_id in ids
             ids = ids[:ids.index(eos_id)] if ended else [t for t in ids if t != tokenizer.pad_token_id]

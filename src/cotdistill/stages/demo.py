@@ -22,6 +22,7 @@ from typing import ClassVar
 from cotdistill.config import from_dict
 from cotdistill.evaluation.spec import EvalSpec
 from cotdistill.outputs import claim_output, eval_inputs
+from cotdistill.precision import Precision
 
 
 @dataclass
@@ -49,10 +50,14 @@ class DemoConfig:
     # on-policy points (sweep's on_policy): the LSP 0.5 student, then K steps on its own samples scored by the
     # teacher. Measured on the world (docs/results.md, "On-policy distillation"): 5 steps already end every answer
     # (0.013 right), accuracy grows with the steps (10: 0.077, 21: 0.130, 42: 0.173), and rollouts cut at the lead
-    # are not worse (42 steps, 3 seeds: 0.187-0.250 against 0.173-0.217). after:42:lead is the best of those within
-    # 0.6 of LSP 1.0's FLOPs; it replaces whole:0.1 (a tenth of the records whole, measured there too) to keep the
-    # demo within 10 minutes on 2 cores
-    on_policy: list[str] = field(default_factory=lambda: ["after:42:lead"])
+    # are not worse (42 steps, 3 seeds: 0.187-0.250 against 0.173-0.217). after:21:lead: half those steps, cut at
+    # the lead, because after:42:lead put the demo at 649 s; it replaces whole:0.1 (a tenth of the records whole,
+    # measured there too), for the same reason
+    on_policy: list[str] = field(default_factory=lambda: ["after:21:lead"])
+    # the world's 1M-parameter models are bound by per-op overhead, not arithmetic: with bf16 autocast the demo took
+    # 677 s against 649 s in fp32 (session 11, idle 2-core machine), so it trains in fp32; --real takes auto (bf16
+    # on CPUs with bf16 units)
+    precision: Precision = "fp32"
     select_questions: int = 200
     select_samples: int = 4
     select_temperature: float = 1.0
@@ -73,7 +78,7 @@ REAL = {"student": "real:smollm2-135m-instruct", "distill_ratio": 0.0, "sections
         "train_records": 400, "lr": 3e-5, "eval": {"limit": 48, "max_new_tokens": 400, "batch_size": 16},
         "trace_limit": 24, "select_questions": 48, "select_lr": 3e-5,
         # on-policy steps need a teacher that scores the student's tokens: none ships on SmolLM2's vocabulary
-        "on_policy": []}
+        "on_policy": [], "precision": "auto"}
 
 
 def _log(message: str) -> None:
@@ -91,7 +96,7 @@ def distill_config(cfg: DemoConfig):
         "optim": {"lr": cfg.lr, "batch_size": 8, "epochs": 1, "warmup_steps": 20},
         # on-policy points sample as long as evaluation lets a model write (the world's 576 tokens)
         "rollout": {"max_new_tokens": cfg.eval.new_tokens},
-        "eval_every": 0, "save_every": 50, "progress": cfg.progress,
+        "eval_every": 0, "save_every": 50, "progress": cfg.progress, "precision": cfg.precision,
     })
 
 
@@ -140,6 +145,7 @@ def _run_demo_locked(cfg: DemoConfig) -> Path:
         world_questions=cfg.select_questions, world_samples=cfg.select_samples,
         world_temperature=cfg.select_temperature, eval=cfg.eval)
     select_cfg.train.progress = cfg.progress
+    select_cfg.train.precision = cfg.precision
     select_cfg.train.student = cfg.student
     if cfg.select_lr is not None:
         select_cfg.train.optim.lr = cfg.select_lr
