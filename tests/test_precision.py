@@ -11,8 +11,8 @@ from cotdistill.config import load_config
 from cotdistill.errors import TrainingError
 from cotdistill.precision import cpu_bf16_flags, resolve_precision
 from cotdistill.training.config import TrainConfig
-from cotdistill.training.loop import Trainer, train
-from tests.training.helpers import tiny_config
+from cotdistill.training.loop import train
+from tests.training.helpers import killed_at, tiny_config
 from tests.training.test_trainer import _assert_same, _weights
 
 X86 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -45,17 +45,7 @@ def test_a_bf16_run_resumes_to_the_same_weights_and_records_its_precision(tmp_pa
     cfg = {"optim.max_steps": 6, "save_every": 3, "precision": "bf16"}
     straight = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "straight")))
     assert straight["precision"] == "bf16" and straight["precision_note"] == "bf16 (set)"
-    original = Trainer._optimizer_step
-
-    def crash_at_step_4(self, step, state):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return original(self, step, state)
-
-    monkeypatch.setattr(Trainer, "_optimizer_step", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
-    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    killed_at(tmp_path, monkeypatch, 4, **cfg, output_dir=str(tmp_path / "resumed"))
     state = torch.load(tmp_path / "resumed" / "checkpoints" / "step-0000003" / "trainer_state.pt",
                        weights_only=True)
     assert state["precision"] == "bf16"

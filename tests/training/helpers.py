@@ -45,3 +45,23 @@ def tiny_config(root: Path, **overrides) -> TrainConfig:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return from_dict(TrainConfig, base)
+
+
+def killed_at(root: Path, monkeypatch, step: int, **overrides) -> None:
+    """Train ``tiny_config(root, **overrides)`` until it is killed before optimizer step ``step`` (the checkpoints
+    written so far stay), then put the trainer back as it was."""
+    import pytest
+
+    from cotdistill.training.loop import Trainer, train
+
+    original = Trainer._optimizer_step
+
+    def crash(self, at, state):
+        if at == step:
+            raise KeyboardInterrupt("killed")
+        return original(self, at, state)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(root, **overrides))
+    monkeypatch.setattr(Trainer, "_optimizer_step", original)

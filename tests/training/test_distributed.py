@@ -57,16 +57,22 @@ def _logs(run_dir) -> list[dict]:
     return [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
 
 
+def _one_process_and_two(root, common: dict) -> None:
+    """``root/single``: one process with accumulation 2; ``root/multi``: two processes under torchrun, accumulation
+    1: the same global batch."""
+    single = tiny_config(root, output_dir=str(root / "single"), **common, **{"optim.grad_accum": 2})
+    multi = tiny_config(root, output_dir=str(root / "multi"), **common, **{"optim.grad_accum": 1})
+    save_config(single, root / "single.yaml")
+    save_config(multi, root / "multi.yaml")
+    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(root / "single.yaml")], check=True, env=ENV,
+                   capture_output=True)
+    run = _torchrun("-m", "cotdistill", "train", str(root / "multi.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
 def test_two_processes_equal_one_with_same_global_batch(tmp_path):
     common = {"optim.max_steps": 3, "optim.batch_size": 2, "data.val_fraction": 0.25, "save_every": 2}
-    single = tiny_config(tmp_path, output_dir=str(tmp_path / "single"), **common, **{"optim.grad_accum": 2})
-    multi = tiny_config(tmp_path, output_dir=str(tmp_path / "multi"), **common, **{"optim.grad_accum": 1})
-    save_config(single, tmp_path / "single.yaml")
-    save_config(multi, tmp_path / "multi.yaml")
-    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(tmp_path / "single.yaml")], check=True, env=ENV,
-                   capture_output=True)
-    run = _torchrun("-m", "cotdistill", "train", str(tmp_path / "multi.yaml"))
-    assert run.returncode == 0, run.stderr[-3000:]
+    _one_process_and_two(tmp_path, common)
     logs = {name: [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
             for name in ("single", "multi")}
     assert len(logs["multi"]) == 3  # only rank 0 writes logs
@@ -89,14 +95,7 @@ def test_two_processes_sample_their_own_prompts_and_equal_one_on_policy(tmp_path
     draw the samples one process with twice the accumulation draws, and train the same weights."""
     common = {"optim.max_steps": 2, "optim.batch_size": 2, "data.val_fraction": 0.25, "loss.on_policy": 1.0,
               "loss.distill_ratio": 1.0, "loss.kind": "reverse_kl", "rollout.max_new_tokens": 10}
-    single = tiny_config(tmp_path, output_dir=str(tmp_path / "single"), **common, **{"optim.grad_accum": 2})
-    multi = tiny_config(tmp_path, output_dir=str(tmp_path / "multi"), **common, **{"optim.grad_accum": 1})
-    save_config(single, tmp_path / "single.yaml")
-    save_config(multi, tmp_path / "multi.yaml")
-    subprocess.run([sys.executable, "-m", "cotdistill", "train", str(tmp_path / "single.yaml")], check=True, env=ENV,
-                   capture_output=True)
-    run = _torchrun("-m", "cotdistill", "train", str(tmp_path / "multi.yaml"))
-    assert run.returncode == 0, run.stderr[-3000:]
+    _one_process_and_two(tmp_path, common)
     for a, b in zip(_logs(tmp_path / "single"), _logs(tmp_path / "multi"), strict=True):
         assert a["on_policy"] == b["on_policy"] == 1
         assert abs(a["loss"] - b["loss"]) < 1e-5

@@ -15,7 +15,7 @@ from cotdistill.training import rollout as rollout_module
 from cotdistill.training.config import TrainConfig
 from cotdistill.training.loop import Trainer, train
 from cotdistill.training.rollout import prompt_ids, rollout_budget
-from tests.training.helpers import tiny_config
+from tests.training.helpers import killed_at, tiny_config
 from tests.training.test_trainer import _assert_same, _weights
 
 ON_POLICY = {"loss.on_policy": 1.0, "loss.distill_ratio": 1.0, "loss.kind": "reverse_kl",
@@ -116,17 +116,7 @@ def test_the_on_policy_loss_is_the_divergence_over_the_sampled_lead_only(tmp_pat
 def test_a_killed_on_policy_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     cfg = {**ON_POLICY, "loss.on_policy": 0.5, "optim.max_steps": 6, "save_every": 3}
     straight = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "straight")))
-    original = Trainer._optimizer_step
-
-    def crash_at_step_4(self, step, state):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return original(self, step, state)
-
-    monkeypatch.setattr(Trainer, "_optimizer_step", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
-    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    killed_at(tmp_path, monkeypatch, 4, **cfg, output_dir=str(tmp_path / "resumed"))
     resumed = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
     assert resumed["resumed_from"].endswith("step-0000003")
     _assert_same(_weights(tmp_path / "straight" / "final"), _weights(tmp_path / "resumed" / "final"), atol=0)

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from cotdistill.training.loop import Trainer, TrainingError, train
-from tests.training.helpers import tiny_config
+from tests.training.helpers import killed_at, tiny_config
 
 
 def _weights(path):
@@ -43,17 +43,7 @@ def test_resumed_run_equals_straight_run(tmp_path, monkeypatch):
     cfg = dict(**{"optim.max_steps": 6}, save_every=3)
     straight = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "straight")))
 
-    original = Trainer._optimizer_step
-
-    def crash_at_step_4(self, step, state):
-        if step == 4:
-            raise KeyboardInterrupt("killed")
-        return original(self, step, state)
-
-    monkeypatch.setattr(Trainer, "_optimizer_step", crash_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
-    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    killed_at(tmp_path, monkeypatch, 4, **cfg, output_dir=str(tmp_path / "resumed"))
     resumed = train(tiny_config(tmp_path, **cfg, output_dir=str(tmp_path / "resumed")))
     assert resumed["resumed_from"].endswith("step-0000003")
     _assert_same(_weights(tmp_path / "straight" / "final"), _weights(tmp_path / "resumed" / "final"), atol=0)
@@ -173,17 +163,7 @@ def test_no_validation_records_gives_no_validation_figures_and_no_best(tmp_path)
 
 def _killed_at(tmp_path, monkeypatch, name, kill_step, **cfg):
     """Run until ``kill_step`` (0-based) and die there, as a SIGKILL would leave the folder."""
-    original = Trainer._optimizer_step
-
-    def crash(self, step, state):
-        if step == kill_step:
-            raise KeyboardInterrupt("killed")
-        return original(self, step, state)
-
-    monkeypatch.setattr(Trainer, "_optimizer_step", crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tmp_path, output_dir=str(tmp_path / name), **cfg))
-    monkeypatch.setattr(Trainer, "_optimizer_step", original)
+    killed_at(tmp_path, monkeypatch, kill_step, output_dir=str(tmp_path / name), **cfg)
 
 
 def test_a_damaged_last_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
