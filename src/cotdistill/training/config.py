@@ -247,12 +247,14 @@ class TrainConfig:
         if self.bf16 is None:
             return
         meant = "auto" if self.bf16 else "fp32"
-        if self.precision not in ("auto", meant):
-            raise ValueError(f"bf16 ({self.bf16}, the old name) and precision ({self.precision}) disagree: give only "
-                             "precision")
-        logging.getLogger("cotdistill.config").warning(
-            f"bf16 is deprecated: read as precision: {meant} (auto now picks bf16 on CPUs with bf16 units too)")
-        self.precision, self.bf16 = meant if self.precision == "auto" else self.precision, None
+        log = logging.getLogger("cotdistill.config")
+        if self.precision != "auto":  # set by its new name (an override on an old file that printed bf16: true)
+            log.warning(f"bf16 is deprecated and ignored here: precision {self.precision} is set")
+        else:
+            log.warning(f"bf16 is deprecated: read as precision: {meant} (auto now picks bf16 on CPUs with bf16 "
+                        "units too)")
+            self.precision = meant
+        self.bf16 = None
 
     def _check_on_policy(self) -> None:
         """On-policy steps need a teacher that can score text that did not exist before the step."""
