@@ -14,7 +14,8 @@ from cotdistill.config import ConfigError, from_dict
 from cotdistill.training import rollout as rollout_module
 from cotdistill.training.config import TrainConfig
 from cotdistill.training.loop import Trainer, train
-from cotdistill.training.rollout import prompt_ids, rollout_budget
+from cotdistill.training.reporting import fresh_state
+from cotdistill.training.rollout import prompt_ids, rollout_budget, rollout_seed
 from tests.training.helpers import killed_at, tiny_config
 from tests.training.test_trainer import _assert_same, _weights
 
@@ -91,10 +92,15 @@ def test_the_on_policy_loss_is_the_divergence_over_the_sampled_lead_only(tmp_pat
         asked = {}
 
         def fake_sample(model, prompts, **kwargs):
-            asked.update(kwargs, prompts=prompts)
+            asked.update(kwargs, prompts=prompts, training=model.training)
             return [list(h) for h in hand[:len(prompts)]]
 
         monkeypatch.setattr(rollout_module, "sample_continuations", fake_sample)
+        trainer.loss_module.train()
+        state = fresh_state()
+        batches, _ = trainer._step_batches(0, state)  # what the trainer's step reads, counted into its state
+        assert not asked["training"] and trainer.student.training  # sampled without dropout, then handed back
+        assert state["flops"] == state["sampling_flops"] > 0 and state["rollout_samples"] == 4  # in the total
         batches, stats = trainer.rollouts.step_batches(trainer.student, trainer.plan, 0, trainer.student_shape)
         assert asked["max_new_tokens"] == 5 == rollout_budget(cfg.rollout, cfg.encode)
         examples = [e for row in trainer.plan.micro_rows(0) for e in row]
@@ -173,3 +179,23 @@ def test_the_command_line_refuses_a_teacher_cache_with_on_policy_in_one_line(tmp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot score samples" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_each_micro_batch_samples_with_its_own_seed(tmp_path, monkeypatch):
+    """The seed is (seed, the micro-batch's place in the plan): distinct micro-batches draw independently, and the
+    same micro-batch draws the same on any world size."""
+    trainer = Trainer(tiny_config(tmp_path, **ON_POLICY, **{"optim.grad_accum": 2, "optim.batch_size": 2}))
+    seeds = []
+
+    def fake_sample(model, prompts, **kwargs):
+        seeds.append(kwargs["seed"])
+        return [[5, 6] for _ in prompts]
+
+    monkeypatch.setattr(rollout_module, "sample_continuations", fake_sample)
+    try:
+        for step in range(3):
+            trainer.rollouts.step_batches(trainer.student, trainer.plan, step, trainer.student_shape)
+        assert seeds == [rollout_seed(trainer.cfg.seed, g) for s in range(3) for g in trainer.plan.step_indices(s)]
+        assert len(set(seeds)) == 6
+    finally:
+        trainer.close()
