@@ -67,9 +67,9 @@ def training_flops(student: ModelShape, teacher: ModelShape | None, batch: int, 
 
 
 def sampling_flops(shape: ModelShape, batch: int, prompt_len: int, new_tokens: int) -> int:
-    """Sampling ``new_tokens`` tokens for a ``[batch, prompt_len]`` left-padded batch with a KV cache, as HF's
-    ``generate`` runs it (finished rows ride along): the prompt's forward (the head on its last position only),
-    then one token per row per step, each attending to the ``prompt_len + i`` positions before it. Equal to
+    """Sampling ``new_tokens`` tokens for each row of a ``[batch, prompt_len]`` left-padded batch with a KV cache:
+    the prompt's forward (the head on its last position only), then one token per row per step, each attending to
+    the ``prompt_len + i`` positions before it. Rows of different lengths are counted one by one (``batch=1``). Equal to
     ``sum(forward_flops(shape, batch, 1) + 4·layers·batch·heads·(prompt_len + i)·head_dim for i in 1..new_tokens)``
     with the ``T²`` attention term of a one-token forward replaced by its context length."""
     prefill = forward_flops(shape, batch, prompt_len, head_positions=batch)

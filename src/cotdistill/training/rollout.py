@@ -123,7 +123,10 @@ class Rollouts:
         stats.samples += len(samples)
         stats.ended += sum(1 for s in samples if s and s[-1] == self.eos_id)
         stats.tokens += sum(len(s) for s in samples)
-        stats.flops += sampling_flops(shape, len(samples), max(len(p) for p in prompts), max(len(s) for s in samples))
+        # what the samples need: the padded prompt's forward, then each row's own tokens (finished rows leave the
+        # batch in the shrinking decoder, so a row costs its own length, not the longest's)
+        longest = max(len(p) for p in prompts)
+        stats.flops += sum(sampling_flops(shape, 1, longest, len(s)) for s in samples)
         return self.collator.batch([rollout_example(p, s, i) for p, s, i in zip(prompts, samples, jobs)])
 
 
