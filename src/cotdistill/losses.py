@@ -37,6 +37,7 @@ from cotdistill.config import NON_NEGATIVE, POSITIVE, PROBABILITY, SHARE, check_
 
 KdKind = Literal["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tvd"]
 Normalize = Literal["tokens", "sequences"]
+CrossTokenizer = Literal["off", "uld", "spans"]
 KD_KINDS = typing.get_args(KdKind)
 NORMALIZE_MODES = typing.get_args(Normalize)
 
@@ -68,9 +69,17 @@ class LossConfig:
         "help": "GKD's lambda: the share of optimizer steps whose batch is the student's own samples (rollout:), "
                 "scored by the online teacher; 0 = training on the records' text only, 1 = every step on-policy",
         "range": PROBABILITY})
+    cross_tokenizer: CrossTokenizer = field(default="off", metadata={
+        "help": "KD from a teacher whose tokenizer is not the student's (cotdistill.losses_cross): each renders the "
+                "record its own way, and they are compared at the spans where their text agrees. \"uld\": the "
+                "sorted-distribution distance (ULD); \"spans\": span-merged probabilities, an exact divergence over "
+                "the tokens both vocabularies spell the same, ULD over the rest; \"off\": one vocabulary"})
 
     def __post_init__(self) -> None:
         check_field_rules(self)
+        if self.cross_tokenizer == "spans" and self.kind not in ("forward_kl", "reverse_kl"):
+            raise ValueError(f"loss.cross_tokenizer spans is written for kind forward_kl or reverse_kl, got "
+                             f"{self.kind!r}")
 
     @property
     def kd_scale(self) -> float:

@@ -148,7 +148,8 @@ def shared_vocab_size(student_vocab: int, teacher_vocab: int, tokenizer_size: in
 def check_same_tokenizer(student_tok, teacher_tok) -> None:
     if student_tok.get_vocab() != teacher_tok.get_vocab():
         raise ModelError(f"teacher and student tokenizers differ ({len(teacher_tok)} vs {len(student_tok)} tokens): "
-                         "token-level distillation needs one vocabulary")
+                         "token-level distillation needs one vocabulary (set loss.cross_tokenizer: spans or uld to "
+                         "distil across tokenizers)")
 
 
 def model_max_positions(name_or_path: str) -> int | None:

@@ -95,6 +95,8 @@ class PreparedData:
     warnings: list[str] = field(default_factory=list)
     # the training records by their index in the file: what on-policy steps read their prompts from
     records: dict[int, ReasoningRecord] = field(default_factory=dict)
+    # the validation records by their index in their file (cross-tokenizer KD renders them for the teacher)
+    val_records: dict[int, ReasoningRecord] = field(default_factory=dict)
 
     def describe(self, dedup: bool) -> str:
         """The start-of-run line: what will be trained on, and what was left out and why."""
@@ -149,7 +151,8 @@ def prepare_data(data, encode: EncodeConfig, tokenizer, *, rows=None, val_rows=N
     notes["validation_records"] = len(val_examples)
     prepared = PreparedData(examples, val_examples, encoded.dropped, len(train_records), data_format,
                             records_fingerprint(records, *val.read), selection,
-                            val.file, notes, warnings, dict(zip(train_indices, train_records)))
+                            val.file, notes, warnings, dict(zip(train_indices, train_records)),
+                            dict(zip(val.indices, val.records)))
     if not examples:
         too_long = (f", {len(selection.too_long)} longer than data.max_tokens {data.max_tokens}"
                     if data.max_tokens is not None else "")

@@ -20,7 +20,7 @@ from cotdistill.config import (
     check_field_rules,
     from_dict,
 )
-from cotdistill.data.encode import EncodeConfig
+from cotdistill.data.encode import ENDING_TRUNCATIONS, EncodeConfig
 from cotdistill.data.formats import FormatName, check_fields
 from cotdistill.data.records import parse_system_policy
 from cotdistill.losses import LossConfig
@@ -239,6 +239,7 @@ class TrainConfig:
         if self.eval_every >= 1 or self.eval_every == 0:
             self.eval_every = int(self.eval_every)  # 50.0 from a float-typed caller: saved and compared as 50
         self._check_on_policy()
+        self._check_cross_tokenizer()
         self._read_old_bf16()
 
     def _read_old_bf16(self) -> None:
@@ -271,6 +272,24 @@ class TrainConfig:
         if self.fsdp:
             raise ValueError("loss.on_policy with fsdp: sampling from a sharded student is not supported yet; use "
                              "DDP (fsdp: false) for on-policy runs")
+
+    def _check_cross_tokenizer(self) -> None:
+        """What cross-tokenizer KD is built for: an online teacher, rows that are one record each."""
+        mode = self.loss.cross_tokenizer
+        if mode == "off":
+            return
+        refused = [(self.loss.distill_ratio == 0, "loss.distill_ratio 0 (plain SFT has no teacher to compare)"),
+                   (bool(self.teacher_cache), "a teacher_cache (not built across tokenizers yet)"),
+                   (self.loss.on_policy > 0, "loss.on_policy (scoring samples across tokenizers is not built yet)"),
+                   (self.packing, "packing (rows must be one record each)"),
+                   (self.teacher_sharding == "shard", "teacher_sharding shard (not built across tokenizers)"),
+                   # the alignment is computed on the record's rendering: each row must be its start
+                   (self.encode.truncation in ENDING_TRUNCATIONS or self.encode.window != "left",
+                    f"truncation {self.encode.truncation} (rows must be the start of their record: none, lsp, "
+                    "cut_after_think or a left window)")]
+        for bad, what in refused:
+            if bad:
+                raise ValueError(f"loss.cross_tokenizer {mode} does not go with {what}")
 
     def validation_interval(self, steps_per_epoch: int) -> int:
         """Optimizer steps between validations (0: only at the end): ``eval_every`` itself, or a share of an

@@ -176,7 +176,7 @@ class Trainer:
                                   max_positions(config, self.given.student, self.teacher_source))
                          if config.loss.on_policy > 0 else None)
         # a cache that does not fit this run is refused before any weights load too
-        self.teacher_source.check_data(self.tokenizer, self.data.examples)
+        self.teacher_source.check_data(self.tokenizer, self.data)
         self._load_models()
         self._build_optimizer()
         self.checkpoints = RunCheckpoints(config, self.dist, self.student, self.loss_module, self.optimizer,

@@ -8,6 +8,7 @@ from torch import nn
 
 from cotdistill.errors import TrainingError
 from cotdistill.losses import TeacherRows, fused_objective_sums, sequence_weights, softcap
+from cotdistill.losses_cross import CrossRows, cross_objective_sums
 
 
 def final_logit_cap(model: nn.Module) -> float | None:
@@ -47,7 +48,7 @@ class StudentLoss(nn.Module):
         self.student, self.config, self.vocab = student, config, vocab
 
     def forward(self, input_ids, attention_mask, position_ids, targets_mask, targets,
-                teacher: TeacherRows | None = None) -> torch.Tensor:
+                teacher: TeacherRows | CrossRows | None = None) -> torch.Tensor:
         # per-sequence token means: the loss weights each position by its sequence; the trainer divides by sequences
         weights = sequence_weights(targets_mask, position_ids) if self.config.normalize == "sequences" else None
         hidden = self.student.base_model(input_ids=input_ids, attention_mask=attention_mask,
@@ -55,6 +56,8 @@ class StudentLoss(nn.Module):
         # one-token shift: the hidden state at t predicts the label at t + 1
         selected = hidden[:, :-1][targets_mask]
         weight = self.student.get_output_embeddings().weight
-        objective, ce, kd = fused_objective_sums(selected, weight, targets, self.config, vocab=self.vocab,
-                                                 cap=final_logit_cap(self.student), weights=weights, teacher=teacher)
+        # a teacher with another tokenizer is compared at aligned spans, not position by position
+        sums = cross_objective_sums if isinstance(teacher, CrossRows) else fused_objective_sums
+        objective, ce, kd = sums(selected, weight, targets, self.config, vocab=self.vocab,
+                                 cap=final_logit_cap(self.student), weights=weights, teacher=teacher)
         return torch.stack([objective, ce, kd])

@@ -16,6 +16,7 @@ from cotdistill.models import (
     load_model,
     load_tokenizer,
     model_max_positions,
+    shared_vocab_size,
 )
 from cotdistill.teacher import Teacher
 from cotdistill.teacher.online import OnlineTeacher
@@ -39,8 +40,8 @@ class TeacherSource:
     def positions(self) -> int | None:
         return None
 
-    def check_data(self, tokenizer, examples: list) -> None:
-        pass
+    def check_data(self, tokenizer, data) -> None:
+        """``data``: the run's ``PreparedData``."""
 
     def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
                                                                              int | None]:
@@ -89,14 +90,55 @@ class CachedTeacherSource(TeacherSource):
 
         self.cache = TeacherCache.open(self.cfg.teacher_cache)
 
-    def check_data(self, tokenizer, examples: list) -> None:
+    def check_data(self, tokenizer, data) -> None:
         cfg = self.cfg
-        self.cache.check_compatible(tokenizer, cfg.encode, cfg.data.path, examples, cfg.loss.temperature,
+        self.cache.check_compatible(tokenizer, cfg.encode, cfg.data.path, data.examples, cfg.loss.temperature,
                                     teacher=cfg.teacher)
 
     def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
                                                                              int | None]:
         return self.cache, None, None
+
+
+class CrossTokenizerSource(OnlineTeacherSource):
+    """The teacher model with its own tokenizer (``loss.cross_tokenizer``): each record is aligned across the two
+    renderings at ``check_data``, before any weights load."""
+
+    def check(self, tokenizer) -> None:
+        if self.given is not None:
+            raise TrainingError("loss.cross_tokenizer needs the teacher by name (its tokenizer renders the records); "
+                                "a teacher passed as a model object has none")
+        if not self.cfg.teacher:
+            raise TrainingError("loss.cross_tokenizer needs a teacher")
+        self.teacher_tokenizer = load_tokenizer(self.cfg.teacher, role="teacher")
+
+    def check_data(self, tokenizer, data) -> None:
+        from cotdistill.teacher.cross import align_example, row_key, shared_vocabulary
+
+        self.alignments = {}
+        for examples, records in ((data.examples, data.records), (data.val_examples, data.val_records)):
+            for example in examples:
+                self.alignments[row_key(example)] = align_example(tokenizer, self.teacher_tokenizer,
+                                                                  records[example.index], example)
+        if not any(a.spans for a in self.alignments.values()):
+            raise TrainingError(f"loss.cross_tokenizer: no supervised text of any record aligns between the student's "
+                                f"and the teacher's ({self.cfg.teacher}) renderings; nothing to distil")
+        self.shared = shared_vocabulary(tokenizer, self.teacher_tokenizer)
+
+    def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
+                                                                             int | None]:
+        """No logit rows are returned: the teacher's vocabulary is its own tokenizer's, not the student's."""
+        from cotdistill.teacher.cross import CrossTokenizerTeacher
+
+        model = load_model(self.cfg.teacher, device)
+        teacher_vocab = shared_vocab_size(model.config.vocab_size, model.config.vocab_size,
+                                          len(self.teacher_tokenizer))
+        check_head_is_reproduced(model, "teacher", teacher_vocab)
+        teacher = CrossTokenizerTeacher(model, cap=final_logit_cap(model), vocab=teacher_vocab,
+                                        pad_id=self.teacher_tokenizer.pad_token_id,
+                                        temperature=self.cfg.loss.temperature, mode=self.cfg.loss.cross_tokenizer,
+                                        alignments=self.alignments, shared=self.shared)
+        return teacher, ModelShape.from_config(model.config), None
 
 
 TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": OnlineTeacherSource,
@@ -106,6 +148,8 @@ TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": 
 def teacher_source(cfg: TrainConfig, given: nn.Module | None = None) -> TeacherSource:
     """The run's teacher source, by ``cfg.teacher_source``; ``given``: a teacher model passed in place of the
     config's name."""
+    if cfg.teacher_source == "online" and cfg.loss.cross_tokenizer != "off":
+        return CrossTokenizerSource(cfg, given)
     return TEACHER_SOURCES[cfg.teacher_source](cfg, given)
 
 

@@ -1,0 +1,114 @@
+"""The cross-tokenizer teacher end to end: with one tokenizer on both sides, every aligned span is one token and the
+``spans`` objective equals ordinary KD at the aligned positions (loss and gradients) — on the world's tokenizer
+and on SmolLM2's, with tiny models built on each; and the CLI trains the real student from the world teacher."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cotdistill.data.batching import collate
+from cotdistill.data.encode import IGNORE_INDEX, EncodeConfig, encode_record
+from cotdistill.losses import LossConfig, fused_objective_sums
+from cotdistill.losses_cross import cross_objective_sums
+from cotdistill.models import load_tokenizer
+from cotdistill.teacher.cross import CrossTokenizerTeacher, align_example, row_key, shared_vocabulary
+from cotdistill.teacher.online import OnlineTeacher
+from cotdistill.world import world_records
+from tests.conftest import tiny_qwen
+from tests.test_real_student import REAL, needs_wheel
+
+
+def _one_tokenizer_case(tokenizer_name: str, kind: str, lsp: float):
+    tok = load_tokenizer(tokenizer_name, role="student")
+    records = world_records("train", "teacher", 3, min_steps=2, max_steps=3)
+    config = EncodeConfig(truncation="lsp", lsp=lsp) if lsp < 1 else EncodeConfig()
+    examples = [encode_record(tok, r, config, i) for i, r in enumerate(records)]
+    alignments = {row_key(e): align_example(tok, tok, r, e) for e, r in zip(examples, records)}
+    assert all(s.student_count == 1 and s.teacher_count == 1 and s.student == s.teacher
+               for a in alignments.values() for s in a.spans)
+    student, teacher_model = tiny_qwen(len(tok), hidden=16, layers=1, seed=0), tiny_qwen(len(tok), hidden=16,
+                                                                                          layers=1, seed=1)
+    tensors = collate(examples, tok.pad_token_id)
+    tensors["position_ids"] = None
+    mask = tensors["labels"][:, 1:] != IGNORE_INDEX
+    targets = tensors["labels"][:, 1:][mask]
+    indices = [e.index for e in examples]
+    cross = CrossTokenizerTeacher(teacher_model, cap=None, vocab=len(tok), pad_id=tok.pad_token_id, temperature=1.5,
+                                  mode="spans", alignments=alignments, shared=shared_vocabulary(tok, tok))
+    rows = cross.inputs(tensors, indices, mask)
+    hidden = student.base_model(input_ids=tensors["input_ids"],
+                                attention_mask=tensors["attention_mask"]).last_hidden_state[:, :-1][mask]
+    loss = LossConfig(distill_ratio=1.0, kind=kind, temperature=1.5, chunk_size=64)
+    weight = student.get_output_embeddings().weight
+    ours = cross_objective_sums(hidden, weight, targets, loss, vocab=len(tok), teacher=rows)
+    at_spans = torch.zeros(targets.shape[0])
+    at_spans[rows.starts] = 1.0  # ordinary KD counted at the aligned positions only
+    online = OnlineTeacher(teacher_model, None).inputs(tensors, indices, mask)
+    plain = fused_objective_sums(hidden, weight, targets, loss, vocab=len(tok), teacher=online, weights=at_spans)
+    return student, rows, ours, plain
+
+
+@pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl"])
+@pytest.mark.parametrize("lsp", [1.0, 0.5])
+def test_one_world_tokenizer_on_both_sides_is_ordinary_kd(kind, lsp):
+    student, rows, ours, plain = _one_tokenizer_case("world:teacher", kind, lsp)
+    assert rows.starts.numel() > 20
+    assert torch.allclose(ours[2], plain[2], rtol=1e-4)
+    params = [student.get_output_embeddings().weight, student.model.layers[0].mlp.up_proj.weight]
+    for a, b in zip(torch.autograd.grad(ours[0], params, retain_graph=True), torch.autograd.grad(plain[0], params)):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+@needs_wheel
+def test_one_smollm2_tokenizer_on_both_sides_is_ordinary_kd():
+    student, rows, ours, plain = _one_tokenizer_case(REAL, "forward_kl", 1.0)
+    assert torch.allclose(ours[2], plain[2], rtol=1e-4)
+    weight = student.get_output_embeddings().weight
+    assert torch.allclose(torch.autograd.grad(ours[0], weight, retain_graph=True)[0],
+                          torch.autograd.grad(plain[0], weight)[0], rtol=1e-3, atol=1e-6)
+
+
+@needs_wheel
+def test_the_real_student_trains_from_the_world_teacher_across_tokenizers(tmp_path):
+    """The issue's command, one optimizer step: KD is measured (not 0) and the model is saved."""
+    from cotdistill.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", f"student={REAL}", "teacher=world:teacher", "loss.cross_tokenizer=spans",
+                 "data.path=world:train:teacher:4", "optim.max_steps=1", "optim.batch_size=2", f"output_dir={out}",
+                 "save_every=0", "eval_every=0", "progress=false", "data.val_fraction=0"])
+    assert code == 0
+    step = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert step["kd"] > 0.01 and (out / "final" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(("setting", "found"), [
+    ({"teacher_cache": "some/cache"}, "teacher_cache"),
+    ({"loss": {"cross_tokenizer": "spans", "on_policy": 0.5}}, "on_policy"),
+    ({"packing": True}, "packing"),
+    ({"loss": {"cross_tokenizer": "spans", "distill_ratio": 0.0}}, "distill_ratio 0"),
+    ({"loss": {"cross_tokenizer": "spans", "kind": "jsd"}}, "forward_kl or reverse_kl"),
+])
+def test_what_cross_tokenizer_kd_is_not_built_for_is_refused_by_the_config(setting, found):
+    from cotdistill.config import ConfigError, from_dict
+    from cotdistill.training.config import TrainConfig
+
+    values = {"loss": {"cross_tokenizer": "spans"}, **setting}
+    with pytest.raises((ConfigError, ValueError), match=found):
+        from_dict(TrainConfig, values)
+
+
+def test_a_truncation_whose_rows_are_not_record_starts_is_refused_in_one_line(tmp_path, capsys):
+    """An ending-keeping truncation joins the lead and the ending: the student row is not a prefix of the record's
+    rendering, which the alignment is computed on. One line, exit 2, no output folder."""
+    from cotdistill.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "student=world:student", "teacher=world:teacher", "loss.cross_tokenizer=uld",
+                 "data.path=world:train:teacher:4", "encode.truncation=lsp_keep_answer", "encode.lsp=0.5",
+                 f"output_dir={out}", "progress=false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "start of their record" in err and "Traceback" not in err
