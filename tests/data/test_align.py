@@ -107,3 +107,22 @@ def test_a_character_in_two_byte_tokens_joins_the_token_before():
     pieces = [(1, 7)]
     spans = align_spans(student_offsets, pieces, teacher_offsets, pieces)
     assert [(s.student, s.student_count, s.teacher, s.teacher_count) for s in spans] == [(1, 3, 1, 1), (4, 1, 2, 1)]
+
+
+def test_the_end_of_the_turn_is_a_span_of_its_own():
+    """Template text, but both sides mean the same by it: each EOS right after the answer's last character."""
+    from cotdistill.teacher.cross import aligned_with_ending
+
+    student, teacher = pair()
+    sides = []
+    for tok in (student, teacher):
+        text = render_conversation(tok, RECORD)
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        sides.append((enc["input_ids"], enc["offset_mapping"], content_pieces(text, RECORD), tok.eos_token_id))
+    spans = aligned_with_ending(*sides)
+    last = spans[-1]
+    assert student.convert_ids_to_tokens(sides[0][0][last.student]) == "<|im_end|>"
+    assert teacher.convert_ids_to_tokens(sides[1][0][last.teacher]) == "<|im_end|>"
+    assert (last.student_count, last.teacher_count) == (1, 1) and len(spans) == len(spans_as_text(student, teacher)) + 1
+    no_eos = [(ids, offsets, pieces, None) for ids, offsets, pieces, _ in sides]
+    assert aligned_with_ending(*no_eos) == spans[:-1]

@@ -65,7 +65,8 @@ def test_one_world_tokenizer_on_both_sides_is_ordinary_kd(kind, lsp):
 @needs_wheel
 def test_one_smollm2_tokenizer_on_both_sides_is_ordinary_kd():
     student, rows, ours, plain = _one_tokenizer_case(REAL, "forward_kl", 1.0)
-    assert torch.allclose(ours[2], plain[2], rtol=1e-4)
+    # float32 sums of 49,152 terms per row, whose -p + q parts cancel only in exact arithmetic: 1e-4 of ~1.6
+    assert torch.allclose(ours[2], plain[2], rtol=5e-4)
     weight = student.get_output_embeddings().weight
     assert torch.allclose(torch.autograd.grad(ours[0], weight, retain_graph=True)[0],
                           torch.autograd.grad(plain[0], weight)[0], rtol=1e-3, atol=1e-6)

@@ -30,12 +30,13 @@ class Span:
     teacher_count: int
 
 
-def content_pieces(text: str, record: ReasoningRecord) -> list[tuple[int, int]]:
-    """The ``[start, end)`` character range of each message's content in the rendered ``text``, found in order;
-    a message whose content the template altered (not found verbatim) is left out."""
+def content_pieces(text: str, record: ReasoningRecord | list[str]) -> list[tuple[int, int]]:
+    """The ``[start, end)`` character range of each message's content (a record's messages, or the contents
+    given) in the rendered ``text``, found in order; a content the template altered (not found verbatim) is left
+    out."""
+    contents = [m["content"] for m in record.messages()] if isinstance(record, ReasoningRecord) else record
     pieces, cursor = [], 0
-    for message in record.messages():
-        content = message["content"]
+    for content in contents:
         at = text.find(content, cursor) if content else -1
         if at >= 0:
             pieces.append((at, at + len(content)))
@@ -73,3 +74,16 @@ def align_spans(student_offsets: list[tuple[int, int]], student_pieces: list[tup
             s_from, t_from = s_ends[(p, a)] + 1, t_ends[(p, a)] + 1
             spans.append(Span(s_from, s_ends[(p, b)] - s_from + 1, t_from, t_ends[(p, b)] - t_from + 1))
     return spans
+
+
+def end_of_turn(offsets: list[tuple[int, int]], pieces: list[tuple[int, int]], ids: list[int],
+                eos_id: int | None) -> int | None:
+    """The index of the end-of-turn token (``eos_id``) written right after the last piece's last character, or
+    ``None``. It is template text, yet both sides mean the same by it — the answer is over — so where both write
+    one there, the two form a span of their own: the student learns when to stop from the teacher."""
+    if not pieces or eos_id is None:
+        return None
+    last = token_boundaries(offsets, pieces).get((len(pieces) - 1, pieces[-1][1] - pieces[-1][0]))
+    if last is None or last + 1 >= len(ids) or ids[last + 1] != eos_id:
+        return None
+    return last + 1

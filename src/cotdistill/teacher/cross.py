@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cotdistill.data.align import Span, align_spans, content_pieces
+from cotdistill.data.align import Span, align_spans, content_pieces, end_of_turn
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, render_conversation
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.errors import TrainingError
@@ -107,16 +107,34 @@ def align_example(student_tokenizer, teacher_tokenizer, record: ReasoningRecord,
                             "of its record (truncation none, lsp, cut_after_think or a left window); this row is "
                             "not (an ending-keeping truncation, or a right or middle window?)")
     teacher_ids, teacher_offsets, teacher_pieces = _encode(teacher_tokenizer, record)
-    spans = [s for s in align_spans(student_offsets, student_pieces, teacher_offsets, teacher_pieces)
-             if _usable(s, example)]
+    spans = aligned_with_ending((student_ids, student_offsets, student_pieces, student_tokenizer.eos_token_id),
+                                (teacher_ids, teacher_offsets, teacher_pieces, teacher_tokenizer.eos_token_id))
+    return _for_row([s for s in spans if _usable(s, example.labels, len(example))], teacher_ids)
+
+
+Rendering = tuple[list[int], list[tuple[int, int]], list[tuple[int, int]], int | None]  # ids, offsets, pieces, EOS
+
+
+def aligned_with_ending(student: Rendering, teacher: Rendering) -> list[Span]:
+    """The spans of two renderings, and the end of the turn as one more where both write their EOS right after
+    the last content character (:func:`cotdistill.data.align.end_of_turn`)."""
+    spans = align_spans(student[1], student[2], teacher[1], teacher[2])
+    ends = [end_of_turn(offsets, pieces, ids, eos) for ids, offsets, pieces, eos in (student, teacher)]
+    if ends[0] is not None and ends[1] is not None:
+        spans.append(Span(ends[0], 1, ends[1], 1))
+    return spans
+
+
+def _for_row(spans: list[Span], teacher_ids: list[int]) -> ExampleAlignment:
     cut = max((s.teacher + s.teacher_count for s in spans), default=0)
     return ExampleAlignment(teacher_ids[:cut], spans)
 
 
-def _usable(span: Span, example: EncodedExample) -> bool:
+def _usable(span: Span, labels: list[int], length: int) -> bool:
+    """Every student token of the span is in the row and supervised; neither side's first token is position 0."""
     student_end = span.student + span.student_count
-    return (span.student >= 1 and span.teacher >= 1 and student_end <= len(example)
-            and all(label != IGNORE_INDEX for label in example.labels[span.student:student_end]))
+    return (span.student >= 1 and span.teacher >= 1 and student_end <= length
+            and all(label != IGNORE_INDEX for label in labels[span.student:student_end]))
 
 
 class CrossTokenizerTeacher(nn.Module):
