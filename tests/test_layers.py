@@ -24,7 +24,7 @@ FLOORS = (
      "cotdistill.distributed", "cotdistill.threads", "cotdistill.data.records", "cotdistill.world",
      "cotdistill.figures", "cotdistill.precision"),
     ("cotdistill.gguf_cache", "cotdistill.sources"),  # the one resolver of names (world:, real:, data specs)
-    ("cotdistill.data", "cotdistill.losses", "cotdistill.losses_reference"),
+    ("cotdistill.data", "cotdistill.losses", "cotdistill.losses_cross", "cotdistill.losses_reference"),
     ("cotdistill.models", "cotdistill.teacher", "cotdistill.generate"),
     ("cotdistill.evaluation",),
     ("cotdistill.provenance", "cotdistill.select"),

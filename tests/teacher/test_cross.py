@@ -88,7 +88,6 @@ def test_the_real_student_trains_from_the_world_teacher_across_tokenizers(tmp_pa
 
 @pytest.mark.parametrize(("setting", "found"), [
     ({"teacher_cache": "some/cache"}, "teacher_cache"),
-    ({"loss": {"cross_tokenizer": "spans", "on_policy": 0.5}}, "on_policy"),
     ({"packing": True}, "packing"),
     ({"loss": {"cross_tokenizer": "spans", "distill_ratio": 0.0}}, "distill_ratio 0"),
     ({"loss": {"cross_tokenizer": "spans", "kind": "jsd"}}, "forward_kl or reverse_kl"),
@@ -113,3 +112,43 @@ def test_a_truncation_whose_rows_are_not_record_starts_is_refused_in_one_line(tm
                  f"output_dir={out}", "progress=false"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "start of their record" in err and "Traceback" not in err
+
+
+def test_an_on_policy_sample_aligns_with_the_teachers_rendering_of_the_same_text():
+    """The student's sample (its own tokens, then EOS) after the record's prompt: its text aligns span by span
+    with the teacher's prompt followed by the same text, and its EOS with the teacher's; the prompt, unsupervised,
+    gives no span."""
+    from cotdistill.data.encode import render_prompt
+    from cotdistill.teacher.cross import SampleAligner
+    from tests.data.test_align import RECORD, pair
+
+    student, teacher = pair()
+    prompt = student(render_prompt(student, RECORD.prompt), add_special_tokens=False)["input_ids"]
+    sample = student(RECORD.assistant_text(), add_special_tokens=False)["input_ids"] + [student.eos_token_id]
+    ids, labels = prompt + sample, [IGNORE_INDEX] * len(prompt) + sample
+    aligned = SampleAligner(student, teacher, {7: RECORD}).align(7, ids, labels)
+
+    def text(tok, token_ids):
+        return tok.convert_tokens_to_string(tok.convert_ids_to_tokens(token_ids))
+
+    student_text = "".join(text(student, ids[s.student:s.student + s.student_count]) for s in aligned.spans)
+    teacher_text = "".join(text(teacher, aligned.teacher_ids[s.teacher:s.teacher + s.teacher_count])
+                           for s in aligned.spans)
+    assert student_text == teacher_text == RECORD.assistant_text() + "<|im_end|>"
+    assert aligned.spans[0].student == len(prompt)
+    assert ([(s.student_count, s.teacher_count) for s in aligned.spans if s.student_count != s.teacher_count]
+            == [(2, 1), (1, 2)])  # "12" and "34" in the thought, split differently by the two
+
+
+def test_on_policy_training_runs_across_tokenizers(tmp_path):
+    """The world student samples; the teacher scores its samples through the alignment (one tokenizer here, so
+    every span is one token and the end of each turn is one too)."""
+    from cotdistill.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "student=world:student", "teacher=world:teacher", "loss.cross_tokenizer=spans",
+                 "data.path=world:train:teacher:8", "loss.on_policy=1", "loss.distill_ratio=1",
+                 "loss.kind=reverse_kl", "rollout.max_new_tokens=24", "optim.batch_size=4", "optim.max_steps=2",
+                 "eval_every=0", "save_every=0", "progress=false", "data.val_fraction=0", f"output_dir={out}"]) == 0
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(s["on_policy"] == 1 and s["rollout_kd"] > 0 for s in steps)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cotdistill.data.align import Span, align_spans, content_pieces, end_of_turn
-from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, render_conversation
+from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, render_conversation, render_prompt
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.errors import TrainingError
 from cotdistill.losses import softcap
@@ -137,14 +137,59 @@ def _usable(span: Span, labels: list[int], length: int) -> bool:
             and all(label != IGNORE_INDEX for label in labels[span.student:student_end]))
 
 
+class SampleAligner:
+    """Aligns an on-policy row — a training record's prompt, then the student's sample — with the teacher's
+    rendering of the same prompt followed by the same text. The sample's token offsets come from decoding it
+    (a sample need not be the tokenizer's own split of its text, so it is never re-tokenized)."""
+
+    def __init__(self, student_tokenizer, teacher_tokenizer, records: dict[int, ReasoningRecord]) -> None:
+        self.student, self.teacher, self.records = student_tokenizer, teacher_tokenizer, records
+
+    def align(self, index: int, ids: list[int], labels: list[int]) -> ExampleAlignment:
+        record = self.records[index]
+        contents = ([record.system] if record.system else []) + [record.prompt]
+        prompt = render_prompt(self.student, record.prompt, record.system)
+        enc = self.student(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        n = len(enc["input_ids"])
+        if list(ids[:n]) != list(enc["input_ids"]):
+            raise TrainingError(f"record {index}: an on-policy row does not start with the record's prompt")
+        eos = self.student.eos_token_id
+        body = list(ids[n:-1]) if len(ids) > n and ids[-1] == eos else list(ids[n:])
+        text = self.student.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        ends = decoded_ends(self.student, body)
+        offsets = [tuple(o) for o in enc["offset_mapping"]] + [
+            (len(prompt) + a, len(prompt) + b) for a, b in zip([0, *ends[:-1]], ends)]
+        teacher_prompt = render_prompt(self.teacher, record.prompt, record.system)
+        t_enc = self.teacher(teacher_prompt + text, add_special_tokens=False, return_offsets_mapping=True)
+        teacher_ids = list(t_enc["input_ids"]) + ([self.teacher.eos_token_id] if len(ids) > n + len(body) else [])
+        spans = aligned_with_ending(
+            (list(ids), offsets, [*content_pieces(prompt, contents), (len(prompt), len(prompt) + len(text))], eos),
+            (teacher_ids, [tuple(o) for o in t_enc["offset_mapping"]],
+             [*content_pieces(teacher_prompt, contents), (len(teacher_prompt), len(teacher_prompt) + len(text))],
+             self.teacher.eos_token_id))
+        return _for_row([s for s in spans if _usable(s, labels, len(ids))], teacher_ids)
+
+
+def decoded_ends(tokenizer, ids: list[int]) -> list[int]:
+    """Where each token's text ends in ``decode(ids)``: the decoded length of each prefix, made non-decreasing from
+    the right (a prefix cut inside a multi-byte character decodes to stand-ins that the full character replaces,
+    so the tokens of one character end where it ends). Naive and quadratic; samples are a few hundred tokens."""
+    ends = [len(tokenizer.decode(ids[:k + 1], skip_special_tokens=False, clean_up_tokenization_spaces=False))
+            for k in range(len(ids))]
+    for k in range(len(ends) - 2, -1, -1):
+        ends[k] = min(ends[k], ends[k + 1])
+    return ends
+
+
 class CrossTokenizerTeacher(nn.Module):
     """The teacher model, its tokenizer's size, the shared vocabulary and every row's alignment. An ``nn.Module``
     as :class:`cotdistill.teacher.online.OnlineTeacher` is (frozen, in eval mode)."""
 
     def __init__(self, model: nn.Module, *, cap: float | None, vocab: int, pad_id: int, temperature: float,
                  mode: str, alignments: dict[RowKey, ExampleAlignment],
-                 shared: tuple[torch.Tensor, torch.Tensor]) -> None:
+                 shared: tuple[torch.Tensor, torch.Tensor], samples: SampleAligner | None = None) -> None:
         super().__init__()
+        self.samples = samples  # on-policy rows are aligned when they are met
         self.model = model.eval().requires_grad_(False)
         self.cap, self.vocab, self.pad_id, self.temperature, self.mode = cap, vocab, pad_id, temperature, mode
         self.alignments = alignments
@@ -163,8 +208,8 @@ class CrossTokenizerTeacher(nn.Module):
         number = torch.full(targets_mask.shape, -1, dtype=torch.long, device=device)
         number[targets_mask] = torch.arange(int(targets_mask.sum()), device=device)
         lengths = tensors["attention_mask"].sum(1).tolist()
-        aligned = [self.alignments[(index, tuple(tensors["input_ids"][b, :lengths[b]].tolist()))]
-                   for b, index in enumerate(indices)]
+        aligned = [self._alignment(index, tensors["input_ids"][b, :lengths[b]].tolist(),
+                                   tensors["labels"][b, :lengths[b]].tolist()) for b, index in enumerate(indices)]
         layout = _SpanLayout.of(aligned, number.cpu())
         hidden = self._hidden(aligned, device)
         starts_hidden = hidden[layout.teacher_start[:, 0], layout.teacher_start[:, 1]]
@@ -176,6 +221,14 @@ class CrossTokenizerTeacher(nn.Module):
         return CrossRows(starts_hidden, self.model.get_output_embeddings().weight, self.cap, self.vocab,
                          layout.first.to(device), span_logp, layout.starts.to(device), layout.continued.to(device),
                          layout.continued_span.to(device), *self.shared, self.mode)
+
+    def _alignment(self, index: int, ids: list[int], labels: list[int]) -> ExampleAlignment:
+        found = self.alignments.get((index, tuple(ids)))
+        if found is not None:
+            return found
+        if self.samples is None:
+            raise TrainingError(f"record {index}: a row the cross-tokenizer teacher has not aligned")
+        return self.samples.align(index, ids, labels)
 
     def _hidden(self, aligned: list[ExampleAlignment], device: torch.device) -> torch.Tensor:
         longest = max(1, max(len(a.teacher_ids) for a in aligned))

@@ -113,7 +113,7 @@ class CrossTokenizerSource(OnlineTeacherSource):
         self.teacher_tokenizer = load_tokenizer(self.cfg.teacher, role="teacher")
 
     def check_data(self, tokenizer, data) -> None:
-        from cotdistill.teacher.cross import align_example, row_key, shared_vocabulary
+        from cotdistill.teacher.cross import SampleAligner, align_example, row_key, shared_vocabulary
 
         self.alignments = {}
         for examples, records in ((data.examples, data.records), (data.val_examples, data.val_records)):
@@ -124,6 +124,8 @@ class CrossTokenizerSource(OnlineTeacherSource):
             raise TrainingError(f"loss.cross_tokenizer: no supervised text of any record aligns between the student's "
                                 f"and the teacher's ({self.cfg.teacher}) renderings; nothing to distil")
         self.shared = shared_vocabulary(tokenizer, self.teacher_tokenizer)
+        self.samples = (SampleAligner(tokenizer, self.teacher_tokenizer, data.records) if self.cfg.loss.on_policy > 0
+                        else None)
 
     def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
                                                                              int | None]:
@@ -137,7 +139,7 @@ class CrossTokenizerSource(OnlineTeacherSource):
         teacher = CrossTokenizerTeacher(model, cap=final_logit_cap(model), vocab=teacher_vocab,
                                         pad_id=self.teacher_tokenizer.pad_token_id,
                                         temperature=self.cfg.loss.temperature, mode=self.cfg.loss.cross_tokenizer,
-                                        alignments=self.alignments, shared=self.shared)
+                                        alignments=self.alignments, shared=self.shared, samples=self.samples)
         return teacher, ModelShape.from_config(model.config), None
 
 
