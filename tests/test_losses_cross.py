@@ -32,7 +32,7 @@ def _same_tokenizer_rows(hidden_t, weight_t, targets, temperature, mode="spans")
     n, vocab = targets.shape[0], weight_t.shape[0]
     logp = torch.log_softmax((hidden_t @ weight_t.T).float() / temperature, -1)
     ids = torch.arange(vocab)
-    return CrossRows(hidden_t, weight_t, None, vocab, targets.clone(), logp.gather(1, targets[:, None])[:, 0],
+    return CrossRows(OnlineRows(hidden_t, weight_t), vocab, targets.clone(), logp.gather(1, targets[:, None])[:, 0],
                      torch.arange(n), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), ids, ids,
                      mode)
 
@@ -72,7 +72,7 @@ def test_merged_span_gradient_matches_autograd_of_the_formula():
     t_logp_all = torch.log_softmax(hidden_t @ weight_t.T, -1)
     first = torch.tensor([6, 0, 4])
     span_logp = t_logp_all.gather(1, first[:, None])[:, 0] - torch.tensor([0.3, 0.0, 0.2])
-    rows = CrossRows(hidden_t, weight_t, None, v_t, first, span_logp, torch.tensor([0, 2, 3]), torch.tensor([1]),
+    rows = CrossRows(OnlineRows(hidden_t, weight_t), v_t, first, span_logp, torch.tensor([0, 2, 3]), torch.tensor([1]),
                      torch.tensor([0]), shared_s, shared_t, "spans")
     config = LossConfig(distill_ratio=1.0, chunk_size=2)
     ours = cross_objective_sums(hidden, weight, targets, config, vocab=v_s, teacher=rows)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from cotdistill.losses import _weighted_sum, combine, cross_entropy_sum, softcap
+from cotdistill.losses import CachedRows, OnlineRows, _weighted_sum, combine, cross_entropy_sum, softcap
 
 CROSS_KINDS = ("forward_kl", "reverse_kl")  # the divergences the span method is written for
 
@@ -44,9 +44,7 @@ class CrossRows:
     """An online teacher with another vocabulary, at the spans of a micro-batch (``S`` spans, ``N`` supervised
     student rows, ``C`` of them inside a span after its first, ``M`` shared vocabulary entries)."""
 
-    hidden: torch.Tensor  # [S, H_t] the teacher's final hidden state where it predicts each span's first token
-    weight: torch.Tensor  # [V_t', H_t] its output matrix
-    cap: float | None
+    at_starts: OnlineRows | CachedRows  # the teacher where it predicts each span's first token, one row per span
     vocab: int  # the teacher tokenizer's tokens (rows past it are padding)
     first: torch.Tensor  # [S] the teacher's first token of each span
     span_logp: torch.Tensor  # [S] log p_T(span text) at the loss temperature: the sum over the span's teacher tokens
@@ -58,8 +56,8 @@ class CrossRows:
     mode: str  # "uld" or "spans"
 
     def teacher_logp(self, spans: torch.Tensor, temperature: float) -> torch.Tensor:
-        logits = softcap(self.hidden[spans] @ self.weight[:self.vocab].T, self.cap).float()
-        return F.log_softmax(logits / temperature, dim=-1)
+        """``[len(spans), V_t]`` the teacher's next-token log-probs at these spans' starts, at the temperature."""
+        return F.log_softmax(self.at_starts.logits(spans, self.vocab, temperature) / temperature, dim=-1)
 
 
 def uld_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -87,7 +87,6 @@ def test_the_real_student_trains_from_the_world_teacher_across_tokenizers(tmp_pa
 
 
 @pytest.mark.parametrize(("setting", "found"), [
-    ({"teacher_cache": "some/cache"}, "teacher_cache"),
     ({"packing": True}, "packing"),
     ({"loss": {"cross_tokenizer": "spans", "distill_ratio": 0.0}}, "distill_ratio 0"),
     ({"loss": {"cross_tokenizer": "spans", "kind": "jsd"}}, "forward_kl or reverse_kl"),
@@ -152,3 +151,46 @@ def test_on_policy_training_runs_across_tokenizers(tmp_path):
                  "eval_every=0", "save_every=0", "progress=false", "data.val_fraction=0", f"output_dir={out}"]) == 0
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(s["on_policy"] == 1 and s["rollout_kd"] > 0 for s in steps)
+
+
+@pytest.mark.parametrize(("top_k", "kl_target", "dtype", "tolerance"), [(10_000, None, "float32", 1e-5),
+                                                                        (64, 1e-3, "uint8", 2e-2)])
+def test_a_cache_built_across_tokenizers_gives_the_online_teachers_loss(tmp_path, top_k, kl_target, dtype,
+                                                                        tolerance):
+    """A student on the character tokenizer, the world teacher on its BPE: the cache stores the teacher at each
+    aligned span (its own vocabulary) with the span's log-prob; read back, the loss is the online teacher's —
+    exactly with every entry kept, within the KL target's reach with a compact uint8 cache."""
+    from cotdistill.stages.teacher_cache import TeacherCacheConfig, build_teacher_cache
+    from cotdistill.training.loop import Trainer
+    from tests.training.helpers import tiny_config
+
+    overrides = {"teacher": "world:teacher", "loss.cross_tokenizer": "spans", "loss.temperature": 1.5,
+                 "data.val_fraction": 0.0}
+    online = Trainer(tiny_config(tmp_path, **overrides))
+    manifest = build_teacher_cache(TeacherCacheConfig(train=online.cfg, out=str(tmp_path / "cache"), top_k=top_k,
+                                                      kl_target=kl_target, dtype=dtype), progress=False)
+    assert manifest["rows_are"] == "spans" and manifest["vocab_size"] == 581
+    cached = Trainer(tiny_config(tmp_path, **overrides, teacher_cache=str(tmp_path / "cache"),
+                                 output_dir=str(tmp_path / "run2")))
+    assert cached.teacher.model is None and cached.teacher_shape is None  # no teacher weights in training memory
+    batch = online.plan.step_batches(0)[0]
+    with torch.no_grad():
+        a = online._loss_sums(batch, online.loss_module)
+        b = cached._loss_sums(batch, cached.loss_module)
+    assert a[2] > 1.0  # a student of another tokenizer, far from the teacher
+    assert torch.allclose(a, b, rtol=tolerance)
+    online.close()
+    cached.close()
+
+
+def test_a_cache_built_for_one_tokenizer_is_refused_by_a_run_across_two(tmp_path):
+    from cotdistill.stages.teacher_cache import TeacherCacheConfig, build_teacher_cache
+    from cotdistill.teacher.cache import CacheMismatchError
+    from cotdistill.training.loop import Trainer
+    from tests.training.helpers import tiny_config
+
+    plain = tiny_config(tmp_path, **{"data.val_fraction": 0.0})
+    build_teacher_cache(TeacherCacheConfig(train=plain, out=str(tmp_path / "cache")), progress=False)
+    with pytest.raises(CacheMismatchError, match="built for one tokenizer"):
+        Trainer(tiny_config(tmp_path, **{"loss.cross_tokenizer": "spans", "data.val_fraction": 0.0},
+                            teacher_cache=str(tmp_path / "cache")))

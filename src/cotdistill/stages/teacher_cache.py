@@ -35,8 +35,10 @@ class TeacherCacheConfig:
 def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:
     from cotdistill.data.encode import encode_records
     from cotdistill.data.prepare import load_config_records, select_config_records
-    from cotdistill.models import load_model, load_tokenizer, model_source, pick_device
+    from cotdistill.models import load_model, load_tokenizer, model_source, pick_device, shared_vocab_size
     from cotdistill.teacher.cache import build_cache
+    from cotdistill.teacher.cross import CrossTokenizerTeacher, align_example, row_key, shared_vocabulary
+    from cotdistill.training.objective import final_logit_cap
 
     train = config.train
     out = config.out or train.teacher_cache
@@ -51,7 +53,9 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
     # with a training config, the run's own tokenizer and template (the student's unless tokenizer: is set): the
     # cache is checked against exactly these token ids, and a teacher whose template renders differently would fit
     # no run; named by flags alone, the student is unknown and the teacher's tokenizer renders
-    own = train.tokenizer or (train.student if config.train_config else train.teacher)
+    # across tokenizers the rows are the student's, always
+    for_student = config.train_config or train.loss.cross_tokenizer != "off"
+    own = train.tokenizer or (train.student if for_student else train.teacher)
     # the cache being built is not one of its inputs (out is the training config's teacher_cache by default)
     inputs = [train.teacher, own, train.chat_template, data_path, train.data.val_path]
     with claim_output(out, "--out (out)" if config.out else "teacher_cache", inputs):
@@ -62,8 +66,20 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
         indices = sorted(chosen.train + chosen.val)
         examples = encode_records(tokenizer, [records[i] for i in indices], train.encode, data_path,
                                   indices=indices).examples
+        teacher_tokenizer = None
+        if train.loss.cross_tokenizer != "off":  # rows are the spans the run will align, over the teacher's tokens
+            teacher_tokenizer = load_tokenizer(train.teacher, role="teacher")
+            alignments = {row_key(e): align_example(tokenizer, teacher_tokenizer, records[e.index], e)
+                          for e in examples}
         teacher = load_model(train.teacher, pick_device(train.device))
+        if teacher_tokenizer is not None:
+            teacher = CrossTokenizerTeacher(
+                teacher, cap=final_logit_cap(teacher), vocab=shared_vocab_size(
+                    teacher.config.vocab_size, teacher.config.vocab_size, len(teacher_tokenizer)),
+                pad_id=teacher_tokenizer.pad_token_id, temperature=train.loss.temperature,
+                mode=train.loss.cross_tokenizer, alignments=alignments,
+                shared=shared_vocabulary(tokenizer, teacher_tokenizer))
         return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
                            data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,
                            batch_size=config.batch_size, logp_dtype=config.dtype, kl_target=config.kl_target,
-                           progress=progress)
+                           progress=progress, teacher_tokenizer=teacher_tokenizer)

@@ -167,13 +167,20 @@ def _dequantise(q: np.ndarray, scale: np.ndarray, counts: np.ndarray) -> np.ndar
 def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | Path, *, top_k: int,
                 encode_config: EncodeConfig, data_path: str, teacher_name: str, temperature: float = 1.0,
                 batch_size: int = 8, shard_rows: int = 1 << 18, logp_dtype: str = "float16",
-                kl_target: float | None = None, progress: bool = True) -> dict:
-    """Run the teacher over ``examples`` and write the cache; returns the manifest."""
+                kl_target: float | None = None, progress: bool = True, teacher_tokenizer=None) -> dict:
+    """Run the teacher over ``examples`` and write the cache; returns the manifest. ``teacher`` is a model, or a
+    :class:`cotdistill.teacher.cross.CrossTokenizerTeacher` (with ``teacher_tokenizer``): then a row is an aligned
+    span, not a supervised position, and the distributions are over the teacher's vocabulary."""
+    from cotdistill.teacher.cross import CrossTokenizerTeacher
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    # the training loss's rule: the tokenizer's tokens, padding rows past them cut (refused if the teacher has fewer)
-    rows = teacher.get_output_embeddings().weight.shape[0]
-    vocab = shared_vocab_size(rows, rows, len(tokenizer))
+    cross = isinstance(teacher, CrossTokenizerTeacher)
+    if cross:
+        vocab = teacher.vocab
+    else:  # the training loss's rule: the tokenizer's tokens, padding rows past them cut (refused if fewer)
+        rows = teacher.get_output_embeddings().weight.shape[0]
+        vocab = shared_vocab_size(rows, rows, len(tokenizer))
     if logp_dtype not in LOGP_DTYPES:
         raise ValueError(f"logp_dtype must be one of {LOGP_DTYPES}, got {logp_dtype!r}")
     if kl_target is not None and kl_target < 0:
@@ -182,6 +189,7 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
     id_dtype, count_dtype = _id_dtype(vocab), "uint8" if k_max <= 255 else "uint16"
     teacher.eval()
     device = next(teacher.parameters()).device
+    spans: list[tuple[np.ndarray, np.ndarray]] = []  # cross caches: each row's span log-prob and first token
     index = np.zeros((max(e.index for e in examples) + 1, 4), dtype=np.int64)
     index[:, 0] = -1  # records without rows (dropped by truncation) have shard -1
     shard, pending, rows_in_shard, total_rows, total_entries, kl_sum = 0, [], 0, 0, 0, 0.0
@@ -201,6 +209,10 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
             arrays["logp"], arrays["scale"] = _quantise(logp, counts)
         else:
             arrays["logp"] = logp.astype(logp_dtype)
+        if cross:
+            arrays["span_logp"] = np.concatenate([lp for lp, _ in spans]).astype(np.float32)
+            arrays["first"] = np.concatenate([f for _, f in spans]).astype(np.int64)
+            spans.clear()
         for name, array in arrays.items():
             np.save(d / f"{name}.npy", array)
             written.append(f"{d.name}/{name}.npy")
@@ -208,14 +220,19 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
 
     for b in tqdm(range(0, len(examples), batch_size), desc="teacher cache", disable=not progress):
         batch_examples = examples[b:b + batch_size]
-        batch = collate(batch_examples, tokenizer.pad_token_id)
-        logits = teacher(input_ids=batch["input_ids"].to(device),
-                         attention_mask=batch["attention_mask"].to(device),
-                         use_cache=False).logits[:, :-1, :vocab]
-        mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
-        for row, ex in enumerate(batch_examples):
+        batch = {k: v.to(device) for k, v in collate(batch_examples, tokenizer.pad_token_id).items()}
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX
+        if cross:
+            by_record = teacher.logprobs_by_record(batch, batch_examples, mask)
+            spans += [(lp.cpu().numpy(), f.cpu().numpy()) for _, lp, f in by_record]
+            row_logps = [t_logp for t_logp, _, _ in by_record]
+        else:
+            logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                             use_cache=False).logits[:, :-1, :vocab]
+            row_logps = [F.log_softmax(logits[row][mask[row]].float() / temperature, -1)
+                         for row in range(len(batch_examples))]
+        for ex, t_logp in zip(batch_examples, row_logps):
             # on the teacher's device: the top entries and per-row sums, never a sort of the whole vocabulary
-            t_logp = F.log_softmax(logits[row][mask[row]].float() / temperature, -1)
             sorted_logp, sorted_ids = t_logp.topk(k_max, -1)
             row_plogp = (t_logp.exp() * t_logp).sum(-1)
             counts_t = entries_needed(sorted_logp, row_plogp, vocab, kl_target)
@@ -236,13 +253,18 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
     np.save(out / "index.npy", index)
     files = describe_files(out, ["index.npy", *written])
     bytes_total = sum(f["bytes"] for name, f in files.items() if name != "index.npy")
+    supervised = sum(e.num_supervised for e in examples)
     manifest = {
         "version": CACHE_VERSION, "teacher": teacher_name, "teacher_weights": weights_fingerprint(teacher_name),
         "data_path": data_path, "top_k": k_max, "kl_target": kl_target,
         "temperature": temperature, "vocab_size": vocab, "tokenizer": tokenizer_fingerprint(tokenizer),
         "encode": asdict(encode_config), "records": len(examples), "rows": total_rows, "shards": shard,
         "entries": total_entries, "mean_entries_per_token": total_entries / max(total_rows, 1),
-        "bytes": bytes_total, "bytes_per_supervised_token": bytes_total / max(total_rows, 1),
+        "bytes": bytes_total, "bytes_per_supervised_token": bytes_total / max(supervised, 1),
+        "bytes_per_row": bytes_total / max(total_rows, 1),
+        # a row is a supervised position, or (across tokenizers) an aligned span over the teacher's vocabulary
+        "rows_are": "spans" if cross else "positions",
+        "teacher_tokenizer": tokenizer_fingerprint(teacher_tokenizer) if cross else None,
         "mean_kl_dense_vs_reconstructed": kl_sum / max(total_rows, 1),
         "id_dtype": id_dtype, "logp_dtype": logp_dtype, "count_dtype": count_dtype, "files": files,
     }
@@ -256,6 +278,7 @@ class TeacherCache:
     def __init__(self, root: Path, manifest: dict, index: np.ndarray) -> None:
         self.root, self.manifest, self.index = root, manifest, index
         self._shards: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._extras: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # across tokenizers: span log-probs, first ids
 
     @classmethod
     def open(cls, path: str | Path) -> TeacherCache:
@@ -278,19 +301,29 @@ class TeacherCache:
         return cls(root, manifest, np.load(root / "index.npy"))
 
     def check_compatible(self, tokenizer, encode_config: EncodeConfig, data_path: str,
-                         examples: list[EncodedExample], temperature: float, teacher: str | None = None) -> None:
+                         examples: list[EncodedExample], temperature: float, teacher: str | None = None,
+                         teacher_tokenizer=None) -> None:
         """Refuse a cache whose content this run would not have computed: another tokenizer, truncation,
-        temperature, record content, or (when the run names a teacher) another teacher's weights."""
+        temperature, record content, or (when the run names a teacher) another teacher's weights. A run across
+        tokenizers passes the ``teacher_tokenizer``, and reads only caches built across the same two."""
         m = self.manifest  # its format and files were checked by open()
         problems = []
         if teacher and m.get("teacher_weights") and m["teacher_weights"] != weights_fingerprint(teacher):
             problems.append(f"it holds the distributions of {m['teacher']}, and the run names the teacher {teacher} "
                             "(another model); set teacher to the cache's teacher, or to null to train from the "
                             "cache alone")
-        if m["tokenizer"] != tokenizer_fingerprint(tokenizer):
+        across = m.get("rows_are") == "spans"
+        # the tail is spread over the tokens the loss reads (the teacher's, across tokenizers): no more or fewer
+        reads = teacher_tokenizer if teacher_tokenizer is not None else tokenizer
+        if across != (teacher_tokenizer is not None):
+            problems.append("it was built across tokenizers and the run has one (set loss.cross_tokenizer)" if across
+                            else "it was built for one tokenizer and the run distils across two")
+        elif m["tokenizer"] != tokenizer_fingerprint(tokenizer):
             problems.append("it was built with another tokenizer")
-        elif m["vocab_size"] != len(tokenizer):  # the tail is spread over the tokens the loss reads, no more or fewer
-            problems.append(f"it spreads its tail over {m['vocab_size']} tokens, the tokenizer has {len(tokenizer)}")
+        elif across and m["teacher_tokenizer"] != tokenizer_fingerprint(teacher_tokenizer):
+            problems.append("it was built with another teacher tokenizer")
+        elif m["vocab_size"] != len(reads):
+            problems.append(f"it spreads its tail over {m['vocab_size']} tokens, the tokenizer has {len(reads)}")
         if m["encode"] != asdict(encode_config):
             diff = {k: (m["encode"].get(k), v) for k, v in asdict(encode_config).items() if m["encode"].get(k) != v}
             problems.append(f"truncation/encoding settings differ (cache vs run): {diff}")
@@ -342,6 +375,31 @@ class TeacherCache:
             self._shards[i] = (offsets, counts, ids, logp)
         return self._shards[i]
 
+    def span_rows(self, record_indices: list[int]) -> tuple[torch.Tensor, ...]:
+        """A cache built across tokenizers: :meth:`rows` (one per aligned span), then each span's log-prob ``[N]``
+        and first teacher token ``[N]``."""
+        ids, logp, tail = self.rows(record_indices)
+        span_logp, first = [], []
+        for r in record_indices:
+            shard, start, n, _ = (int(x) for x in self.index[r])
+            if n:
+                extras = self._span_extras(shard)
+                span_logp.append(extras[0][start:start + n])
+                first.append(extras[1][start:start + n])
+        span_logp = np.concatenate(span_logp) if span_logp else np.zeros(0, np.float32)
+        first = np.concatenate(first) if first else np.zeros(0, np.int64)
+        return ids, logp, tail, torch.from_numpy(span_logp), torch.from_numpy(first.astype(np.int64))
+
+    def _span_extras(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._extras:
+            d = self.root / f"shard-{i:05d}"
+            try:
+                self._extras[i] = (np.load(d / "span_logp.npy"), np.load(d / "first.npy"))
+            except (OSError, ValueError, EOFError) as err:
+                raise CacheMismatchError(f"teacher cache {self.root}: {d.name} cannot be read ({err}); rebuild it "
+                                         "with `cotdistill teacher cache`") from None
+        return self._extras[i]
+
     def rows(self, record_indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The records' supervised positions, concatenated: ids ``[N, K]`` (long) and log-probs ``[N, K]``
         (float32) of the kept entries, ``K`` the most any of them kept (shorter rows repeat their last entry, which
@@ -350,6 +408,8 @@ class TeacherCache:
         ids, logp, counts = [], [], []
         for r in record_indices:  # gathered per record, vectorised over its positions
             shard, start, n, _ = (int(x) for x in self.index[r])
+            if n == 0:  # across tokenizers a record may align no span
+                continue
             offsets, shard_counts, shard_ids, shard_logp = self._shard(shard)
             c = shard_counts[start:start + n]
             width = int(c.max())
@@ -357,6 +417,8 @@ class TeacherCache:
             ids.append(shard_ids[take])
             logp.append(shard_logp[take])
             counts.append(c)
+        if not ids:
+            return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1), torch.zeros(0)
         width = max(x.shape[1] for x in ids)
         # pad every record's block to one width by repeating its last column (the same id and log-prob again)
         out_ids = np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1])), mode="edge") for x in ids])

@@ -18,7 +18,7 @@ from cotdistill.data.align import Span, align_spans, content_pieces, end_of_turn
 from cotdistill.data.encode import IGNORE_INDEX, EncodedExample, render_conversation, render_prompt
 from cotdistill.data.records import ReasoningRecord
 from cotdistill.errors import TrainingError
-from cotdistill.losses import softcap
+from cotdistill.losses import CachedRows, OnlineRows, softcap
 from cotdistill.losses_cross import CrossRows
 
 RowKey = tuple[int, tuple[int, ...]]  # (record index, the student row's token ids)
@@ -130,6 +130,16 @@ def _for_row(spans: list[Span], teacher_ids: list[int]) -> ExampleAlignment:
     return ExampleAlignment(teacher_ids[:cut], spans)
 
 
+def align_records(student_tokenizer, teacher_tokenizer, data) -> dict[RowKey, ExampleAlignment]:
+    """Every training and validation row of ``data`` (a ``PreparedData``) aligned, by (record index, its ids)."""
+    alignments = {}
+    for examples, records in ((data.examples, data.records), (data.val_examples, data.val_records)):
+        for example in examples:
+            alignments[row_key(example)] = align_example(student_tokenizer, teacher_tokenizer,
+                                                         records[example.index], example)
+    return alignments
+
+
 def _usable(span: Span, labels: list[int], length: int) -> bool:
     """Every student token of the span is in the row and supervised; neither side's first token is position 0."""
     student_end = span.student + span.student_count
@@ -182,22 +192,23 @@ def decoded_ends(tokenizer, ids: list[int]) -> list[int]:
 
 
 class CrossTokenizerTeacher(nn.Module):
-    """The teacher model, its tokenizer's size, the shared vocabulary and every row's alignment. An ``nn.Module``
-    as :class:`cotdistill.teacher.online.OnlineTeacher` is (frozen, in eval mode)."""
+    """The teacher with its own tokenizer — its model, or a teacher cache built across tokenizers in its place —
+    with its tokenizer's size, the shared vocabulary and every row's alignment. An ``nn.Module`` as
+    :class:`cotdistill.teacher.online.OnlineTeacher` is (the model frozen, in eval mode)."""
 
-    def __init__(self, model: nn.Module, *, cap: float | None, vocab: int, pad_id: int, temperature: float,
-                 mode: str, alignments: dict[RowKey, ExampleAlignment],
-                 shared: tuple[torch.Tensor, torch.Tensor], samples: SampleAligner | None = None) -> None:
+    def __init__(self, model: nn.Module | None, *, cap: float | None, vocab: int, pad_id: int, temperature: float,
+                 mode: str, alignments: dict[RowKey, ExampleAlignment], shared: tuple[torch.Tensor, torch.Tensor],
+                 samples: SampleAligner | None = None, cache=None) -> None:
         super().__init__()
+        self.model = model.eval().requires_grad_(False) if model is not None else None
+        self.cache = cache  # a cotdistill.teacher.cache.TeacherCache whose rows are spans
         self.samples = samples  # on-policy rows are aligned when they are met
-        self.model = model.eval().requires_grad_(False)
         self.cap, self.vocab, self.pad_id, self.temperature, self.mode = cap, vocab, pad_id, temperature, mode
-        self.alignments = alignments
-        device = next(model.parameters()).device
-        self.shared = (shared[0].to(device), shared[1].to(device))
+        self.alignments, self.shared = alignments, shared
 
     def covers(self, examples: list[EncodedExample]) -> bool:
-        return all(row_key(e) in self.alignments for e in examples)
+        known = all(row_key(e) in self.alignments for e in examples)
+        return known and (self.cache is None or self.cache.covers(examples))
 
     @torch.no_grad()
     def inputs(self, tensors: dict[str, torch.Tensor | None], indices: list[int],
@@ -211,16 +222,13 @@ class CrossTokenizerTeacher(nn.Module):
         aligned = [self._alignment(index, tensors["input_ids"][b, :lengths[b]].tolist(),
                                    tensors["labels"][b, :lengths[b]].tolist()) for b, index in enumerate(indices)]
         layout = _SpanLayout.of(aligned, number.cpu())
-        hidden = self._hidden(aligned, device)
-        starts_hidden = hidden[layout.teacher_start[:, 0], layout.teacher_start[:, 1]]
         if self.mode == "uld":  # plain ULD compares the first tokens' distributions only: nothing is merged
             layout.continued = layout.continued_span = _long([])
-            span_logp = torch.zeros(layout.first.shape[0], device=device)
-        else:
-            span_logp = self._span_logp(hidden, layout, device)
-        return CrossRows(starts_hidden, self.model.get_output_embeddings().weight, self.cap, self.vocab,
-                         layout.first.to(device), span_logp, layout.starts.to(device), layout.continued.to(device),
-                         layout.continued_span.to(device), *self.shared, self.mode)
+        at_starts, span_logp = (self._from_cache(indices, layout, device) if self.cache is not None
+                                else self._from_model(aligned, layout, device))
+        return CrossRows(at_starts, self.vocab, layout.first.to(device), span_logp, layout.starts.to(device),
+                         layout.continued.to(device), layout.continued_span.to(device),
+                         self.shared[0].to(device), self.shared[1].to(device), self.mode)
 
     def _alignment(self, index: int, ids: list[int], labels: list[int]) -> ExampleAlignment:
         found = self.alignments.get((index, tuple(ids)))
@@ -230,15 +238,39 @@ class CrossTokenizerTeacher(nn.Module):
             raise TrainingError(f"record {index}: a row the cross-tokenizer teacher has not aligned")
         return self.samples.align(index, ids, labels)
 
-    def _hidden(self, aligned: list[ExampleAlignment], device: torch.device) -> torch.Tensor:
+    def _from_model(self, aligned: list[ExampleAlignment], layout: _SpanLayout,
+                    device: torch.device) -> tuple[OnlineRows, torch.Tensor]:
         longest = max(1, max(len(a.teacher_ids) for a in aligned))
         ids = torch.full((len(aligned), longest), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for b, a in enumerate(aligned):
             ids[b, :len(a.teacher_ids)] = torch.tensor(a.teacher_ids, dtype=torch.long)
             mask[b, :len(a.teacher_ids)] = 1
-        return self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                     use_cache=False).last_hidden_state
+        hidden = self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                       use_cache=False).last_hidden_state
+        starts = hidden[layout.teacher_start[:, 0], layout.teacher_start[:, 1]]
+        at_starts = OnlineRows(starts, self.model.get_output_embeddings().weight, self.cap)
+        return at_starts, self._span_logp(hidden, layout, device)
+
+    def _from_cache(self, indices: list[int], layout: _SpanLayout,
+                    device: torch.device) -> tuple[CachedRows, torch.Tensor]:
+        from cotdistill.teacher.cache import CacheMismatchError  # the cache module builds with this teacher
+
+        ids, logp, tail, span_logp, first = self.cache.span_rows(indices)
+        if not torch.equal(first, layout.first):  # spans of other text, or in another order: the wrong teacher
+            raise CacheMismatchError(f"teacher cache {self.cache.root}: its spans for records {indices} are not the "
+                                     "spans this run aligns; rebuild it for this run")
+        return CachedRows(ids.to(device), logp.to(device), tail.to(device)), span_logp.to(device)
+
+    @torch.no_grad()
+    def logprobs_by_record(self, tensors: dict[str, torch.Tensor | None], examples: list[EncodedExample],
+                           targets_mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """What a cache stores, per record of a batch: the teacher's log-probs at its span starts ``[n, V_t]``, the
+        spans' log-probs ``[n]`` and first teacher tokens ``[n]`` (at the teacher's temperature)."""
+        rows = self.inputs(tensors, [e.index for e in examples], targets_mask)
+        logp = rows.teacher_logp(torch.arange(rows.first.shape[0], device=rows.first.device), self.temperature)
+        counts = [len(self._alignment(e.index, e.input_ids, e.labels).spans) for e in examples]
+        return list(zip(logp.split(counts), rows.span_logp.split(counts), rows.first.split(counts)))
 
     def _span_logp(self, hidden: torch.Tensor, layout: _SpanLayout, device: torch.device) -> torch.Tensor:
         """log p_T of each span's text at the loss temperature: the teacher's log-probs of its tokens summed."""

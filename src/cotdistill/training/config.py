@@ -279,7 +279,6 @@ class TrainConfig:
         if mode == "off":
             return
         refused = [(self.loss.distill_ratio == 0, "loss.distill_ratio 0 (plain SFT has no teacher to compare)"),
-                   (bool(self.teacher_cache), "a teacher_cache (not built across tokenizers yet)"),
                    (self.packing, "packing (rows must be one record each)"),
                    (self.teacher_sharding == "shard", "teacher_sharding shard (not built across tokenizers)"),
                    # the alignment is computed on the record's rendering: each row must be its start

@@ -101,46 +101,58 @@ class CachedTeacherSource(TeacherSource):
 
 
 class CrossTokenizerSource(OnlineTeacherSource):
-    """The teacher model with its own tokenizer (``loss.cross_tokenizer``): each record is aligned across the two
-    renderings at ``check_data``, before any weights load."""
+    """The teacher with its own tokenizer (``loss.cross_tokenizer``), as its model or as a cache built across
+    the same two tokenizers: each record is aligned across the two renderings at ``check_data``, before any
+    weights load."""
 
     def check(self, tokenizer) -> None:
         if self.given is not None:
             raise TrainingError("loss.cross_tokenizer needs the teacher by name (its tokenizer renders the records); "
                                 "a teacher passed as a model object has none")
         if not self.cfg.teacher:
-            raise TrainingError("loss.cross_tokenizer needs a teacher")
+            raise TrainingError("loss.cross_tokenizer needs teacher: set to the teacher's name (its tokenizer renders "
+                                "the records; with a teacher_cache its weights are not loaded)")
         self.teacher_tokenizer = load_tokenizer(self.cfg.teacher, role="teacher")
+        self.cache = None
+        if self.cfg.teacher_cache:
+            from cotdistill.teacher.cache import TeacherCache
+
+            self.cache = TeacherCache.open(self.cfg.teacher_cache)
+
+    def positions(self) -> int | None:
+        return None if self.cache is not None else super().positions()
 
     def check_data(self, tokenizer, data) -> None:
-        from cotdistill.teacher.cross import SampleAligner, align_example, row_key, shared_vocabulary
+        from cotdistill.teacher.cross import SampleAligner, align_records, shared_vocabulary
 
-        self.alignments = {}
-        for examples, records in ((data.examples, data.records), (data.val_examples, data.val_records)):
-            for example in examples:
-                self.alignments[row_key(example)] = align_example(tokenizer, self.teacher_tokenizer,
-                                                                  records[example.index], example)
+        cfg = self.cfg
+        self.alignments = align_records(tokenizer, self.teacher_tokenizer, data)
         if not any(a.spans for a in self.alignments.values()):
             raise TrainingError(f"loss.cross_tokenizer: no supervised text of any record aligns between the student's "
-                                f"and the teacher's ({self.cfg.teacher}) renderings; nothing to distil")
+                                f"and the teacher's ({cfg.teacher}) renderings; nothing to distil")
         self.shared = shared_vocabulary(tokenizer, self.teacher_tokenizer)
-        self.samples = (SampleAligner(tokenizer, self.teacher_tokenizer, data.records) if self.cfg.loss.on_policy > 0
+        self.samples = (SampleAligner(tokenizer, self.teacher_tokenizer, data.records) if cfg.loss.on_policy > 0
                         else None)
+        if self.cache is not None:
+            self.cache.check_compatible(tokenizer, cfg.encode, cfg.data.path, data.examples, cfg.loss.temperature,
+                                        teacher=cfg.teacher, teacher_tokenizer=self.teacher_tokenizer)
 
     def load(self, device: torch.device, dist: DistInfo, vocab: int) -> tuple[Teacher | None, ModelShape | None,
                                                                              int | None]:
         """No logit rows are returned: the teacher's vocabulary is its own tokenizer's, not the student's."""
         from cotdistill.teacher.cross import CrossTokenizerTeacher
 
-        model = load_model(self.cfg.teacher, device)
-        teacher_vocab = shared_vocab_size(model.config.vocab_size, model.config.vocab_size,
-                                          len(self.teacher_tokenizer))
-        check_head_is_reproduced(model, "teacher", teacher_vocab)
-        teacher = CrossTokenizerTeacher(model, cap=final_logit_cap(model), vocab=teacher_vocab,
-                                        pad_id=self.teacher_tokenizer.pad_token_id,
+        teacher_vocab, model = len(self.teacher_tokenizer), None
+        if self.cache is None:
+            model = load_model(self.cfg.teacher, device)
+            teacher_vocab = shared_vocab_size(model.config.vocab_size, model.config.vocab_size, teacher_vocab)
+            check_head_is_reproduced(model, "teacher", teacher_vocab)
+        teacher = CrossTokenizerTeacher(model, cap=final_logit_cap(model) if model is not None else None,
+                                        vocab=teacher_vocab, pad_id=self.teacher_tokenizer.pad_token_id,
                                         temperature=self.cfg.loss.temperature, mode=self.cfg.loss.cross_tokenizer,
-                                        alignments=self.alignments, shared=self.shared, samples=self.samples)
-        return teacher, ModelShape.from_config(model.config), None
+                                        alignments=self.alignments, shared=self.shared, samples=self.samples,
+                                        cache=self.cache)
+        return teacher, (ModelShape.from_config(model.config) if model is not None else None), None
 
 
 TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": OnlineTeacherSource,
@@ -150,7 +162,7 @@ TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": 
 def teacher_source(cfg: TrainConfig, given: nn.Module | None = None) -> TeacherSource:
     """The run's teacher source, by ``cfg.teacher_source``; ``given``: a teacher model passed in place of the
     config's name."""
-    if cfg.teacher_source == "online" and cfg.loss.cross_tokenizer != "off":
+    if cfg.teacher_source != "none" and cfg.loss.cross_tokenizer != "off":
         return CrossTokenizerSource(cfg, given)
     return TEACHER_SOURCES[cfg.teacher_source](cfg, given)
 
