@@ -13,6 +13,13 @@ Layout of a cache directory::
     shard-00000/scale.npy     [rows, 2] float16 row maximum and step (uint8 only)
     index.npy                 per record: shard, first row, row count, fingerprint (int64)
 
+A cache built across tokenizers (``loss.cross_tokenizer``; manifest ``rows_are: spans``) has one row per aligned
+span of a record (``cotdistill.data.align``) instead of one per supervised position: the same entries over the
+*teacher's* vocabulary where it predicts the span's first token, and two arrays more per shard::
+
+    shard-00000/span_logp.npy [rows] float32 log p_T of the span's whole text (its teacher tokens merged)
+    shard-00000/first.npy     [rows] int64 the span's first teacher token (a run checks it against its own spans)
+
 How many entries a position keeps: ``top_k`` always, or with ``kl_target`` the fewest (at most ``top_k``) whose
 reconstruction — the kept log-probs, the remaining mass spread evenly over the other tokens — is within
 ``kl_target`` nats (KL(dense ‖ reconstructed)) of the teacher's distribution there. A peaked position keeps a few
@@ -168,14 +175,13 @@ def build_cache(teacher, tokenizer, examples: list[EncodedExample], out: str | P
                 encode_config: EncodeConfig, data_path: str, teacher_name: str, temperature: float = 1.0,
                 batch_size: int = 8, shard_rows: int = 1 << 18, logp_dtype: str = "float16",
                 kl_target: float | None = None, progress: bool = True, teacher_tokenizer=None) -> dict:
-    """Run the teacher over ``examples`` and write the cache; returns the manifest. ``teacher`` is a model, or a
-    :class:`cotdistill.teacher.cross.CrossTokenizerTeacher` (with ``teacher_tokenizer``): then a row is an aligned
-    span, not a supervised position, and the distributions are over the teacher's vocabulary."""
-    from cotdistill.teacher.cross import CrossTokenizerTeacher
-
+    """Run the teacher over ``examples`` and write the cache; returns the manifest. ``teacher`` is a model; with
+    ``teacher_tokenizer`` (a teacher of another tokenizer) it is a
+    :class:`cotdistill.teacher.cross.CrossTokenizerTeacher` wrapping one: then a row is an aligned span, not a
+    supervised position, and the distributions are over the teacher's vocabulary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cross = isinstance(teacher, CrossTokenizerTeacher)
+    cross = teacher_tokenizer is not None
     if cross:
         vocab = teacher.vocab
     else:  # the training loss's rule: the tokenizer's tokens, padding rows past them cut (refused if fewer)

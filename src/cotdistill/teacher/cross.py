@@ -254,11 +254,9 @@ class CrossTokenizerTeacher(nn.Module):
 
     def _from_cache(self, indices: list[int], layout: _SpanLayout,
                     device: torch.device) -> tuple[CachedRows, torch.Tensor]:
-        from cotdistill.teacher.cache import CacheMismatchError  # the cache module builds with this teacher
-
         ids, logp, tail, span_logp, first = self.cache.span_rows(indices)
         if not torch.equal(first, layout.first):  # spans of other text, or in another order: the wrong teacher
-            raise CacheMismatchError(f"teacher cache {self.cache.root}: its spans for records {indices} are not the "
+            raise TrainingError(f"teacher cache {self.cache.root}: its spans for records {indices} are not the "
                                      "spans this run aligns; rebuild it for this run")
         return CachedRows(ids.to(device), logp.to(device), tail.to(device)), span_logp.to(device)
 
