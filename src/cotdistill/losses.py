@@ -332,6 +332,14 @@ class _FusedHeadObjective(torch.autograd.Function):
             if need_grad:
                 _accumulate(grad_hidden, grad_weight, d_logits.float(), h, head, sl, vocab)
                 del d_logits, logits
+        return _FusedHeadObjective.finish(ctx, sums, config, weight, grad_hidden if need_grad else None,
+                                          grad_weight if need_grad else None, need_grad)
+
+    @staticmethod
+    def finish(ctx, sums: torch.Tensor, config: LossConfig, weight: torch.Tensor, grad_hidden: torch.Tensor | None,
+               grad_weight: torch.Tensor | None, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The end of a fused forward: the gradients computed in it kept for the backward, the objective
+        ``combine(CE, KD)`` returned with the detached CE and KD sums (shared by the cross-tokenizer objective)."""
         if need_grad:
             ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype

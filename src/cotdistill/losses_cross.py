@@ -32,9 +32,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
-from cotdistill.losses import CachedRows, OnlineRows, _weighted_sum, combine, cross_entropy_sum, softcap
+from cotdistill.losses import (
+    CachedRows,
+    OnlineRows,
+    _FusedHeadObjective,
+    _weighted_sum,
+    cross_entropy_sum,
+    softcap,
+)
 
 CROSS_KINDS = ("forward_kl", "reverse_kl")  # the divergences the span method is written for
 
@@ -148,11 +154,12 @@ def _accumulate_rows(grad_hidden: torch.Tensor | None, grad_weight: torch.Tensor
         grad_weight[:vocab].addmm_(d_logits.T, h.float())
 
 
-class _CrossHeadObjective(torch.autograd.Function):
+class _CrossHeadObjective(_FusedHeadObjective):
     """``combine(CE, KD)`` with a cross-tokenizer teacher, its gradient computed chunk by chunk in the forward as
-    ``losses._FusedHeadObjective`` does. Three passes: (A) the student's merged span log-probs (no gradient);
-    (B) every row's CE and each span start's KD, keeping d KD / d(merged log-prob) per span; (C) that derivative
-    pushed into the rows after each span's first — ``d log p(target) / dz`` scaled, the shape of a CE gradient."""
+    ``losses._FusedHeadObjective`` does (its end and its backward are that class's). Three passes: (A) the
+    student's merged span log-probs (no gradient); (B) every row's CE and each span start's KD, keeping
+    d KD / d(merged log-prob) per span; (C) that derivative pushed into the rows after each span's first —
+    ``d log p(target) / dz`` scaled, the shape of a CE gradient."""
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, teacher: CrossRows, config, vocab, cap, need_grad, weights):
@@ -192,22 +199,7 @@ class _CrossHeadObjective(torch.autograd.Function):
         if need_grad:
             _push_into_continuations(hidden, head, targets, teacher, cap, tau, step, span_grad, grad_hidden,
                                      grad_weight, vocab)
-            ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.weight_dtype = weight.dtype
-        objective = combine(sums[0], sums[1], config)
-        ce_sum, kd_sum = sums[0].clone(), sums[1].clone()
-        ctx.mark_non_differentiable(ce_sum, kd_sum)
-        return objective, ce_sum, kd_sum
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_objective, _grad_ce, _grad_kd):
-        grad_hidden, grad_weight = ctx.saved_tensors
-        if grad_hidden is not None:
-            grad_hidden.mul_(grad_objective.to(grad_hidden.dtype))
-        if grad_weight is not None:
-            grad_weight = grad_weight.mul_(grad_objective).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None, None, None, None, None
+        return _FusedHeadObjective.finish(ctx, sums, config, weight, grad_hidden, grad_weight, need_grad)
 
 
 def _push_into_continuations(hidden, head, targets, teacher: CrossRows, cap, tau, step, span_grad, grad_hidden,

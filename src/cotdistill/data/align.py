@@ -15,6 +15,7 @@ Naive equivalent: decode both token sequences to the same string and cut it wher
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from cotdistill.data.records import ReasoningRecord
 
@@ -70,7 +71,7 @@ def align_spans(student_offsets: list[tuple[int, int]], student_pieces: list[tup
     spans = []
     for p in range(len(student_pieces)):
         common = sorted(pos for (q, pos) in s_ends if q == p and (q, pos) in t_ends)
-        for a, b in zip(common, common[1:]):
+        for a, b in pairwise(common):
             s_from, t_from = s_ends[(p, a)] + 1, t_ends[(p, a)] + 1
             spans.append(Span(s_from, s_ends[(p, b)] - s_from + 1, t_from, t_ends[(p, b)] - t_from + 1))
     return spans
