@@ -194,3 +194,13 @@ def test_a_cache_built_for_one_tokenizer_is_refused_by_a_run_across_two(tmp_path
     with pytest.raises(CacheMismatchError, match="built for one tokenizer"):
         Trainer(tiny_config(tmp_path, **{"loss.cross_tokenizer": "spans", "data.val_fraction": 0.0},
                             teacher_cache=str(tmp_path / "cache")))
+
+
+def test_spans_past_the_teachers_positions_are_left_out():
+    tok = load_tokenizer("world:teacher", role="student")
+    record = world_records("train", "teacher", 1, min_steps=3, max_steps=3)[0]
+    example = encode_record(tok, record, EncodeConfig(), 0)
+    whole = align_example(tok, tok, record, example)
+    cut = align_example(tok, tok, record, example, teacher_positions=40)
+    assert len(cut.spans) < len(whole.spans) and len(cut.teacher_ids) <= 40
+    assert cut.spans == [s for s in whole.spans if s.teacher + s.teacher_count <= 40]

@@ -35,7 +35,14 @@ class TeacherCacheConfig:
 def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) -> dict:
     from cotdistill.data.encode import encode_records
     from cotdistill.data.prepare import load_config_records, select_config_records
-    from cotdistill.models import load_model, load_tokenizer, model_source, pick_device, shared_vocab_size
+    from cotdistill.models import (
+        load_model,
+        load_tokenizer,
+        model_max_positions,
+        model_source,
+        pick_device,
+        shared_vocab_size,
+    )
     from cotdistill.teacher.cache import build_cache
     from cotdistill.teacher.cross import CrossTokenizerTeacher, align_example, row_key, shared_vocabulary
     from cotdistill.training.objective import final_logit_cap
@@ -69,7 +76,8 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
         teacher_tokenizer = None
         if train.loss.cross_tokenizer != "off":  # rows are the spans the run will align, over the teacher's tokens
             teacher_tokenizer = load_tokenizer(train.teacher, role="teacher")
-            alignments = {row_key(e): align_example(tokenizer, teacher_tokenizer, records[e.index], e)
+            reach = model_max_positions(train.teacher)
+            alignments = {row_key(e): align_example(tokenizer, teacher_tokenizer, records[e.index], e, reach)
                           for e in examples}
         teacher = load_model(train.teacher, pick_device(train.device))
         if teacher_tokenizer is not None:

@@ -97,10 +97,11 @@ def _encode(tokenizer, record: ReasoningRecord) -> tuple[list[int], list[tuple[i
     return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]], content_pieces(text, record)
 
 
-def align_example(student_tokenizer, teacher_tokenizer, record: ReasoningRecord,
-                  example: EncodedExample) -> ExampleAlignment:
+def align_example(student_tokenizer, teacher_tokenizer, record: ReasoningRecord, example: EncodedExample,
+                  teacher_positions: int | None = None) -> ExampleAlignment:
     """The teacher's view of one encoded student row. The row must be a lead part of the record's rendering (every
-    truncation that keeps a prefix: none, lsp, cut_after_think, a left window, max_seq_len)."""
+    truncation that keeps a prefix: none, lsp, cut_after_think, a left window, max_seq_len). Spans past the
+    teacher's ``teacher_positions`` are left out (the teacher cannot read that far)."""
     student_ids, student_offsets, student_pieces = _encode(student_tokenizer, record)
     if student_ids[:len(example)] != example.input_ids:
         raise TrainingError(f"record {example.index}: loss.cross_tokenizer needs each training row to be the start "
@@ -109,7 +110,9 @@ def align_example(student_tokenizer, teacher_tokenizer, record: ReasoningRecord,
     teacher_ids, teacher_offsets, teacher_pieces = _encode(teacher_tokenizer, record)
     spans = aligned_with_ending((student_ids, student_offsets, student_pieces, student_tokenizer.eos_token_id),
                                 (teacher_ids, teacher_offsets, teacher_pieces, teacher_tokenizer.eos_token_id))
-    return _for_row([s for s in spans if _usable(s, example.labels, len(example))], teacher_ids)
+    reach = teacher_positions or len(teacher_ids)
+    return _for_row([s for s in spans if _usable(s, example.labels, len(example))
+                     and s.teacher + s.teacher_count <= reach], teacher_ids)
 
 
 Rendering = tuple[list[int], list[tuple[int, int]], list[tuple[int, int]], int | None]  # ids, offsets, pieces, EOS
@@ -130,13 +133,14 @@ def _for_row(spans: list[Span], teacher_ids: list[int]) -> ExampleAlignment:
     return ExampleAlignment(teacher_ids[:cut], spans)
 
 
-def align_records(student_tokenizer, teacher_tokenizer, data) -> dict[RowKey, ExampleAlignment]:
+def align_records(student_tokenizer, teacher_tokenizer, data,
+                  teacher_positions: int | None = None) -> dict[RowKey, ExampleAlignment]:
     """Every training and validation row of ``data`` (a ``PreparedData``) aligned, by (record index, its ids)."""
     alignments = {}
     for examples, records in ((data.examples, data.records), (data.val_examples, data.val_records)):
         for example in examples:
             alignments[row_key(example)] = align_example(student_tokenizer, teacher_tokenizer,
-                                                         records[example.index], example)
+                                                         records[example.index], example, teacher_positions)
     return alignments
 
 

@@ -120,13 +120,15 @@ class CrossTokenizerSource(OnlineTeacherSource):
             self.cache = TeacherCache.open(self.cfg.teacher_cache)
 
     def positions(self) -> int | None:
-        return None if self.cache is not None else super().positions()
+        """None: the teacher reads its own rendering, not the student's rows; spans past its positions are left
+        out when the records are aligned."""
+        return None
 
     def check_data(self, tokenizer, data) -> None:
         from cotdistill.teacher.cross import SampleAligner, align_records, shared_vocabulary
 
         cfg = self.cfg
-        self.alignments = align_records(tokenizer, self.teacher_tokenizer, data)
+        self.alignments = align_records(tokenizer, self.teacher_tokenizer, data, model_max_positions(cfg.teacher))
         if not any(a.spans for a in self.alignments.values()):
             raise TrainingError(f"loss.cross_tokenizer: no supervised text of any record aligns between the student's "
                                 f"and the teacher's ({cfg.teacher}) renderings; nothing to distil")
