@@ -49,7 +49,10 @@ def _byte_of_char() -> dict[str, int]:
     return mapping
 
 
-def _token_bytes(tokenizer, token: str, byte_level: bool, special: set[str]) -> bytes | None:
+BYTE_OF_CHAR = _byte_of_char()
+
+
+def _token_bytes(token: str, byte_level: bool, special: set[str]) -> bytes | None:
     """The bytes a token writes: byte-level stand-ins read back, ``▁`` as a space, ``<0xNN>`` byte-fallback tokens
     as their byte; ``None`` where it cannot be read (then it is never shared)."""
     if token in special:
@@ -62,9 +65,6 @@ def _token_bytes(tokenizer, token: str, byte_level: bool, special: set[str]) -> 
     return token.replace("▁", " ").encode()
 
 
-BYTE_OF_CHAR = _byte_of_char()
-
-
 def vocabulary_bytes(tokenizer) -> dict[bytes, int]:
     """Each token's bytes -> its id (the lowest id where two tokens write the same bytes). Tokens are compared by
     bytes, not decoded text, so that the two halves of a multi-byte character (byte-level BPE writes "é" as two
@@ -74,7 +74,7 @@ def vocabulary_bytes(tokenizer) -> dict[bytes, int]:
     written: dict[bytes, int] = {}
     for token, token_id in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
         if token_id < len(tokenizer):
-            value = _token_bytes(tokenizer, token, byte_level, special)
+            value = _token_bytes(token, byte_level, special)
             if value:
                 written.setdefault(value, token_id)
     return written
