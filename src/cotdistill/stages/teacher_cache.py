@@ -41,7 +41,6 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
         model_max_positions,
         model_source,
         pick_device,
-        shared_vocab_size,
     )
     from cotdistill.teacher.cache import build_cache
     from cotdistill.teacher.cross import CrossTokenizerTeacher, align_example, row_key, shared_vocabulary
@@ -80,13 +79,10 @@ def build_teacher_cache(config: TeacherCacheConfig, *, progress: bool = True) ->
             alignments = {row_key(e): align_example(tokenizer, teacher_tokenizer, records[e.index], e, reach)
                           for e in examples}
         teacher = load_model(train.teacher, pick_device(train.device))
-        if teacher_tokenizer is not None:
-            teacher = CrossTokenizerTeacher(
-                teacher, cap=final_logit_cap(teacher), vocab=shared_vocab_size(
-                    teacher.config.vocab_size, teacher.config.vocab_size, len(teacher_tokenizer)),
-                pad_id=teacher_tokenizer.pad_token_id, temperature=train.loss.temperature,
-                mode=train.loss.cross_tokenizer, alignments=alignments,
-                shared=shared_vocabulary(tokenizer, teacher_tokenizer))
+        if teacher_tokenizer is not None:  # "spans": the cache holds what either method reads (span log-probs too)
+            teacher = CrossTokenizerTeacher.of_model(teacher, final_logit_cap(teacher), teacher_tokenizer, train.loss,
+                                                     alignments, shared_vocabulary(tokenizer, teacher_tokenizer),
+                                                     mode="spans")
         return build_cache(teacher, tokenizer, examples, out, top_k=config.top_k, encode_config=train.encode,
                            data_path=data_path, teacher_name=train.teacher, temperature=train.loss.temperature,
                            batch_size=config.batch_size, logp_dtype=config.dtype, kl_target=config.kl_target,

@@ -210,6 +210,19 @@ class CrossTokenizerTeacher(nn.Module):
         self.cap, self.vocab, self.pad_id, self.temperature, self.mode = cap, vocab, pad_id, temperature, mode
         self.alignments, self.shared = alignments, shared
 
+    @classmethod
+    def of_model(cls, model: nn.Module, cap: float | None, teacher_tokenizer, loss,
+                 alignments: dict[RowKey, ExampleAlignment], shared: tuple[torch.Tensor, torch.Tensor],
+                 samples: SampleAligner | None = None, mode: str | None = None) -> CrossTokenizerTeacher:
+        """The teacher model with its tokenizer's rows (padding rows past them cut, as the loss's rule is), its
+        logit soft-cap ``cap`` and the run's ``loss`` temperature and method (``mode`` overrides the method)."""
+        from cotdistill.models import shared_vocab_size
+
+        rows = model.config.vocab_size
+        return cls(model, cap=cap, vocab=shared_vocab_size(rows, rows, len(teacher_tokenizer)),
+                   pad_id=teacher_tokenizer.pad_token_id, temperature=loss.temperature,
+                   mode=mode or loss.cross_tokenizer, alignments=alignments, shared=shared, samples=samples)
+
     def covers(self, examples: list[EncodedExample]) -> bool:
         known = all(row_key(e) in self.alignments for e in examples)
         return known and (self.cache is None or self.cache.covers(examples))
@@ -254,6 +267,8 @@ class CrossTokenizerTeacher(nn.Module):
                                        use_cache=False).last_hidden_state
         starts = hidden[layout.teacher_start[:, 0], layout.teacher_start[:, 1]]
         at_starts = OnlineRows(starts, self.model.get_output_embeddings().weight, self.cap)
+        if self.mode == "uld":  # plain ULD reads no span probability: the teacher's rows past each start are not run
+            return at_starts, torch.zeros(layout.first.shape[0], dtype=torch.float32, device=device)
         return at_starts, self._span_logp(hidden, layout, device)
 
     def _from_cache(self, indices: list[int], layout: _SpanLayout,

@@ -16,7 +16,6 @@ from cotdistill.models import (
     load_model,
     load_tokenizer,
     model_max_positions,
-    shared_vocab_size,
 )
 from cotdistill.teacher import Teacher
 from cotdistill.teacher.online import OnlineTeacher
@@ -144,17 +143,17 @@ class CrossTokenizerSource(OnlineTeacherSource):
         """No logit rows are returned: the teacher's vocabulary is its own tokenizer's, not the student's."""
         from cotdistill.teacher.cross import CrossTokenizerTeacher
 
-        teacher_vocab, model = len(self.teacher_tokenizer), None
-        if self.cache is None:
-            model = load_model(self.cfg.teacher, device)
-            teacher_vocab = shared_vocab_size(model.config.vocab_size, model.config.vocab_size, teacher_vocab)
-            check_head_is_reproduced(model, "teacher", teacher_vocab)
-        teacher = CrossTokenizerTeacher(model, cap=final_logit_cap(model) if model is not None else None,
-                                        vocab=teacher_vocab, pad_id=self.teacher_tokenizer.pad_token_id,
-                                        temperature=self.cfg.loss.temperature, mode=self.cfg.loss.cross_tokenizer,
-                                        alignments=self.alignments, shared=self.shared, samples=self.samples,
-                                        cache=self.cache)
-        return teacher, (ModelShape.from_config(model.config) if model is not None else None), None
+        if self.cache is not None:
+            teacher = CrossTokenizerTeacher(None, cap=None, vocab=len(self.teacher_tokenizer),
+                                            pad_id=self.teacher_tokenizer.pad_token_id,
+                                            temperature=self.cfg.loss.temperature, mode=self.cfg.loss.cross_tokenizer,
+                                            alignments=self.alignments, shared=self.shared, cache=self.cache)
+            return teacher, None, None
+        model = load_model(self.cfg.teacher, device)
+        teacher = CrossTokenizerTeacher.of_model(model, final_logit_cap(model), self.teacher_tokenizer, self.cfg.loss,
+                                                 self.alignments, self.shared, self.samples)
+        check_head_is_reproduced(model, "teacher", teacher.vocab)
+        return teacher, ModelShape.from_config(model.config), None
 
 
 TEACHER_SOURCES: dict[str, type[TeacherSource]] = {"none": NoTeacher, "online": OnlineTeacherSource,
